@@ -1,0 +1,5 @@
+export * from './duration.js';
+export * from './fingerprint.js';
+export * from './key.js';
+export * from './policy.js';
+export * from './token.js';
