@@ -1,0 +1,71 @@
+import { Keyring, POLICIES, TokenError, verifyToken, type Jwks, type LicenseClaims } from '../licensing/index.js';
+
+/**
+ * What this machine can decide about its license without the server: the token's signature
+ * against the pinned keys, its machine, the trial's end, the lease and the offline grace. Pure:
+ * the time comes in, the verdict goes out, so every branch is unit-tested without a server.
+ */
+export type Assessment =
+  /** Not a license for this machine: tampered, signed by a key we never pinned, or another machine's. */
+  | { verdict: 'invalid'; reason: string }
+  /** The trial's own end has passed: no renewal can help. */
+  | { verdict: 'trial-ended'; claims: LicenseClaims; trialEndsAt: number }
+  /** Lease (plus offline grace) over: it works again only after renewing online. */
+  | { verdict: 'lease-ended'; claims: LicenseClaims; leaseEndsAt: number; usableUntil: number }
+  | {
+      verdict: 'usable';
+      claims: LicenseClaims;
+      leaseEndsAt: number;
+      /** Lease end plus the kind's offline grace. */
+      usableUntil: number;
+      /** Less than the kind's renewal margin is left: renew online now. */
+      renewDue: boolean;
+      /** Past the lease end, working on the offline grace. */
+      inGrace: boolean;
+    };
+
+export interface AssessInput {
+  token: string;
+  jwks: Jwks;
+  fingerprint: string;
+  /** The clock's time, already held at the high-water mark. */
+  now: number;
+}
+
+/** Far beyond any lease: the signature and machine are checked here, the times below. */
+const ANY_AGE_MS = Number.MAX_SAFE_INTEGER;
+
+export function assessLicense({ token, jwks, fingerprint, now }: AssessInput): Assessment {
+  let keyring: Keyring;
+  try {
+    keyring = Keyring.fromJwks(jwks);
+  } catch (err) {
+    return { verdict: 'invalid', reason: `the pinned server keys are damaged (${(err as Error).message})` };
+  }
+  let claims: LicenseClaims;
+  try {
+    claims = verifyToken(token, keyring, { fingerprint, now, acceptExpiredForMs: ANY_AGE_MS }).claims;
+  } catch (err) {
+    if (err instanceof TokenError) return { verdict: 'invalid', reason: err.message };
+    throw err;
+  }
+  // The server issued this token at `iat`: time on this machine cannot be earlier than that, even
+  // if clock.json was removed along with a clock set back.
+  const at = Math.max(now, claims.iat * 1000);
+  const policy = POLICIES[claims.kind];
+
+  if (claims.kind === 'trial' && claims.lic_exp !== undefined && at >= claims.lic_exp * 1000) {
+    return { verdict: 'trial-ended', claims, trialEndsAt: claims.lic_exp * 1000 };
+  }
+  const leaseEndsAt = claims.exp * 1000;
+  const usableUntil = leaseEndsAt + policy.offlineGraceMs;
+  if (at >= usableUntil) return { verdict: 'lease-ended', claims, leaseEndsAt, usableUntil };
+  return {
+    verdict: 'usable',
+    claims,
+    leaseEndsAt,
+    usableUntil,
+    renewDue: leaseEndsAt - at < policy.renewWhenLeftMs,
+    inGrace: at >= leaseEndsAt,
+  };
+}

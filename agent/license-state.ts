@@ -1,0 +1,74 @@
+import { LICENSE_KINDS, type Jwks, type LicenseKind } from '../licensing/index.js';
+import { AgentError } from './errors.js';
+import type { HomePaths } from './home.js';
+import { readJsonFile, removeFile, UnreadableFileError, writeJsonAtomic } from './home.js';
+
+/** The refusals that end a license's use until the server says otherwise: remembered, so offline runs know. */
+export type RefusalExit = 'LICENSE_REVOKED' | 'TRIAL_EXPIRED' | 'ACTIVATION_INACTIVE';
+
+/** `license.json`: what this machine knows about its license. */
+export interface LicenseState {
+  format: 1;
+  /** The license server that issued the token: renewals and deactivation go there. */
+  server: string;
+  token: string;
+  licenseId: string;
+  kind: LicenseKind;
+  /** End of a trial (ISO), null for a permanent license. For display: decisions use the signed `lic_exp`. */
+  licenseExpiresAt: string | null;
+  activationId: number;
+  /** Permanent licenses: the key, so that a lease that ran out offline can be activated again. */
+  key: string | null;
+  /** Trials: what the user enters in MyAccount to register the trial. */
+  claimCode: string | null;
+  /** The server's public keys, pinned at the first activation: tokens are verified against these. */
+  jwks: Jwks;
+  activatedAt: string;
+  /** Set when the server refused this license; cleared when it accepts it again. */
+  refused: { exit: RefusalExit; message: string; at: string } | null;
+}
+
+function isLicenseState(value: unknown): value is LicenseState {
+  if (typeof value !== 'object' || value === null) return false;
+  const s = value as Record<string, unknown>;
+  return (
+    s.format === 1 &&
+    typeof s.server === 'string' &&
+    typeof s.token === 'string' &&
+    typeof s.licenseId === 'string' &&
+    LICENSE_KINDS.includes(s.kind as LicenseKind) &&
+    (s.licenseExpiresAt === null || typeof s.licenseExpiresAt === 'string') &&
+    Number.isSafeInteger(s.activationId) &&
+    (s.key === null || typeof s.key === 'string') &&
+    (s.claimCode === null || typeof s.claimCode === 'string') &&
+    typeof s.jwks === 'object' && s.jwks !== null && Array.isArray((s.jwks as Jwks).keys) &&
+    typeof s.activatedAt === 'string' &&
+    (s.refused === null || (typeof s.refused === 'object' && typeof (s.refused as { exit?: unknown }).exit === 'string'))
+  );
+}
+
+/** The license state, or null when this machine has none. A damaged file is no license, with the reason. */
+export async function loadLicenseState(paths: HomePaths): Promise<LicenseState | null> {
+  let stored: unknown;
+  try {
+    stored = await readJsonFile(paths.license);
+  } catch (err) {
+    if (err instanceof UnreadableFileError) {
+      throw new AgentError('NO_LICENSE', `${err.message}: run "ferry activate" again`);
+    }
+    throw err;
+  }
+  if (stored === undefined) return null;
+  if (!isLicenseState(stored)) {
+    throw new AgentError('NO_LICENSE', `${paths.license} is damaged (fields missing or of the wrong type): run "ferry activate" again`);
+  }
+  return stored;
+}
+
+export async function saveLicenseState(paths: HomePaths, state: LicenseState): Promise<void> {
+  await writeJsonAtomic(paths.license, state);
+}
+
+export async function removeLicenseState(paths: HomePaths): Promise<void> {
+  await removeFile(paths.license);
+}

@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import machineIdPackage from 'node-machine-id';
+import { fingerprint } from '../licensing/index.js';
+import { createFileOnce, readTextFile } from './home.js';
+
+/** Where this machine's id came from: status and privacy say it, so a user can tell. */
+export type MachineIdSource = 'FERRY_MACHINE_ID' | 'os' | 'generated';
+
+export interface MachineIdentity {
+  /** HMAC-SHA256 of the machine id: the only form the id ever leaves the machine in. */
+  fingerprint: string;
+  source: MachineIdSource;
+}
+
+/** The OS machine id as node-machine-id reads it (the original, not its own hash), or '' when none. */
+export function readOsMachineId(): string {
+  try {
+    const id = machineIdPackage.machineIdSync(true).trim();
+    // On Linux without /etc/machine-id the package falls back to the host name, which is neither
+    // unique (every container called "localhost") nor stable; that is no machine id for a trial.
+    return id.toLowerCase() === hostname().trim().toLowerCase() ? '' : id;
+  } catch {
+    return '';
+  }
+}
+
+export interface IdentifyOptions {
+  /** FERRY_MACHINE_ID: for tests and containers, replaces the OS machine id. */
+  override: string | undefined;
+  /** `$FERRY_HOME/machine-id`, the fallback. */
+  fallbackFile: string;
+  /** One line for the user on stderr. */
+  notice: (message: string) => void;
+  readOsId?: () => string;
+}
+
+/**
+ * The machine's fingerprint: FERRY_MACHINE_ID when set, else the OS machine id, else an id
+ * generated once into the agent's home (the user is told when it is made, since reinstalling
+ * the OS or removing the folder then makes this a new machine).
+ */
+export async function identifyMachine(options: IdentifyOptions): Promise<MachineIdentity> {
+  const override = options.override?.trim();
+  if (override) return { fingerprint: fingerprint(override), source: 'FERRY_MACHINE_ID' };
+
+  const osId = (options.readOsId ?? readOsMachineId)();
+  if (osId) return { fingerprint: fingerprint(osId), source: 'os' };
+
+  const kept = (await readTextFile(options.fallbackFile))?.trim();
+  if (kept) return { fingerprint: fingerprint(kept), source: 'generated' };
+
+  const created = await createFileOnce(options.fallbackFile, `${randomUUID()}\n`);
+  if (created) {
+    options.notice(`no machine id is readable on this system: using a generated one kept in ${options.fallbackFile}`);
+  }
+  const id = (await readTextFile(options.fallbackFile))?.trim();
+  if (!id) throw new Error(`${options.fallbackFile} is empty`);
+  return { fingerprint: fingerprint(id), source: 'generated' };
+}

@@ -1,0 +1,64 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, startChild, waitReady, type Child } from './children.js';
+
+/** The two servers the bench measures, each started as a child process on a free loopback port. */
+
+export interface Started {
+  child: Child;
+  baseUrl: string;
+}
+
+const HOST = '127.0.0.1';
+
+export async function startBareServer(root: string): Promise<Started> {
+  const port = await freePort();
+  const child = startChild('bare-server', [join(root, 'dist/bench/bare-server.js')], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), HOST },
+  });
+  const baseUrl = `http://${HOST}:${port}`;
+  await waitReady(child, `${baseUrl}/bare`, { method: 'POST', body: '{}', deadlineMs: 15_000 });
+  return { child, baseUrl };
+}
+
+export interface FerryOptions {
+  databaseUrl: string;
+  redisUrl: string;
+  dataDir: string;
+}
+
+/**
+ * ferry-server as it runs in production, without its job processors, and with the per-IP limit on
+ * trial and activation calls raised out of the way: every request comes from 127.0.0.1.
+ */
+export const RATE_LIMIT_PER_MINUTE = 1_000_000;
+
+export async function startFerryServer(root: string, options: FerryOptions): Promise<Started & { adminToken: string }> {
+  const main = join(root, 'dist/server/main.js');
+  if (!existsSync(main)) {
+    throw new Error(`${main} does not exist: server/main.ts is not written (or not built) yet`);
+  }
+  const port = await freePort();
+  const adminToken = randomBytes(24).toString('base64url').slice(0, 32);
+  const child = startChild('ferry-server', [main], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: options.databaseUrl,
+      REDIS_URL: options.redisUrl,
+      FERRY_DATA_DIR: options.dataDir,
+      PORT: String(port),
+      HOST,
+      LOG_LEVEL: 'warn',
+      ADMIN_TOKEN: adminToken,
+      RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
+      FERRY_WORKERS: '0',
+    },
+  });
+  const baseUrl = `http://${HOST}:${port}`;
+  // The first start creates the schema and the signing key: allow it time.
+  await waitReady(child, `${baseUrl}/readyz`, { deadlineMs: 60_000 });
+  return { child, baseUrl, adminToken };
+}

@@ -1,0 +1,51 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { installErrorHandlers } from './errors.js';
+import configPlugin from './plugins/config.js';
+import mysqlPlugin from './plugins/mysql.js';
+import redisPlugin from './plugins/redis.js';
+import dependenciesPlugin from './plugins/dependencies.js';
+import signingKeysPlugin from './plugins/signing-keys.js';
+import rateLimitPlugin from './plugins/rate-limit.js';
+import adminAuthPlugin from './plugins/admin-auth.js';
+import swaggerPlugin from './plugins/swagger.js';
+import licenseServicePlugin from './licenses/plugin.js';
+import healthRoutes from './health/routes.js';
+import licenseRoutes from './licenses/routes.js';
+import usageRoutes from './usage/routes.js';
+import adminRoutes from './admin/routes.js';
+
+/**
+ * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
+ * The database must already be migrated (main.ts does it before building the app).
+ */
+export async function buildApp(config: Config): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie'],
+    },
+    trustProxy: config.trustProxy,
+    bodyLimit: 1024 * 1024,
+  });
+
+  await app.register(configPlugin, { config });
+  await app.register(mysqlPlugin);
+  await app.register(redisPlugin);
+  await app.register(dependenciesPlugin);
+  await app.register(signingKeysPlugin);
+  await app.register(rateLimitPlugin);
+  await app.register(adminAuthPlugin);
+  await app.register(swaggerPlugin);
+
+  await app.register(licenseServicePlugin);
+
+  installErrorHandlers(app, () => app.dependencies.markDown('mysql'));
+
+  await app.register(healthRoutes);
+  await app.register(licenseRoutes);
+  await app.register(usageRoutes);
+  await app.register(adminRoutes);
+
+  return app;
+}

@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { formatDuration, parseDuration, parseDurationList } from '../licensing/index.js';
+
+/**
+ * Every setting of ferry-server, read and validated once at start. Nothing else reads process.env:
+ * the rest of the code is handed this object.
+ */
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  smtpUrl: string | null;
+  dataDir: string;
+  port: number;
+  host: string;
+  adminToken: string;
+  /** True when ADMIN_TOKEN was unset and a new token was generated into the data folder now. */
+  adminTokenGenerated: boolean;
+  publicUrl: string;
+  trialLengthMs: number;
+  remindersBeforeEndMs: number[];
+  companyPostalAddress: string;
+  rateLimitPerMinute: number;
+  logLevel: string;
+  /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
+  trustProxy: boolean | string;
+  /** Run the Bull processors inside the server process (default) or leave them to `ferry-server worker`. */
+  runWorkers: boolean;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly variable: string, reason: string) {
+    super(`${variable}: ${reason}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function text(env: Env, name: string, fallback: string): string {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? fallback : value.trim();
+}
+
+function url(env: Env, name: string, fallback: string, protocols: string[]): string {
+  const value = text(env, name, fallback);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(name, `"${value}" is not a URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got "${parsed.protocol}//"`);
+  }
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name, String(fallback));
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = text(env, name, fallback);
+  const value = parseDuration(raw);
+  if (value === null) throw new ConfigError(name, `must be a duration such as 90s, 15m, 12h or 30d, got "${raw}"`);
+  return value;
+}
+
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = text(env, name, fallback ? '1' : '0').toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `must be 1 or 0 (true or false), got "${raw}"`);
+}
+
+function trustProxy(env: Env): boolean | string {
+  const raw = text(env, 'TRUST_PROXY', '0');
+  if (['0', 'false'].includes(raw)) return false;
+  if (['1', 'true'].includes(raw)) return true;
+  if (/^[0-9a-fA-F.:/, ]+$/.test(raw)) return raw; // addresses or subnets, comma-separated, as Fastify takes them
+  throw new ConfigError('TRUST_PROXY', `must be 1, 0, or the load balancer's addresses (e.g. 10.0.0.0/8), got "${raw}"`);
+}
+
+/**
+ * The admin token: ADMIN_TOKEN when set; otherwise the one kept in the data folder, generated (and
+ * so shown once) the first time.
+ */
+function adminToken(env: Env, dataDir: string): { token: string; generated: boolean } {
+  const given = env.ADMIN_TOKEN?.trim();
+  if (given) {
+    if (given.length < 16) throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters long');
+    return { token: given, generated: false };
+  }
+  const file = join(dataDir, 'admin-token');
+  try {
+    return { token: readFileSync(file, 'utf8').trim(), generated: false };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const token = randomBytes(24).toString('base64url');
+  try {
+    writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    return { token, generated: true };
+  } catch (err) {
+    // Another server process starting at the same moment wrote it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { token: readFileSync(file, 'utf8').trim(), generated: false };
+    throw err;
+  }
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const dataDir = resolve(text(env, 'FERRY_DATA_DIR', './data'));
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ConfigError('FERRY_DATA_DIR', `cannot create ${dataDir}: ${(err as Error).message}`);
+  }
+  const port = integer(env, 'PORT', 3000, 0, 65535);
+  const host = text(env, 'HOST', '127.0.0.1');
+  const trialLengthMs = duration(env, 'TRIAL_LENGTH', '30d');
+  const remindersRaw = text(env, 'REMINDERS_BEFORE_END', '7d,1d');
+  const remindersBeforeEndMs = parseDurationList(remindersRaw);
+  if (remindersBeforeEndMs === null) {
+    throw new ConfigError('REMINDERS_BEFORE_END', `must be a comma-separated list of durations such as 7d,1d, got "${remindersRaw}"`);
+  }
+  const tooLate = remindersBeforeEndMs.find((ms) => ms >= trialLengthMs);
+  if (tooLate !== undefined) {
+    throw new ConfigError('REMINDERS_BEFORE_END', `${formatDuration(tooLate)} before the end is not within a trial of ${formatDuration(trialLengthMs)}`);
+  }
+  const admin = adminToken(env, dataDir);
+  const smtp = text(env, 'SMTP_URL', '');
+  const logLevel = text(env, 'LOG_LEVEL', 'info');
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`);
+  }
+  return {
+    databaseUrl: url(env, 'DATABASE_URL', 'mysql://root@127.0.0.1:3306/ferry', ['mysql:']),
+    redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    smtpUrl: smtp === '' ? null : url(env, 'SMTP_URL', smtp, ['smtp:', 'smtps:']),
+    dataDir,
+    port,
+    host,
+    adminToken: admin.token,
+    adminTokenGenerated: admin.generated,
+    publicUrl: url(env, 'PUBLIC_URL', `http://${host.includes(':') ? `[${host}]` : host}:${port}`, ['http:', 'https:']).replace(/\/+$/, ''),
+    trialLengthMs,
+    remindersBeforeEndMs,
+    companyPostalAddress: text(env, 'COMPANY_POSTAL_ADDRESS', 'Ferry Software, 1 Harbour Street, Portsmouth PO1 3AX, United Kingdom'),
+    rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),
+    logLevel,
+    trustProxy: trustProxy(env),
+    runWorkers: flag(env, 'FERRY_WORKERS', true),
+  };
+}

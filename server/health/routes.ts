@@ -1,0 +1,32 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { publicJwk } from '../../licensing/index.js';
+import { RETRY_AFTER_UNAVAILABLE_SECONDS } from '../errors.js';
+
+const Readiness = Type.Object({ ready: Type.Boolean(), mysql: Type.Boolean(), redis: Type.Boolean() });
+
+const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/healthz', {
+    schema: { tags: ['ops'], summary: 'Liveness: the process answers', response: { 200: Type.Object({ ok: Type.Boolean() }) } },
+  }, async () => ({ ok: true }));
+
+  app.get('/readyz', {
+    schema: { tags: ['ops'], summary: 'Readiness: MySQL and Redis answer', response: { 200: Readiness, 503: Readiness } },
+  }, async (_request, reply) => {
+    const state = await app.dependencies.check();
+    const ready = state.mysql && state.redis;
+    if (!ready) reply.code(503).header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
+    return { ready, ...state };
+  });
+
+  // Published keys change only at a restart (rotation), so the answer is made once.
+  const jwks = { keys: app.signingKeys.verifying.map(publicJwk) };
+  app.get('/.well-known/jwks.json', {
+    schema: { tags: ['agent'], summary: 'The public keys that verify license tokens' },
+  }, async (_request, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return jwks;
+  });
+};
+
+export default healthRoutes;

@@ -1,0 +1,183 @@
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { LicenseKind, LicenseStatus } from '../../licensing/index.js';
+
+/** Anything that runs a query: the pool, or a connection holding a transaction. */
+type Queryable = Pool | PoolConnection;
+
+export interface LicenseRow {
+  id: number;
+  kind: LicenseKind;
+  status: LicenseStatus;
+  seats: number;
+  expires_at: Date | null;
+  created_at: Date;
+  claim_code: string | null;
+  key_hint: string | null;
+  email: string | null;
+  customer_id: number | null;
+}
+
+export interface ActivationRow {
+  id: number;
+  license_id: number;
+  fingerprint: string;
+  active: number;
+  created_at: Date;
+  last_validated_at: Date | null;
+}
+
+export interface MachineFacts {
+  locale?: string;
+  platform?: string;
+  hostname?: string;
+  agentVersion?: string;
+  ip: string;
+}
+
+const LICENSE_COLUMNS = 'l.id, l.kind, l.status, l.seats, l.expires_at, l.created_at, l.claim_code, l.key_hint, l.email, l.customer_id';
+const ACTIVATION_COLUMNS = 'a.id, a.license_id, a.fingerprint, a.active, a.created_at, a.last_validated_at';
+
+async function one<T>(db: Queryable, sql: string, params: (string | number | Buffer | Date | null)[]): Promise<T | null> {
+  const [rows] = await db.execute<RowDataPacket[]>(sql, params);
+  return (rows[0] as T | undefined) ?? null;
+}
+
+export const licenses = {
+  byId: (db: Queryable, id: number) => one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.id = ?`, [id]),
+
+  trialOfMachine: (db: Queryable, fingerprint: string) =>
+    one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.trial_fingerprint = ?`, [fingerprint]),
+
+  /** Locks the license row: activations of one license take turns, which is what keeps seat counts exact. */
+  byKeyDigestForUpdate: (db: PoolConnection, digest: Buffer) =>
+    one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.key_digest = ? FOR UPDATE`, [digest]),
+
+  async insertTrial(
+    db: Queryable,
+    trial: { fingerprint: string; expiresAt: Date; email: string | null; marketingOptIn: boolean; claimCode: string; now: Date },
+  ): Promise<number> {
+    const [result] = await db.execute<ResultSetHeader>(
+      `INSERT INTO licenses (kind, status, seats, trial_fingerprint, claim_code, email, marketing_opt_in, expires_at, created_at)
+       VALUES ('trial', 'active', 1, ?, ?, ?, ?, ?, ?)`,
+      [trial.fingerprint, trial.claimCode, trial.email, trial.marketingOptIn, trial.expiresAt, trial.now],
+    );
+    return result.insertId;
+  },
+
+  async insertPermanent(
+    db: Queryable,
+    license: { seats: number; keyDigest: Buffer; keyHint: string; email: string | null; customerId: number | null; now: Date },
+  ): Promise<number> {
+    const [result] = await db.execute<ResultSetHeader>(
+      `INSERT INTO licenses (kind, status, seats, key_digest, key_hint, email, customer_id, created_at)
+       VALUES ('permanent', 'active', ?, ?, ?, ?, ?, ?)`,
+      [license.seats, license.keyDigest, license.keyHint, license.email, license.customerId, license.now],
+    );
+    return result.insertId;
+  },
+
+  async updateTrialContact(db: Queryable, id: number, email: string, marketingOptIn: boolean): Promise<void> {
+    await db.execute('UPDATE licenses SET email = ?, marketing_opt_in = ? WHERE id = ?', [email, marketingOptIn, id]);
+  },
+
+  async revoke(db: Queryable, id: number, now: Date): Promise<boolean> {
+    const [result] = await db.execute<ResultSetHeader>(
+      `UPDATE licenses SET status = 'revoked', revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`,
+      [now, id],
+    );
+    return result.affectedRows === 1;
+  },
+};
+
+export const activations = {
+  ofMachine: (db: Queryable, licenseId: number, fingerprint: string) =>
+    one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.license_id = ? AND a.fingerprint = ?`, [licenseId, fingerprint]),
+
+  byId: (db: Queryable, id: number) => one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.id = ?`, [id]),
+
+  /** The activation and its license in one round trip: the whole read of a validation. */
+  async withLicense(db: Queryable, id: number): Promise<{ activation: ActivationRow; license: LicenseRow } | null> {
+    const [rows] = await db.execute<RowDataPacket[]>({
+      sql: `SELECT ${ACTIVATION_COLUMNS}, ${LICENSE_COLUMNS} FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id = ?`,
+      rowsAsArray: true,
+    }, [id]);
+    const row = rows[0] as unknown[] | undefined;
+    if (!row) return null;
+    const [aid, licenseId, fingerprint, active, aCreated, lastValidated, ...l] = row;
+    return {
+      activation: {
+        id: aid as number, license_id: licenseId as number, fingerprint: fingerprint as string, active: active as number,
+        created_at: aCreated as Date, last_validated_at: lastValidated as Date | null,
+      },
+      license: {
+        id: l[0] as number, kind: l[1] as LicenseKind, status: l[2] as LicenseStatus, seats: l[3] as number,
+        expires_at: l[4] as Date | null, created_at: l[5] as Date, claim_code: l[6] as string | null,
+        key_hint: l[7] as string | null, email: l[8] as string | null, customer_id: l[9] as number | null,
+      },
+    };
+  },
+
+  /** A locking read: inside the seat transaction it sees every activation committed before it, not a snapshot. */
+  async countActive(db: PoolConnection, licenseId: number): Promise<number> {
+    const [rows] = await db.execute<RowDataPacket[]>('SELECT COUNT(*) AS n FROM activations WHERE license_id = ? AND active LOCK IN SHARE MODE', [licenseId]);
+    return Number(rows[0]!.n);
+  },
+
+  async insert(db: Queryable, licenseId: number, fingerprint: string, facts: MachineFacts, now: Date): Promise<number> {
+    const [result] = await db.execute<ResultSetHeader>(
+      `INSERT INTO activations (license_id, fingerprint, active, platform, hostname, agent_version, locale, ip, created_at, last_validated_at)
+       VALUES (?, ?, TRUE, ?, ?, ?, ?, ?, ?, ?)`,
+      [licenseId, fingerprint, facts.platform ?? null, facts.hostname ?? null, facts.agentVersion ?? null, facts.locale ?? null, facts.ip, now, now],
+    );
+    return result.insertId;
+  },
+
+  async reactivate(db: Queryable, id: number, facts: MachineFacts, now: Date): Promise<void> {
+    await db.execute(
+      `UPDATE activations SET active = TRUE, deactivated_at = NULL, ip = ?, last_validated_at = ?,
+         platform = COALESCE(?, platform), hostname = COALESCE(?, hostname), agent_version = COALESCE(?, agent_version), locale = COALESCE(?, locale)
+       WHERE id = ?`,
+      [facts.ip, now, facts.platform ?? null, facts.hostname ?? null, facts.agentVersion ?? null, facts.locale ?? null, id],
+    );
+  },
+
+  async deactivate(db: Queryable, id: number, now: Date): Promise<void> {
+    await db.execute('UPDATE activations SET active = FALSE, deactivated_at = ? WHERE id = ? AND active', [now, id]);
+  },
+
+  /** Last seen, kept coarse (see LAST_SEEN_RESOLUTION_MS) so that validations are reads, not writes. */
+  async touch(db: Queryable, id: number, now: Date): Promise<void> {
+    await db.execute('UPDATE activations SET last_validated_at = ? WHERE id = ?', [now, id]);
+  },
+};
+
+export type LicenseEventKind = 'seat_refused' | 'wrong_machine' | 'revoked' | 'deactivated' | 'trial_repeat';
+
+export const licenseEvents = {
+  async record(db: Queryable, licenseId: number, kind: LicenseEventKind, fingerprint: string | null, ip: string | null, now: Date): Promise<void> {
+    await db.execute('INSERT INTO license_events (license_id, kind, fingerprint, ip, occurred_at) VALUES (?, ?, ?, ?, ?)', [
+      licenseId, kind, fingerprint, ip, now,
+    ]);
+  },
+};
+
+/** Runs `work` in a transaction on one connection; rolls back on any error. */
+export async function inTransaction<T>(pool: Pool, work: (db: PoolConnection) => Promise<T>): Promise<T> {
+  const connection = await pool.getConnection();
+  try {
+    await connection.beginTransaction();
+    const result = await work(connection);
+    await connection.commit();
+    return result;
+  } catch (err) {
+    await connection.rollback().catch(() => {});
+    throw err;
+  } finally {
+    connection.release();
+  }
+}
+
+export function isDuplicateKey(err: unknown, index?: string): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'ER_DUP_ENTRY' && (index === undefined || (e.message ?? '').includes(index));
+}

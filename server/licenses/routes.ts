@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import {
+  ActivationParams, ActivationRequest, BearerHeaders, ErrorSchema, Licensed, TrialRequest, Validated, ValidateRequest,
+} from './schemas.js';
+import { bearerToken } from './service.js';
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorSchema]));
+
+/** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
+const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post('/v1/trials', {
+    schema: {
+      tags: ['agent'],
+      summary: 'Start the trial of this machine, or get the one it already has',
+      body: TrialRequest,
+      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 429, 503) },
+    },
+    config: { rateLimit: app.activationRateLimit, needs: ['mysql', 'redis'] },
+  }, async (request, reply) => {
+    const { created, result } = await app.licenses.startTrial(request.body, request.ip);
+    return reply.code(created ? 201 : 200).send(result);
+  });
+
+  app.post('/v1/activations', {
+    schema: {
+      tags: ['agent'],
+      summary: 'Activate a license key on this machine (takes a seat)',
+      body: ActivationRequest,
+      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 404, 409, 429, 503) },
+    },
+    config: { rateLimit: app.activationRateLimit, needs: ['mysql', 'redis'] },
+  }, async (request, reply) => {
+    const { created, result } = await app.licenses.activate(request.body, request.ip);
+    return reply.code(created ? 201 : 200).send(result);
+  });
+
+  app.post('/v1/validate', {
+    schema: {
+      tags: ['agent'],
+      summary: 'Check the license now and renew the lease token',
+      security: [{ licenseToken: [] }],
+      headers: BearerHeaders,
+      body: Type.Optional(ValidateRequest),
+      response: { 200: Validated, ...errors(400, 401, 403, 503) },
+    },
+  }, async (request) => {
+    const { license, token } = await app.licenses.validate(
+      bearerToken(request.headers.authorization),
+      request.body?.fingerprint,
+      request.ip,
+    );
+    return { valid: true as const, license, token };
+  });
+
+  app.delete('/v1/activations/:id', {
+    schema: {
+      tags: ['agent'],
+      summary: 'Deactivate this machine: its seat is free again',
+      security: [{ licenseToken: [] }],
+      headers: BearerHeaders,
+      params: ActivationParams,
+      response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 503) },
+    },
+  }, async (request, reply) => {
+    await app.licenses.deactivate(bearerToken(request.headers.authorization), request.params.id, request.ip);
+    return reply.code(204).send(null);
+  });
+};
+
+export default licenseRoutes;

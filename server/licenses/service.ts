@@ -1,0 +1,236 @@
+import { randomBytes } from 'node:crypto';
+import type { Pool } from 'mysql2/promise';
+import {
+  issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, POLICIES, TokenError, verifyToken,
+  type Keyring, type LicenseClaims, type SigningKey,
+} from '../../licensing/index.js';
+import { AppError } from '../errors.js';
+import {
+  activations, inTransaction, isDuplicateKey, licenseEvents, licenses,
+  type ActivationRow, type LicenseRow, type MachineFacts,
+} from './repository.js';
+import type { ActivationRequest, Licensed, License, Activation, TrialRequest } from './schemas.js';
+
+/** How stale `last_validated_at` may get before a validation writes it: validations stay reads. */
+const LAST_SEEN_RESOLUTION_MS = 3_600_000;
+/** The longest any kind of token may be renewed after its lease ended. */
+const LONGEST_GRACE_MS = Math.max(...Object.values(POLICIES).map((p) => p.offlineGraceMs));
+
+const CLAIM_CODE_ALPHABET = '23456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+function newClaimCode(): string {
+  let code = '';
+  for (const byte of randomBytes(10)) code += CLAIM_CODE_ALPHABET[byte % CLAIM_CODE_ALPHABET.length];
+  return code;
+}
+
+export function licenseView(row: LicenseRow, options: { withClaimCode?: boolean } = {}): License {
+  const view: License = {
+    id: row.id,
+    kind: row.kind,
+    status: row.status,
+    seats: row.seats,
+    expiresAt: row.expires_at ? row.expires_at.toISOString() : null,
+    createdAt: row.created_at.toISOString(),
+  };
+  if (options.withClaimCode && row.claim_code) view.claimCode = row.claim_code;
+  if (row.key_hint) view.keyHint = row.key_hint;
+  return view;
+}
+
+function activationView(row: ActivationRow): Activation {
+  return { id: row.id, fingerprint: row.fingerprint, active: row.active === 1, createdAt: row.created_at.toISOString() };
+}
+
+/** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
+function assertUsable(license: LicenseRow, now: Date): void {
+  if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
+  if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
+  if (license.expires_at && license.expires_at.getTime() <= now.getTime()) {
+    throw new AppError('TRIAL_EXPIRED', 403, `the trial of this machine ended on ${license.expires_at.toISOString()}; enter a license key to go on`);
+  }
+}
+
+export function bearerToken(authorization: string | undefined): string {
+  const token = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '')?.[1];
+  if (!token) throw new AppError('TOKEN_MISSING', 401, 'this call needs Authorization: Bearer <license token>');
+  return token;
+}
+
+export interface LicenseServiceDeps {
+  db: Pool;
+  signingKey: SigningKey;
+  keyring: Keyring;
+  trialLengthMs: number;
+  now?: () => Date;
+}
+
+export type LicenseService = ReturnType<typeof createLicenseService>;
+
+export function createLicenseService({ db, signingKey, keyring, trialLengthMs, now = () => new Date() }: LicenseServiceDeps) {
+  function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Licensed {
+    const expiresAt = license.expires_at?.getTime() ?? null;
+    const token = issueToken(
+      {
+        licenseId: license.id,
+        activationId: activation.id,
+        fingerprint: activation.fingerprint,
+        kind: license.kind,
+        leaseEndsAt: leaseEnd(license.kind, at.getTime(), expiresAt),
+        licenseExpiresAt: expiresAt,
+        now: at.getTime(),
+      },
+      signingKey,
+    );
+    return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token };
+  }
+
+  /** Verifies a presented token; a lease may be renewed within its kind's offline grace. */
+  function verifyPresented(token: string, at: Date): LicenseClaims {
+    let claims: LicenseClaims;
+    try {
+      claims = verifyToken(token, keyring, { now: at.getTime(), acceptExpiredForMs: LONGEST_GRACE_MS }).claims;
+    } catch (err) {
+      if (err instanceof TokenError) throw new AppError(err.code, 401, err.message);
+      throw err;
+    }
+    if (at.getTime() >= claims.exp * 1000 + POLICIES[claims.kind].offlineGraceMs) {
+      throw new AppError('TOKEN_EXPIRED', 401, 'the license token has expired: activate again');
+    }
+    return claims;
+  }
+
+  /** Same machine, same trial: the trial already bound to this fingerprint, made usable again. */
+  async function existingTrial(license: LicenseRow, request: TrialRequest, facts: MachineFacts, at: Date): Promise<Licensed> {
+    assertUsable(license, at);
+    // Asking again with an email (say, after a reinstall) is how a trial user signs up for reminders.
+    if (request.email !== undefined && request.email !== license.email) {
+      await licenses.updateTrialContact(db, license.id, request.email, request.marketingOptIn ?? false);
+      license = { ...license, email: request.email };
+    }
+    let activation = await activations.ofMachine(db, license.id, request.fingerprint);
+    if (!activation) {
+      await activations.insert(db, license.id, request.fingerprint, facts, at).catch((err) => {
+        if (!isDuplicateKey(err)) throw err;
+      });
+      activation = (await activations.ofMachine(db, license.id, request.fingerprint))!;
+    } else if (activation.active !== 1) {
+      await activations.reactivate(db, activation.id, facts, at);
+      activation = { ...activation, active: 1 };
+    }
+    return licensed(license, activation, at);
+  }
+
+  return {
+    verifyPresented,
+
+    /** `POST /v1/trials`: one trial per machine, ever; concurrent requests from one machine make one. */
+    async startTrial(request: TrialRequest, ip: string): Promise<{ created: boolean; result: Licensed }> {
+      const at = now();
+      const facts: MachineFacts = { ...request, ip };
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const existing = await licenses.trialOfMachine(db, request.fingerprint);
+        if (existing) return { created: false, result: await existingTrial(existing, request, facts, at) };
+        try {
+          const result = await inTransaction(db, async (tx) => {
+            const licenseId = await licenses.insertTrial(tx, {
+              fingerprint: request.fingerprint,
+              expiresAt: new Date(at.getTime() + trialLengthMs),
+              email: request.email ?? null,
+              marketingOptIn: request.email !== undefined && (request.marketingOptIn ?? false),
+              claimCode: newClaimCode(),
+              now: at,
+            });
+            await activations.insert(tx, licenseId, request.fingerprint, facts, at);
+            return licenseId;
+          });
+          const license = (await licenses.byId(db, result))!;
+          const activation = (await activations.ofMachine(db, result, request.fingerprint))!;
+          return { created: true, result: licensed(license, activation, at) };
+        } catch (err) {
+          // Another request from this machine won the race (go round and return its trial), or the
+          // random claim code collided (go round with a new one).
+          if (!isDuplicateKey(err)) throw err;
+        }
+      }
+      throw new AppError('TRIAL_CONFLICT', 409, 'the trial could not be started; try again');
+    },
+
+    /** `POST /v1/activations`: takes a seat in a transaction that locks the license row. */
+    async activate(request: ActivationRequest, ip: string): Promise<{ created: boolean; result: Licensed }> {
+      let canonical: string;
+      try {
+        canonical = parseKey(request.key);
+      } catch (err) {
+        if (err instanceof KeyFormatError) throw new AppError('KEY_FORMAT', 400, err.message);
+        throw err;
+      }
+      const at = now();
+      const facts: MachineFacts = { ...request, ip };
+      type Outcome = { created: boolean; license: LicenseRow; activation: ActivationRow } | { refused: LicenseRow };
+      const outcome = await inTransaction(db, async (tx): Promise<Outcome> => {
+        const license = await licenses.byKeyDigestForUpdate(tx, keyDigest(canonical));
+        if (!license) throw new AppError('LICENSE_NOT_FOUND', 404, 'no license has this key');
+        assertUsable(license, at);
+        const existing = await activations.ofMachine(tx, license.id, request.fingerprint);
+        if (existing?.active === 1) return { created: false, license, activation: existing };
+        const used = await activations.countActive(tx, license.id);
+        if (used >= license.seats) return { refused: license };
+        if (existing) {
+          await activations.reactivate(tx, existing.id, facts, at);
+          return { created: false, license, activation: { ...existing, active: 1 } };
+        }
+        const id = await activations.insert(tx, license.id, request.fingerprint, facts, at);
+        return { created: true, license, activation: (await activations.byId(tx, id))! };
+      });
+      if ('refused' in outcome) {
+        await licenseEvents.record(db, outcome.refused.id, 'seat_refused', request.fingerprint, ip, at);
+        throw new AppError(
+          'SEATS_EXHAUSTED', 409,
+          `all ${outcome.refused.seats} seats of this license are in use; deactivate another machine first`,
+        );
+      }
+      return { created: outcome.created, result: licensed(outcome.license, outcome.activation, at) };
+    },
+
+    /** `POST /v1/validate`: checks the activation and license now, and renews the lease. */
+    async validate(token: string, presentedBy: string | undefined, ip: string): Promise<Licensed> {
+      const at = now();
+      const claims = verifyPresented(token, at);
+      if (presentedBy !== undefined && presentedBy !== claims.fp) {
+        await licenseEvents.record(db, Number(claims.sub), 'wrong_machine', presentedBy, ip, at);
+        throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
+      }
+      const found = await activations.withLicense(db, claims.aid);
+      if (!found || String(found.license.id) !== claims.sub || found.activation.fingerprint !== claims.fp) {
+        throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
+      }
+      const { license, activation } = found;
+      assertUsable(license, at);
+      if (activation.active !== 1) {
+        throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
+      }
+      if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
+        await activations.touch(db, activation.id, at);
+      }
+      return licensed(license, activation, at);
+    },
+
+    /** `DELETE /v1/activations/:id`: frees the seat. Only the activation's own token may do it. */
+    async deactivate(token: string, activationId: number, ip: string): Promise<void> {
+      const at = now();
+      const claims = verifyPresented(token, at);
+      if (claims.aid !== activationId) {
+        throw new AppError('TOKEN_NOT_FOR_ACTIVATION', 403, 'a token can deactivate only its own activation');
+      }
+      const activation = await activations.byId(db, activationId);
+      if (!activation || String(activation.license_id) !== claims.sub) {
+        throw new AppError('ACTIVATION_NOT_FOUND', 404, 'no such activation');
+      }
+      if (activation.active === 1) {
+        await activations.deactivate(db, activationId, at);
+        await licenseEvents.record(db, activation.license_id, 'deactivated', activation.fingerprint, ip, at);
+      }
+    },
+  };
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { migrate } from './db/migrate.js';
+import { retireKey, rotateKey } from './keys/store.js';
+
+const USAGE = `usage: ferry-server [command]
+
+  serve             start the server (the default): migrate, then listen on HOST:PORT
+  migrate           create the database if missing and apply migrations, then exit
+  keys rotate       add a new signing key; it signs from the next start, old keys still verify
+  keys retire KID   stop accepting tokens signed by key KID (from the next start)
+
+Settings come from environment variables; see README.md.`;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`ferry-server: ${message}\n`);
+  process.exit(code);
+}
+
+async function serve(config: Config): Promise<void> {
+  await migrate(config.databaseUrl);
+  const app = await buildApp(config);
+  let closing = false;
+  const close = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down');
+    await app.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void close('SIGTERM'));
+  process.on('SIGINT', () => void close('SIGINT'));
+  await app.listen({ port: config.port, host: config.host });
+  if (config.adminTokenGenerated) {
+    // Printed once, on the terminal, never into the structured log.
+    process.stdout.write(
+      `\nADMIN_TOKEN was not set, so one was generated and saved in ${config.dataDir}/admin-token:\n\n  ${config.adminToken}\n\n` +
+        'Use it as "Authorization: Bearer <token>" for /v1/admin and to sign in to /admin. It is not shown again.\n\n',
+    );
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'serve', ...rest] = argv;
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`bad setting ${err.message}`, 2);
+    throw err;
+  }
+  switch (command) {
+    case 'serve':
+      return serve(config);
+    case 'migrate': {
+      const { applied, version } = await migrate(config.databaseUrl);
+      process.stdout.write(applied.length ? `applied ${applied.join(', ')}; schema version ${version}\n` : `schema is up to date (version ${version})\n`);
+      return;
+    }
+    case 'keys':
+      if (rest[0] === 'rotate') {
+        const key = await rotateKey(config.dataDir);
+        process.stdout.write(`new signing key ${key.kid}: restart the servers to sign with it\n`);
+        return;
+      }
+      if (rest[0] === 'retire' && rest[1]) {
+        await retireKey(config.dataDir, rest[1]);
+        process.stdout.write(`retired ${rest[1]}: tokens it signed are refused after the servers restart\n`);
+        return;
+      }
+      return fail(`keys needs "rotate" or "retire KID"\n\n${USAGE}`, 2);
+    default:
+      return fail(`unknown command "${command}"\n\n${USAGE}`, 2);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT') fail(`cannot reach MySQL or Redis: ${err.message}`);
+  if (code === 'EADDRINUSE') fail(`port already in use: ${err.message}`);
+  fail(err.message);
+});

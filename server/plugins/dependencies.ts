@@ -1,0 +1,87 @@
+import fp from 'fastify-plugin';
+import { serviceUnavailable } from '../errors.js';
+
+export type Dependency = 'mysql' | 'redis';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    dependencies: DependencyMonitor;
+  }
+  interface FastifyContextConfig {
+    /** What this route cannot answer without; API routes need MySQL unless they say otherwise. */
+    needs?: Dependency[];
+  }
+}
+
+const CHECK_EVERY_MS = 2_000;
+const MYSQL_PING_TIMEOUT_MS = 2_000;
+
+export interface DependencyMonitor {
+  isUp(dependency: Dependency): boolean;
+  /** Checks both now; readiness calls this so its answer is never stale. */
+  check(): Promise<Record<Dependency, boolean>>;
+  /** A request saw a connection error: treat MySQL as down until the next check says otherwise. */
+  markDown(dependency: Dependency): void;
+}
+
+/**
+ * Knows whether MySQL and Redis answer, so that API calls fail fast with 503 and Retry-After while
+ * one is away, and succeed again as soon as it is back, with no restart.
+ */
+export default fp(
+  async (app) => {
+    const up: Record<Dependency, boolean> = { mysql: true, redis: app.redis.status === 'ready' };
+
+    const setState = (dependency: Dependency, isUp: boolean) => {
+      if (up[dependency] !== isUp) app.log.warn({ dependency }, isUp ? `${dependency} is back` : `${dependency} is unavailable`);
+      up[dependency] = isUp;
+    };
+
+    const checkMysql = async () => {
+      try {
+        await app.db.query({ sql: 'SELECT 1', timeout: MYSQL_PING_TIMEOUT_MS });
+        setState('mysql', true);
+      } catch {
+        setState('mysql', false);
+      }
+    };
+    const checkRedis = () => setState('redis', app.redis.status === 'ready');
+
+    app.redis.on('ready', checkRedis);
+    app.redis.on('close', checkRedis);
+    app.redis.on('end', checkRedis);
+
+    const monitor: DependencyMonitor = {
+      isUp: (dependency) => up[dependency],
+      async check() {
+        await checkMysql();
+        checkRedis();
+        return { ...up };
+      },
+      markDown: (dependency) => setState(dependency, false),
+    };
+    app.decorate('dependencies', monitor);
+
+    let timer: NodeJS.Timeout | undefined;
+    const schedule = () => {
+      timer = setTimeout(() => {
+        void monitor.check().finally(schedule);
+      }, CHECK_EVERY_MS);
+      timer.unref();
+    };
+    app.addHook('onReady', async () => {
+      await monitor.check();
+      schedule();
+    });
+    app.addHook('onClose', async () => clearTimeout(timer));
+
+    app.addHook('onRequest', async (request) => {
+      const url = request.routeOptions.url;
+      if (url === undefined || !url.startsWith('/v1/')) return;
+      for (const dependency of request.routeOptions.config.needs ?? ['mysql']) {
+        if (!up[dependency]) throw serviceUnavailable(dependency === 'mysql' ? 'the license database' : 'the session and rate-limit store');
+      }
+    });
+  },
+  { name: 'dependencies', dependencies: ['mysql', 'redis'] },
+);
