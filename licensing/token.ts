@@ -119,7 +119,7 @@ export function issueToken(input: IssueInput, key: SigningKey): string {
     iss: TOKEN_ISSUER,
   };
   if (input.licenseExpiresAt !== null) claims.lic_exp = Math.floor(input.licenseExpiresAt / 1000);
-  return jwt.sign(claims, key.privateKey, { algorithm: TOKEN_ALGORITHM, keyid: key.kid, noTimestamp: true });
+  return jwt.sign(claims, key.privateKey, { algorithm: TOKEN_ALGORITHM, keyid: key.kid });
 }
 
 /** Public keys by kid, turned into KeyObjects once rather than on every verification. */

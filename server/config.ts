@@ -10,6 +10,8 @@ import { formatDuration, parseDuration, parseDurationList } from '../licensing/i
 export interface Config {
   databaseUrl: string;
   redisUrl: string;
+  /** Prefix of every Redis key Ferry writes, so that several deployments (or test runs) can share one Redis. */
+  redisPrefix: string;
   smtpUrl: string | null;
   dataDir: string;
   port: number;
@@ -115,6 +117,12 @@ function adminToken(env: Env, dataDir: string): { token: string; generated: bool
   }
 }
 
+function redisPrefix(env: Env): string {
+  const raw = text(env, 'REDIS_PREFIX', 'ferry');
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) throw new ConfigError('REDIS_PREFIX', `must be 1 to 64 letters, digits, _ . or -, got "${raw}"`);
+  return raw;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(text(env, 'FERRY_DATA_DIR', './data'));
   try {
@@ -143,6 +151,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     databaseUrl: url(env, 'DATABASE_URL', 'mysql://root@127.0.0.1:3306/ferry', ['mysql:']),
     redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisPrefix: redisPrefix(env),
     smtpUrl: smtp === '' ? null : url(env, 'SMTP_URL', smtp, ['smtp:', 'smtps:']),
     dataDir,
     port,

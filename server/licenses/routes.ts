@@ -16,7 +16,8 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: TrialRequest,
       response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 429, 503) },
     },
-    config: { rateLimit: app.activationRateLimit, needs: ['mysql', 'redis'] },
+    config: { needs: ['mysql', 'redis'] },
+    onRequest: app.limitActivations,
   }, async (request, reply) => {
     const { created, result } = await app.licenses.startTrial(request.body, request.ip);
     return reply.code(created ? 201 : 200).send(result);
@@ -29,7 +30,8 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: ActivationRequest,
       response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 404, 409, 429, 503) },
     },
-    config: { rateLimit: app.activationRateLimit, needs: ['mysql', 'redis'] },
+    config: { needs: ['mysql', 'redis'] },
+    onRequest: app.limitActivations,
   }, async (request, reply) => {
     const { created, result } = await app.licenses.activate(request.body, request.ip);
     return reply.code(created ? 201 : 200).send(result);

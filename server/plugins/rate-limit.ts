@@ -1,30 +1,42 @@
 import rateLimit from '@fastify/rate-limit';
+import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { AppError } from '../errors.js';
 
-/**
- * Per-address limits kept in Redis, so they hold across server instances. Off by default: a route
- * opts in with `config: { rateLimit: app.activationRateLimit }`.
- */
 declare module 'fastify' {
   interface FastifyInstance {
-    activationRateLimit: { max: number; timeWindow: number };
+    /**
+     * The per-address budget of trial and activation calls together (RATE_LIMIT_PER_MINUTE): both are
+     * how a new machine gets a license. An onRequest hook; throws 429 RATE_LIMITED with Retry-After.
+     */
+    limitActivations: (request: FastifyRequest) => Promise<void>;
   }
 }
 
+/**
+ * Rate limits kept in Redis, so they hold across server instances. The plugin's per-route limits
+ * would count trials and activations apart; one shared limiter counts them together.
+ */
 export default fp(
   async (app) => {
     await app.register(rateLimit, {
       global: false,
       redis: app.redis,
-      nameSpace: 'ferry:rate:',
+      nameSpace: `${app.config.redisPrefix}:rate:`,
       skipOnError: false,
-      errorResponseBuilder: (_request, context) => ({
-        statusCode: 429,
-        code: 'RATE_LIMITED',
-        message: `too many requests from this address: at most ${context.max} a minute; retry in ${context.after}`,
-      }),
     });
-    app.decorate('activationRateLimit', { max: app.config.rateLimitPerMinute, timeWindow: 60_000 });
+    const max = app.config.rateLimitPerMinute;
+    const limiter = app.createRateLimit({ max, timeWindow: 60_000, keyGenerator: (request) => `activation:${request.ip}` });
+    app.decorate('limitActivations', async (request: FastifyRequest) => {
+      const result = await limiter(request);
+      if (!result.isAllowed && result.isExceeded) {
+        throw new AppError(
+          'RATE_LIMITED', 429,
+          `too many trial and activation requests from this address: at most ${max} a minute; retry in ${result.ttlInSeconds} s`,
+          Math.max(1, result.ttlInSeconds),
+        );
+      }
+    });
   },
   { name: 'rate-limit', dependencies: ['config', 'redis'] },
 );

@@ -1,0 +1,49 @@
+// Runs before mocha (npm test): makes sure the services the tests talk to are there, starting them
+// when they are installed but stopped, and failing loudly otherwise. Tests never skip for want of them.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createConnection } from 'node:net';
+
+function reachable(port) {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.setTimeout(1000);
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => { socket.destroy(); resolve(false); });
+  });
+}
+
+async function waitFor(name, port, seconds) {
+  for (let i = 0; i < seconds * 4; i++) {
+    if (await reachable(port)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${name} did not come up on 127.0.0.1:${port}`);
+}
+
+function has(command) {
+  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+}
+
+const services = [
+  {
+    name: 'MariaDB', port: 3306, binary: '/usr/sbin/mariadbd',
+    start: ['start-stop-daemon', ['--start', '--oknodo', '--background', '--exec', '/usr/sbin/mariadbd']],
+  },
+  {
+    name: 'Redis', port: 6379, binary: 'redis-server',
+    start: ['redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no']],
+  },
+];
+
+for (const service of services) {
+  if (await reachable(service.port)) continue;
+  if (!has(service.binary)) {
+    console.error(`provision: ${service.name} is not installed and not listening on ${service.port}; run .ci/run (it installs it)`);
+    process.exit(1);
+  }
+  console.log(`provision: starting ${service.name}`);
+  execFileSync(service.start[0], service.start[1], { stdio: 'inherit' });
+  await waitFor(service.name, service.port, 30);
+}
+console.log('provision: MariaDB and Redis are up');
