@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import Postgrator from 'postgrator';
@@ -43,7 +44,7 @@ export async function migrate(databaseUrl: string): Promise<MigrationResult> {
         },
       });
       const applied = await postgrator.migrate();
-      return { applied: applied.map((m) => m.filename), version: Number(await postgrator.getDatabaseVersion()) };
+      return { applied: applied.map((m) => basename(m.filename)), version: Number(await postgrator.getDatabaseVersion()) };
     } finally {
       await connection.query('SELECT RELEASE_LOCK(?)', [LOCK_NAME]);
     }

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { generateSigningKey, POLICIES } from '../licensing/index.js';
+import { judgeClock } from '../agent/clock.js';
+import { assessLicense, type Assessment } from '../agent/license-assess.js';
+import { mergeJwks } from '../agent/pinned-keys.js';
+import { DAY, HOUR, jwksOf, newMachineId, tokenFor } from './agent-fixtures.js';
+
+const key = generateSigningKey();
+const jwks = jwksOf(key);
+const machine = newMachineId();
+const T = Date.UTC(2025, 5, 1, 12, 0, 0);
+
+function trialToken(issuedAt: number, trialEndsAt: number): string {
+  return tokenFor({
+    key, fingerprint: machine.fingerprint, kind: 'trial', issuedAt,
+    leaseEndsAt: Math.min(issuedAt + POLICIES.trial.leaseMs, trialEndsAt), licenseExpiresAt: trialEndsAt,
+  });
+}
+
+function permanentToken(issuedAt: number): string {
+  return tokenFor({ key, fingerprint: machine.fingerprint, kind: 'permanent', issuedAt, leaseEndsAt: issuedAt + POLICIES.permanent.leaseMs });
+}
+
+function assess(token: string, now: number, fingerprint = machine.fingerprint): Assessment {
+  return assessLicense({ token, jwks, fingerprint, now });
+}
+
+describe('offline license decisions', () => {
+  it('works with a fresh lease and does not call the server', () => {
+    const a = assess(trialToken(T, T + 30 * DAY), T + HOUR);
+    assert.equal(a.verdict, 'usable');
+    assert.equal(a.verdict === 'usable' && a.renewDue, false);
+  });
+
+  it('renews a trial lease once less than 12 hours are left', () => {
+    const token = trialToken(T, T + 30 * DAY);
+    const justBefore = assess(token, T + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs - 1000);
+    const after = assess(token, T + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs + 1000);
+    assert.equal(justBefore.verdict === 'usable' && justBefore.renewDue, false);
+    assert.equal(after.verdict === 'usable' && after.renewDue, true);
+  });
+
+  it('stops a trial at its lease end when it cannot renew: trials have no offline grace', () => {
+    const a = assess(trialToken(T, T + 30 * DAY), T + POLICIES.trial.leaseMs + 1000);
+    assert.equal(a.verdict, 'lease-ended');
+  });
+
+  it('keeps a permanent license working offline for its grace after the lease ends', () => {
+    const token = permanentToken(T);
+    const inGrace = assess(token, T + POLICIES.permanent.leaseMs + DAY);
+    assert.equal(inGrace.verdict, 'usable');
+    assert.ok(inGrace.verdict === 'usable' && inGrace.inGrace && inGrace.renewDue);
+    assert.equal(inGrace.verdict === 'usable' && inGrace.usableUntil, T + POLICIES.permanent.leaseMs + POLICIES.permanent.offlineGraceMs);
+    const pastGrace = assess(token, T + POLICIES.permanent.leaseMs + POLICIES.permanent.offlineGraceMs);
+    assert.equal(pastGrace.verdict, 'lease-ended');
+  });
+
+  it('ends a trial at its end date even offline and with a lease left', () => {
+    // A lease issued just before the trial's end ends with it; with a clock past the end, the trial is over.
+    const a = assess(trialToken(T, T + HOUR), T + HOUR);
+    assert.equal(a.verdict, 'trial-ended');
+    assert.equal(a.verdict === 'trial-ended' && a.trialEndsAt, T + HOUR);
+  });
+
+  it('does not give a trial more time when the clock is set back', () => {
+    const token = trialToken(T, T + 30 * DAY);
+    const sawEnd = judgeClock(T + 31 * DAY, T); // a command ran after the end…
+    assert.equal(assess(token, sawEnd.now).verdict, 'trial-ended');
+    const setBack = judgeClock(T + 2 * DAY, T + 31 * DAY); // …then the clock went back a month
+    assert.equal(setBack.setBack, true);
+    assert.equal(assess(token, setBack.now).verdict, 'trial-ended');
+  });
+
+  it('never counts time from before the server issued the token, even without a high-water mark', () => {
+    const token = trialToken(T, T + 30 * DAY);
+    const a = assess(token, T - 365 * DAY);
+    assert.equal(a.verdict, 'usable');
+    assert.equal(a.verdict === 'usable' && a.leaseEndsAt, T + POLICIES.trial.leaseMs);
+  });
+
+  it('refuses a token of another machine (a copied FERRY_HOME)', () => {
+    const a = assess(permanentToken(T), T, newMachineId().fingerprint);
+    assert.equal(a.verdict, 'invalid');
+    assert.match(a.verdict === 'invalid' ? a.reason : '', /another machine/);
+  });
+
+  it('refuses a token whose claims were edited (a longer trial)', () => {
+    const [header, payload, signature] = trialToken(T, T + 30 * DAY).split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
+    claims.lic_exp += 365 * 24 * 3600;
+    const forged = [header, Buffer.from(JSON.stringify(claims)).toString('base64url'), signature].join('.');
+    assert.equal(assess(forged, T).verdict, 'invalid');
+  });
+
+  it('refuses a token signed by a key the agent never pinned', () => {
+    const other = tokenFor({ key: generateSigningKey(), fingerprint: machine.fingerprint, kind: 'permanent', issuedAt: T, leaseEndsAt: T + DAY });
+    const a = assess(other, T);
+    assert.equal(a.verdict, 'invalid');
+    assert.match(a.verdict === 'invalid' ? a.reason : '', /does not know/);
+  });
+
+  it('refuses garbage where the token should be', () => {
+    assert.equal(assess('not.a.token', T).verdict, 'invalid');
+  });
+});
+
+describe('pinned server keys', () => {
+  it('adds the keys of a rotation and never replaces a key already pinned', () => {
+    const rotated = generateSigningKey();
+    const pinned = jwksOf(key);
+    const impostor = { ...jwksOf(rotated).keys[0]!, kid: key.kid };
+    const merged = mergeJwks(pinned, { keys: [impostor, ...jwksOf(rotated).keys] });
+    assert.deepEqual(merged.keys.map((k) => k.kid), [key.kid, rotated.kid]);
+    assert.deepEqual(merged.keys[0], pinned.keys[0]);
+  });
+});
