@@ -2,37 +2,62 @@ import { AgentError } from './errors.js';
 import { readJsonFile, UnreadableFileError, writeJsonAtomic } from './home.js';
 
 /**
- * The agent remembers the highest time it has seen. A clock more than this much behind that mark
- * was set back on purpose: NTP corrections and a few minutes' drift between boots stay below it.
+ * The agent's sense of time, which a clock set back cannot fool. It remembers the highest time it
+ * has seen (the high-water mark). When the clock turns up well behind that mark, the agent notes
+ * by how much (the skew) and from then on counts license time as clock + skew: time goes on at
+ * the clock's pace from the mark, rather than standing still (which would stretch a lease for as
+ * long as the clock stays back) or going back (which would lengthen a trial). Once the clock is
+ * past the mark again it is trusted as it is.
  */
+
+/** NTP corrections and a few minutes' drift between boots stay below this: not a clock set back. */
 export const CLOCK_SET_BACK_TOLERANCE_MS = 5 * 60_000;
+
+export interface ClockMark {
+  /** The highest license time seen, ms since the epoch. */
+  highWater: number;
+  /** How far the clock is known to be behind; 0 while it is not. */
+  skewMs: number;
+}
 
 export interface ClockReading {
   /** What this machine's clock says (or FERRY_NOW). Usage events carry this time. */
   wallNow: number;
-  /** The time expiry decisions use: never earlier than the high-water mark. */
+  /** The time license decisions use: never earlier than a time already seen. */
   now: number;
-  /** The highest time seen before this command, or null the first time. */
+  /** The high-water mark before this command, or null the first time. */
   highWater: number | null;
-  /** The clock is behind the high-water mark by more than the tolerance. */
+  /** The clock is behind a time already seen (by more than the tolerance when it was found). */
   setBack: boolean;
+  /** This command is the first to find the clock set back (this far): report it once. */
+  newlySetBack: boolean;
 }
 
-/**
- * Judges the clock against the high-water mark. A clock set back does not move time back for the
- * license: `now` stays at the mark, so setting the clock back never lengthens a trial or a lease.
- */
-export function judgeClock(wallNow: number, highWater: number | null): ClockReading {
-  if (highWater === null) return { wallNow, now: wallNow, highWater, setBack: false };
-  const setBack = wallNow < highWater - CLOCK_SET_BACK_TOLERANCE_MS;
-  return { wallNow, now: Math.max(wallNow, highWater), highWater, setBack };
+export function judgeClock(wallNow: number, mark: ClockMark | null): { reading: ClockReading; next: ClockMark } {
+  if (mark === null || wallNow >= mark.highWater) {
+    // The first run, or a clock at or past everything seen: trust it, and forget any old skew.
+    const reading = { wallNow, now: wallNow, highWater: mark?.highWater ?? null, setBack: false, newlySetBack: false };
+    return { reading, next: { highWater: wallNow, skewMs: 0 } };
+  }
+  let skewMs = mark.skewMs;
+  let newlySetBack = false;
+  if (wallNow + skewMs < mark.highWater - CLOCK_SET_BACK_TOLERANCE_MS) {
+    skewMs = mark.highWater - wallNow;
+    newlySetBack = true;
+  }
+  const now = Math.max(wallNow + skewMs, mark.highWater);
+  return {
+    reading: { wallNow, now, highWater: mark.highWater, setBack: skewMs > 0, newlySetBack },
+    next: { highWater: now, skewMs },
+  };
 }
 
 interface ClockFile {
   highWater: string;
+  skewMs: number;
 }
 
-async function readHighWater(file: string): Promise<number | null> {
+async function readMark(file: string): Promise<ClockMark | null> {
   let stored: unknown;
   try {
     stored = await readJsonFile(file);
@@ -41,18 +66,19 @@ async function readHighWater(file: string): Promise<number | null> {
     if (err instanceof UnreadableFileError) return null;
     throw err;
   }
-  const text = (stored as Partial<ClockFile> | undefined)?.highWater;
-  const ms = typeof text === 'string' ? Date.parse(text) : NaN;
-  return Number.isFinite(ms) ? ms : null;
+  const { highWater, skewMs } = (stored ?? {}) as Partial<ClockFile>;
+  const ms = typeof highWater === 'string' ? Date.parse(highWater) : NaN;
+  if (!Number.isFinite(ms)) return null;
+  return { highWater: ms, skewMs: Number.isSafeInteger(skewMs) && skewMs! > 0 ? skewMs! : 0 };
 }
 
-/** Reads the clock for this command and raises the high-water mark to it. */
+/** Reads the clock for this command and moves the mark on. */
 export async function readClock(file: string, wallNow: number): Promise<ClockReading> {
-  const highWater = await readHighWater(file);
-  const reading = judgeClock(wallNow, highWater);
-  if (highWater === null || wallNow > highWater) {
-    const mark: ClockFile = { highWater: new Date(wallNow).toISOString() };
-    await writeJsonAtomic(file, mark);
+  const mark = await readMark(file);
+  const { reading, next } = judgeClock(wallNow, mark);
+  if (mark === null || next.highWater !== mark.highWater || next.skewMs !== mark.skewMs) {
+    const stored: ClockFile = { highWater: new Date(next.highWater).toISOString(), skewMs: next.skewMs };
+    await writeJsonAtomic(file, stored);
   }
   return reading;
 }

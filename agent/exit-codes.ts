@@ -44,6 +44,6 @@ export function exitCodeOf(name: ExitName): number {
 /** The table as `--help` shows it: code, name, meaning. */
 export function exitCodeTable(): string {
   return Object.entries(EXIT_CODES)
-    .map(([name, { code, meaning }]) => `  ${String(code).padStart(2)}  ${name.padEnd(19)} ${meaning}`)
+    .map(([name, { code, meaning }]) => `  ${String(code).padStart(2)}  ${name.padEnd(20)} ${meaning}`)
     .join('\n');
 }

@@ -3,47 +3,77 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLOCK_SET_BACK_TOLERANCE_MS, judgeClock, parseFerryNow, readClock } from '../agent/clock.js';
 import { AgentError } from '../agent/errors.js';
-import { HOUR, tempDir } from './agent-fixtures.js';
+import { DAY, HOUR, tempDir } from './agent-fixtures.js';
 
 const T = Date.UTC(2025, 5, 1, 12, 0, 0);
 
 describe('clock high-water mark', () => {
   it('takes the clock as it is the first time', () => {
-    assert.deepEqual(judgeClock(T, null), { wallNow: T, now: T, highWater: null, setBack: false });
+    const { reading, next } = judgeClock(T, null);
+    assert.deepEqual(reading, { wallNow: T, now: T, highWater: null, setBack: false, newlySetBack: false });
+    assert.deepEqual(next, { highWater: T, skewMs: 0 });
   });
 
   it('follows a clock that moves forward', () => {
-    assert.deepEqual(judgeClock(T + HOUR, T), { wallNow: T + HOUR, now: T + HOUR, highWater: T, setBack: false });
+    const { reading, next } = judgeClock(T + HOUR, { highWater: T, skewMs: 0 });
+    assert.equal(reading.now, T + HOUR);
+    assert.equal(reading.setBack, false);
+    assert.deepEqual(next, { highWater: T + HOUR, skewMs: 0 });
   });
 
   it('does not call a few minutes of drift (an NTP correction) a clock set back', () => {
-    const reading = judgeClock(T - CLOCK_SET_BACK_TOLERANCE_MS + 1, T);
+    const { reading } = judgeClock(T - CLOCK_SET_BACK_TOLERANCE_MS + 1, { highWater: T, skewMs: 0 });
     assert.equal(reading.setBack, false);
     assert.equal(reading.now, T, 'time still never goes back for the license');
   });
 
-  it('detects a clock set back and keeps counting from the highest time seen', () => {
-    const reading = judgeClock(T - 10 * 24 * HOUR, T);
-    assert.equal(reading.setBack, true);
-    assert.equal(reading.now, T);
-    assert.equal(reading.wallNow, T - 10 * 24 * HOUR);
+  it('detects a clock set back and goes on from the highest time seen', () => {
+    const { reading, next } = judgeClock(T - 10 * DAY, { highWater: T, skewMs: 0 });
+    assert.deepEqual(reading, { wallNow: T - 10 * DAY, now: T, highWater: T, setBack: true, newlySetBack: true });
+    assert.deepEqual(next, { highWater: T, skewMs: 10 * DAY });
   });
 
-  it('remembers the highest time across commands, and not a lower one', async () => {
+  it('lets license time run on at the clock\'s pace while the clock stays back, and reports the set-back once', () => {
+    const first = judgeClock(T - 10 * DAY, { highWater: T, skewMs: 0 });
+    const dayLater = judgeClock(T - 9 * DAY, first.next);
+    assert.equal(dayLater.reading.now, T + DAY, 'a day on the clock is a day for the license');
+    assert.equal(dayLater.reading.setBack, true);
+    assert.equal(dayLater.reading.newlySetBack, false);
+  });
+
+  it('finds a second set-back on top of the first', () => {
+    const first = judgeClock(T - 10 * DAY, { highWater: T, skewMs: 0 });
+    const again = judgeClock(T - 20 * DAY, first.next);
+    assert.equal(again.reading.newlySetBack, true);
+    assert.equal(again.reading.now, T);
+  });
+
+  it('trusts the clock again once it is past every time seen', () => {
+    const back = judgeClock(T - 10 * DAY, { highWater: T, skewMs: 0 });
+    const fixed = judgeClock(T + HOUR, back.next);
+    assert.equal(fixed.reading.now, T + HOUR);
+    assert.equal(fixed.reading.setBack, false);
+    assert.deepEqual(fixed.next, { highWater: T + HOUR, skewMs: 0 });
+  });
+
+  it('remembers the mark and the skew across commands', async () => {
     const file = join(tempDir(), 'clock.json');
     assert.equal((await readClock(file, T)).setBack, false);
     assert.equal((await readClock(file, T + HOUR)).now, T + HOUR);
     const back = await readClock(file, T);
     assert.equal(back.setBack, true);
     assert.equal(back.now, T + HOUR);
-    assert.equal(JSON.parse(readFileSync(file, 'utf8')).highWater, new Date(T + HOUR).toISOString());
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { highWater: new Date(T + HOUR).toISOString(), skewMs: HOUR });
+    const later = await readClock(file, T + 30 * 60_000);
+    assert.equal(later.now, T + HOUR + 30 * 60_000);
+    assert.equal(later.newlySetBack, false);
   });
 
   it('starts over from the clock when clock.json is damaged', async () => {
     const file = join(tempDir(), 'clock.json');
     writeFileSync(file, 'not json');
     const reading = await readClock(file, T);
-    assert.deepEqual(reading, { wallNow: T, now: T, highWater: null, setBack: false });
+    assert.deepEqual(reading, { wallNow: T, now: T, highWater: null, setBack: false, newlySetBack: false });
   });
 
   it('reads FERRY_NOW as an ISO date or as milliseconds, and refuses anything else', () => {

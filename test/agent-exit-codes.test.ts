@@ -45,7 +45,7 @@ describe('exit codes', () => {
   });
 
   it('ends wrong usage with 2 and one "ferry:" line on stderr', async () => {
-    for (const args of [['bogus'], ['status', '--bogus'], ['activate'], ['activate', '--trial', '--key', 'X'], []]) {
+    for (const args of [['bogus'], ['status', '--bogus'], ['activate'], ['activate', '--trial', '--key', 'X'], ['activate', '--trial', '--marketing'], []]) {
       const { code, stderr } = await ferry(args);
       assert.equal(code, 2, `ferry ${args.join(' ')}`);
       if (args.length > 0) assert.match(stderr, /^ferry: [^\n]+\n$/, `ferry ${args.join(' ')}: ${stderr}`);

@@ -64,11 +64,18 @@ describe('offline license decisions', () => {
 
   it('does not give a trial more time when the clock is set back', () => {
     const token = trialToken(T, T + 30 * DAY);
-    const sawEnd = judgeClock(T + 31 * DAY, T); // a command ran after the end…
-    assert.equal(assess(token, sawEnd.now).verdict, 'trial-ended');
-    const setBack = judgeClock(T + 2 * DAY, T + 31 * DAY); // …then the clock went back a month
-    assert.equal(setBack.setBack, true);
-    assert.equal(assess(token, setBack.now).verdict, 'trial-ended');
+    const sawEnd = judgeClock(T + 31 * DAY, { highWater: T, skewMs: 0 }); // a command ran after the end…
+    assert.equal(assess(token, sawEnd.reading.now).verdict, 'trial-ended');
+    const setBack = judgeClock(T + 2 * DAY, sawEnd.next); // …then the clock went back a month
+    assert.equal(setBack.reading.setBack, true);
+    assert.equal(assess(token, setBack.reading.now).verdict, 'trial-ended');
+  });
+
+  it('does not stretch a lease for as long as the clock stays back', () => {
+    const token = trialToken(T, T + 30 * DAY);
+    const back = judgeClock(T - 300 * DAY, { highWater: T + HOUR, skewMs: 0 });
+    const twoDaysLater = judgeClock(T - 298 * DAY, back.next);
+    assert.equal(assess(token, twoDaysLater.reading.now).verdict, 'lease-ended');
   });
 
   it('never counts time from before the server issued the token, even without a high-water mark', () => {

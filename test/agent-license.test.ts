@@ -214,7 +214,7 @@ describe('license renewal and re-activation', () => {
     const license = await requireLicense(ctx, 'status');
     assert.equal(license.offline, true);
     assert.equal(license.usableUntil, T + POLICIES.permanent.leaseMs + POLICIES.permanent.offlineGraceMs);
-    assert.match(stderr.join(''), /working offline until 2025-06-22 12:00 UTC/);
+    assert.match(stderr.join(''), /works without renewing until 2025-06-22 12:00 UTC/);
   });
 
   it('treats a 503 as the server being unreachable', async () => {

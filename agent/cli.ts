@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+import { runCli } from './program.js';
+
+// A reader that stops early (`ferry status | head -1`) closes the pipe: not ferry's failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
+process.exitCode = await runCli(process.argv, {
+  env: process.env,
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+});

@@ -1,0 +1,160 @@
+import { KeyFormatError, parseKey } from '../../licensing/index.js';
+import type { AgentContext } from '../context.js';
+import { AgentError } from '../errors.js';
+import { formatTime } from '../format.js';
+import { requestDeactivation } from '../license-api.js';
+import { assessLicense } from '../license-assess.js';
+import { loadLicenseState, removeLicenseState, type LicenseState } from '../license-state.js';
+import { activateLicense, renewLicense, trialEnded, type ActivationRequest } from '../license.js';
+import { refusalToAgentError, ServerError } from '../server-client.js';
+import { reportUsage, sendSpooledUsage } from '../usage-report.js';
+import { discardSpool } from '../usage-spool.js';
+
+export interface ActivateOptions {
+  trial?: boolean;
+  key?: string;
+  email?: string;
+  marketing?: boolean;
+}
+
+/** Checks the flags together, and the key's format on this machine: a typo never costs a request. */
+function activationRequest(options: ActivateOptions): ActivationRequest {
+  if (Boolean(options.trial) === (options.key !== undefined)) {
+    throw new AgentError('USAGE', 'activate needs either --trial or --key KEY');
+  }
+  if (options.key !== undefined) {
+    if (options.email !== undefined || options.marketing) {
+      throw new AgentError('USAGE', '--email and --marketing go with --trial (a purchased key already has its customer)');
+    }
+    try {
+      return { key: parseKey(options.key) };
+    } catch (err) {
+      if (err instanceof KeyFormatError) throw new AgentError('BAD_KEY_FORMAT', `bad license key: ${err.message}`);
+      throw err;
+    }
+  }
+  if (options.marketing && options.email === undefined) {
+    throw new AgentError('USAGE', '--marketing needs --email: marketing mail would go to that address');
+  }
+  if (options.email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(options.email)) {
+    throw new AgentError('USAGE', `--email: "${options.email}" is not an email address`);
+  }
+  return { trial: { email: options.email, marketingOptIn: options.email === undefined ? undefined : Boolean(options.marketing) } };
+}
+
+/** A damaged license.json is replaced by a new activation rather than blocking it. */
+async function currentState(ctx: AgentContext): Promise<LicenseState | null> {
+  try {
+    return await loadLicenseState(ctx.paths);
+  } catch (err) {
+    if (err instanceof AgentError) return null;
+    throw err;
+  }
+}
+
+/**
+ * A permanent license holds a seat on the server: replacing it here without deactivating would
+ * leave that seat taken by a machine that no longer uses it.
+ */
+function refuseToReplace(previous: LicenseState | null, request: ActivationRequest): void {
+  if (previous?.kind !== 'permanent') return;
+  if ('key' in request && previous.key === request.key) return; // the same key again: idempotent
+  throw new AgentError('USAGE', `this machine already uses permanent license ${previous.licenseId}: run "ferry deactivate" first to free its seat`);
+}
+
+function trialLine(state: LicenseState, created: boolean, endsAt: number): string {
+  const start = created ? 'Trial started on this machine' : "This machine's trial is active";
+  const claim = state.claimCode ? ` Claim code ${state.claimCode}: enter it in MyAccount to register this trial.` : '';
+  return `${start}: it ends ${formatTime(endsAt)}.${claim}`;
+}
+
+function permanentLine(state: LicenseState, created: boolean): string {
+  const verb = created ? 'activated on' : 'is active on';
+  return `License ${state.licenseId} (permanent) ${verb} this machine: activation ${state.activationId}.`;
+}
+
+export async function activate(ctx: AgentContext, options: ActivateOptions): Promise<void> {
+  const request = activationRequest(options);
+  const previous = await currentState(ctx);
+  refuseToReplace(previous, request);
+  const server = await ctx.resolveServer(previous?.server);
+
+  // Moving from a trial to a key: send the trial's last events while its token still counts.
+  if (previous?.kind === 'trial' && 'key' in request) await sendSpooledUsage(ctx, previous);
+
+  const { state, created } = await activateLicense(ctx, server, request, previous);
+  if (state.kind === 'permanent') {
+    // A permanent license reports nothing; what a trial left unsent will never be sent.
+    await discardSpool(ctx.paths.spool);
+    ctx.out(permanentLine(state, created));
+    return;
+  }
+
+  const { fingerprint } = await ctx.machine();
+  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
+  if (assessment.verdict === 'trial-ended') throw trialEnded(assessment.trialEndsAt);
+  await reportUsage(ctx, state, 'activate');
+  const signedEnd = 'claims' in assessment ? assessment.claims.lic_exp : undefined;
+  const endsAt = state.licenseExpiresAt !== null ? Date.parse(state.licenseExpiresAt) : (signedEnd ?? 0) * 1000;
+  ctx.out(trialLine(state, created, endsAt));
+}
+
+/** The server says the seat is not ours to free any more: the local license can go. */
+function alreadyFreed(err: AgentError | ServerError): boolean {
+  if (err instanceof ServerError) return err.code === 'ACTIVATION_NOT_FOUND' || err.code === 'TOKEN_UNKNOWN_ACTIVATION';
+  return err.exit === 'ACTIVATION_INACTIVE' || err.exit === 'LICENSE_REVOKED' || err.exit === 'TRIAL_EXPIRED';
+}
+
+/**
+ * Frees this machine's seat on the server, then forgets the license here. An old lease that the
+ * server no longer takes is renewed first (the activation is still ours to end). When the server
+ * cannot be reached, nothing changes locally: the seat would otherwise stay taken for good.
+ */
+export async function deactivate(ctx: AgentContext): Promise<void> {
+  const state = await loadLicenseState(ctx.paths);
+  if (!state) throw new AgentError('NO_LICENSE', 'this machine has no license to deactivate');
+  const server = await ctx.resolveServer(state.server);
+
+  const { fingerprint } = await ctx.machine();
+  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
+  // The trial's last events go before its activation ends: afterwards the server refuses them.
+  const trialInForce = state.kind === 'trial' && state.refused === null && assessment.verdict === 'usable';
+  await reportUsage(ctx, trialInForce ? state : null, 'deactivate');
+
+  let freedBefore = false;
+  try {
+    await requestDeactivation(server, state.activationId, state.token);
+  } catch (err) {
+    if (!(err instanceof ServerError)) throw err;
+    if (alreadyFreed(err)) {
+      freedBefore = true;
+    } else if (err.status === 401) {
+      freedBefore = await deactivateWithRenewedLease(ctx, state, server);
+    } else {
+      throw refusalToAgentError(err);
+    }
+  }
+  await removeLicenseState(ctx.paths);
+  const what = state.kind === 'trial' ? 'its trial' : `license ${state.licenseId}`;
+  ctx.out(freedBefore
+    ? `Removed ${what} from this machine: the license server had already ended this activation.`
+    : `Deactivated: this machine no longer uses ${what}; its seat is free.`);
+}
+
+/** Returns true when renewal showed the activation already ended (so there is nothing to free). */
+async function deactivateWithRenewedLease(ctx: AgentContext, state: LicenseState, server: string): Promise<boolean> {
+  let renewed: LicenseState;
+  try {
+    renewed = await renewLicense(ctx, state, server);
+  } catch (err) {
+    if (err instanceof AgentError && alreadyFreed(err)) return true;
+    throw err;
+  }
+  try {
+    await requestDeactivation(server, renewed.activationId, renewed.token);
+  } catch (err) {
+    if (err instanceof ServerError) throw refusalToAgentError(err);
+    throw err;
+  }
+  return false;
+}

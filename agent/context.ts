@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { readClock, parseFerryNow, type ClockReading } from './clock.js';
+import { AgentError } from './errors.js';
+import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
+import { detectLocale } from './locale.js';
+import { identifyMachine, type MachineIdentity } from './machine.js';
+import { normalizeServerUrl } from './server-client.js';
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Everything a command needs from its surroundings, read once when the command starts: the
+ * environment goes no deeper than this file, so commands and the license logic get plain values.
+ */
+export interface AgentContext {
+  paths: HomePaths;
+  clock: ClockReading;
+  locale: string;
+  /** `linux-x64`… sent at activation, so support can tell which build a machine runs. */
+  platform: string;
+  agentVersion: string;
+  /** A line for stdout: the command's result. */
+  out(line: string): void;
+  /** A line for stderr, `ferry: …`: warnings and notices that are not the result. */
+  notice(message: string): void;
+  machine(): Promise<MachineIdentity>;
+  /**
+   * The license server: `--server`, else the server that issued this machine's license (it holds
+   * the license), else FERRY_SERVER, else `server` in config.json.
+   */
+  resolveServer(licenseServer?: string | null): Promise<string>;
+  /** Servers found unreachable during this command: later calls in the same command skip them. */
+  unreachableServers: Set<string>;
+}
+
+export interface ContextOptions {
+  env: Env;
+  /** `--server URL`, as given. */
+  serverOption: string | undefined;
+  agentVersion: string;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** `version` from the package.json next to the compiled agent (dist/agent/… → ../../package.json). */
+export function readAgentVersion(): string {
+  const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof packageJson.version === 'string' ? packageJson.version : 'unknown';
+}
+
+async function configuredServer(paths: HomePaths): Promise<string | undefined> {
+  let config: unknown;
+  try {
+    config = await readJsonFile(paths.config);
+  } catch (err) {
+    if (err instanceof UnreadableFileError) throw new AgentError('USAGE', err.message);
+    throw err;
+  }
+  const server = (config as { server?: unknown } | undefined)?.server;
+  if (server === undefined) return undefined;
+  if (typeof server !== 'string') throw new AgentError('USAGE', `${paths.config}: "server" must be a URL string`);
+  return server;
+}
+
+export async function createContext(options: ContextOptions): Promise<AgentContext> {
+  const { env } = options;
+  const paths = homePaths(resolveHomeDir(env));
+  try {
+    await ensurePrivateDir(paths.dir);
+  } catch (err) {
+    throw new AgentError('USAGE', `cannot create the ferry home ${paths.dir} (set FERRY_HOME elsewhere?): ${(err as Error).message}`);
+  }
+  const wallNow = env.FERRY_NOW?.trim() ? parseFerryNow(env.FERRY_NOW) : Date.now();
+  const notice = (message: string) => options.stderr(`ferry: ${message}\n`);
+
+  let machine: Promise<MachineIdentity> | undefined;
+  return {
+    paths,
+    clock: await readClock(paths.clock, wallNow),
+    locale: detectLocale(env),
+    platform: `${process.platform}-${process.arch}`,
+    agentVersion: options.agentVersion,
+    out: (line) => options.stdout(`${line}\n`),
+    notice,
+    machine() {
+      // Once per command: reading the OS id runs a process, and the fallback notice is said once.
+      machine ??= identifyMachine({ override: env.FERRY_MACHINE_ID, fallbackFile: paths.machineId, notice });
+      return machine;
+    },
+    async resolveServer(licenseServer) {
+      if (options.serverOption !== undefined) return normalizeServerUrl(options.serverOption, '--server');
+      if (licenseServer) return licenseServer;
+      if (env.FERRY_SERVER?.trim()) return normalizeServerUrl(env.FERRY_SERVER, 'FERRY_SERVER');
+      const fromConfig = await configuredServer(paths);
+      if (fromConfig !== undefined) return normalizeServerUrl(fromConfig, `${paths.config} "server"`);
+      throw new AgentError('USAGE', 'no license server set: pass --server URL or set FERRY_SERVER');
+    },
+    unreachableServers: new Set(),
+  };
+}

@@ -1,0 +1,106 @@
+import { LICENSE_KINDS, type Jwks, type LicenseKind } from '../licensing/index.js';
+import type { AgentContext } from './context.js';
+import { AgentError } from './errors.js';
+import { BACKGROUND_TIMEOUT_MS, callServer, INTERACTIVE_TIMEOUT_MS } from './server-client.js';
+import type { UsageEvent } from './usage-spool.js';
+
+/** The licensing calls of the server's API (v1), with their answers checked and typed. */
+
+export interface LicenseInfo {
+  id: string;
+  kind: LicenseKind;
+  status: string;
+  seats: number;
+  /** ISO; null for a permanent license. */
+  expiresAt: string | null;
+  claimCode: string | null;
+}
+
+export interface IssuedLicense {
+  license: LicenseInfo;
+  activationId: number;
+  token: string;
+  /** 201: a new trial or a newly taken seat; 200: this machine again. */
+  created: boolean;
+}
+
+function malformed(server: string, what: string): AgentError {
+  return new AgentError('SERVER_ERROR', `${server} answered ${what} in an unexpected shape: is it a Ferry license server of this version?`);
+}
+
+function parseLicense(server: string, value: unknown): LicenseInfo {
+  const l = value as Record<string, unknown> | undefined;
+  if (
+    !l ||
+    (typeof l.id !== 'number' && typeof l.id !== 'string') ||
+    !LICENSE_KINDS.includes(l.kind as LicenseKind) ||
+    !(l.expiresAt === null || typeof l.expiresAt === 'string')
+  ) {
+    throw malformed(server, 'a license');
+  }
+  return {
+    id: String(l.id),
+    kind: l.kind as LicenseKind,
+    status: typeof l.status === 'string' ? l.status : 'unknown',
+    seats: typeof l.seats === 'number' ? l.seats : 0,
+    expiresAt: l.expiresAt as string | null,
+    claimCode: typeof l.claimCode === 'string' ? l.claimCode : null,
+  };
+}
+
+function parseIssued(server: string, status: number, body: unknown): IssuedLicense {
+  const b = body as { license?: unknown; activation?: { id?: unknown }; token?: unknown } | undefined;
+  if (!b || typeof b.token !== 'string' || !Number.isSafeInteger(b.activation?.id)) throw malformed(server, 'an activation');
+  return { license: parseLicense(server, b.license), activationId: b.activation!.id as number, token: b.token, created: status === 201 };
+}
+
+/** What the agent tells the server about the machine when activating; `ferry privacy` lists the same. */
+function machineFacts(ctx: AgentContext): { locale: string; platform: string; agentVersion: string } {
+  return { locale: ctx.locale, platform: ctx.platform, agentVersion: ctx.agentVersion.slice(0, 32) };
+}
+
+export interface TrialContact {
+  email?: string;
+  marketingOptIn?: boolean;
+}
+
+export async function requestTrial(ctx: AgentContext, server: string, fingerprint: string, contact: TrialContact): Promise<IssuedLicense> {
+  const body: Record<string, unknown> = { fingerprint, ...machineFacts(ctx) };
+  if (contact.email !== undefined) {
+    body.email = contact.email;
+    body.marketingOptIn = contact.marketingOptIn ?? false;
+  }
+  const reply = await callServer(server, { method: 'POST', path: '/v1/trials', body, timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  return parseIssued(server, reply.status, reply.body);
+}
+
+export async function requestKeyActivation(ctx: AgentContext, server: string, fingerprint: string, key: string): Promise<IssuedLicense> {
+  const body = { key, fingerprint, ...machineFacts(ctx) };
+  const reply = await callServer(server, { method: 'POST', path: '/v1/activations', body, timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  return parseIssued(server, reply.status, reply.body);
+}
+
+/** `POST /v1/validate`: the server checks license and activation now and answers with a new lease. */
+export async function requestRenewal(server: string, token: string, fingerprint: string): Promise<{ license: LicenseInfo; token: string }> {
+  const reply = await callServer(server, {
+    method: 'POST', path: '/v1/validate', token, body: { fingerprint }, timeoutMs: BACKGROUND_TIMEOUT_MS,
+  });
+  const b = reply.body as { license?: unknown; token?: unknown } | undefined;
+  if (!b || typeof b.token !== 'string') throw malformed(server, 'a validation');
+  return { license: parseLicense(server, b.license), token: b.token };
+}
+
+export async function requestDeactivation(server: string, activationId: number, token: string): Promise<void> {
+  await callServer(server, { method: 'DELETE', path: `/v1/activations/${activationId}`, token, timeoutMs: INTERACTIVE_TIMEOUT_MS });
+}
+
+export async function fetchJwks(server: string): Promise<Jwks> {
+  const reply = await callServer(server, { method: 'GET', path: '/.well-known/jwks.json', timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  const keys = (reply.body as { keys?: unknown } | undefined)?.keys;
+  if (!Array.isArray(keys)) throw malformed(server, 'its public keys');
+  return { keys } as Jwks;
+}
+
+export async function sendUsageBatch(server: string, token: string, events: UsageEvent[]): Promise<void> {
+  await callServer(server, { method: 'POST', path: '/v1/usage', token, body: { events }, timeoutMs: BACKGROUND_TIMEOUT_MS });
+}

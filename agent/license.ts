@@ -1,0 +1,220 @@
+import type { LicenseClaims, UsageKind } from '../licensing/index.js';
+import type { AgentContext } from './context.js';
+import { AgentError } from './errors.js';
+import { formatTime } from './format.js';
+import {
+  requestKeyActivation, requestRenewal, requestTrial, type IssuedLicense, type TrialContact,
+} from './license-api.js';
+import { assessLicense, type Assessment } from './license-assess.js';
+import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit } from './license-state.js';
+import { verifyIssuedToken } from './pinned-keys.js';
+import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
+import { reportUsage } from './usage-report.js';
+
+/**
+ * The license state machine of this machine: load the stored license, judge it offline, renew the
+ * lease online when it is due, activate again when the server no longer takes the old lease, and
+ * remember refusals. Commands call `checkLicense` (status shows whatever it finds) or
+ * `requireLicense` (work may only go on with a license in force).
+ */
+
+export interface LicenseCheck {
+  state: LicenseState | null;
+  assessment: Assessment | null;
+  /** The lease was renewed online during this check. */
+  renewed: boolean;
+  /** A renewal was due but the server could not be reached: working on the lease or its grace. */
+  offline: boolean;
+  /** Why a due renewal did not happen, while the license works without it. */
+  renewalProblem: string | null;
+  /** Why this machine may not work now; null when the license is in force. */
+  problem: AgentError | null;
+}
+
+export interface LicenseInForce {
+  state: LicenseState;
+  claims: LicenseClaims;
+  /** When this machine stops working unless it renews online: lease end plus offline grace. */
+  usableUntil: number;
+  offline: boolean;
+}
+
+const REFUSAL_EXITS: readonly string[] = ['LICENSE_REVOKED', 'TRIAL_EXPIRED', 'ACTIVATION_INACTIVE'] satisfies RefusalExit[];
+
+function isRefusal(err: AgentError): err is AgentError & { exit: RefusalExit } {
+  return REFUSAL_EXITS.includes(err.exit);
+}
+
+export function trialEnded(endsAt: number): AgentError {
+  return new AgentError('TRIAL_EXPIRED', `the trial of this machine ended on ${formatTime(endsAt)}: buy a license, then run "ferry activate --key KEY"`);
+}
+
+export type ActivationRequest = { trial: TrialContact } | { key: string };
+
+/** The stored state for a license the server has just issued, its token verified against pinned keys. */
+async function stateFromIssued(
+  ctx: AgentContext,
+  server: string,
+  issued: IssuedLicense,
+  previous: LicenseState | null,
+  key: string | null,
+): Promise<LicenseState> {
+  const { fingerprint } = await ctx.machine();
+  // Keys pinned for this server stay pinned; another server (or the first activation) pins anew.
+  const pinned = previous?.server === server ? previous.jwks : null;
+  const { claims, jwks } = await verifyIssuedToken(server, issued.token, pinned, fingerprint);
+  if (claims.sub !== issued.license.id || claims.aid !== issued.activationId) {
+    throw new AgentError('SERVER_ERROR', `the license server ${server} sent a token for another license or activation than it named`);
+  }
+  return {
+    format: 1,
+    server,
+    token: issued.token,
+    licenseId: issued.license.id,
+    kind: claims.kind,
+    licenseExpiresAt: issued.license.expiresAt,
+    activationId: issued.activationId,
+    key: claims.kind === 'permanent' ? key : null,
+    claimCode: issued.license.claimCode ?? (previous?.licenseId === issued.license.id ? previous.claimCode : null),
+    jwks,
+    activatedAt: new Date(ctx.clock.wallNow).toISOString(),
+    refused: null,
+  };
+}
+
+/**
+ * Activates this machine (a trial, or a key in canonical form, as `parseKey` returns it) on
+ * `server` and stores the license. Returns the stored state and whether the server made something
+ * new (201) or found this machine again (200).
+ */
+export async function activateLicense(
+  ctx: AgentContext,
+  server: string,
+  request: ActivationRequest,
+  previous: LicenseState | null,
+): Promise<{ state: LicenseState; created: boolean }> {
+  const { fingerprint } = await ctx.machine();
+  const key = 'key' in request ? request.key : null;
+  try {
+    const issued = key !== null
+      ? await requestKeyActivation(ctx, server, fingerprint, key)
+      : await requestTrial(ctx, server, fingerprint, 'trial' in request ? request.trial : {});
+    const state = await stateFromIssued(ctx, server, issued, previous, key);
+    await saveLicenseState(ctx.paths, state);
+    return { state, created: issued.created };
+  } catch (err) {
+    throw asAgentError(err);
+  }
+}
+
+/**
+ * Renews the lease online. A server that no longer takes the old lease (401: expired beyond its
+ * grace, key retired, activation gone) gets a new activation: the trial of this machine again,
+ * or the stored key.
+ */
+export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string): Promise<LicenseState> {
+  const { fingerprint } = await ctx.machine();
+  let renewal: Awaited<ReturnType<typeof requestRenewal>>;
+  try {
+    renewal = await requestRenewal(server, state.token, fingerprint);
+  } catch (err) {
+    if (!(err instanceof ServerError)) throw err;
+    if (err.status !== 401) throw refusalToAgentError(err);
+    if (state.kind === 'permanent' && state.key === null) {
+      throw new AgentError('NO_LICENSE', 'the license lease has ended and no key is stored to renew it: run "ferry activate --key KEY"');
+    }
+    const request: ActivationRequest = state.kind === 'trial' ? { trial: {} } : { key: state.key! };
+    return (await activateLicense(ctx, server, request, state)).state;
+  }
+  const { jwks } = await verifyIssuedToken(server, renewal.token, state.server === server ? state.jwks : null, fingerprint);
+  const renewed: LicenseState = {
+    ...state, server, token: renewal.token, licenseExpiresAt: renewal.license.expiresAt, jwks, refused: null,
+  };
+  await saveLicenseState(ctx.paths, renewed);
+  return renewed;
+}
+
+function judged(state: LicenseState, assessment: Assessment, extra: Partial<LicenseCheck> = {}): LicenseCheck {
+  const base: LicenseCheck = { state, assessment, renewed: false, offline: false, renewalProblem: null, problem: null, ...extra };
+  if (base.problem) return base;
+  if (assessment.verdict === 'invalid') {
+    base.problem = new AgentError('NO_LICENSE', `the stored license is not valid on this machine (${assessment.reason}): run "ferry activate" again`);
+  } else if (assessment.verdict === 'trial-ended') {
+    base.problem = trialEnded(assessment.trialEndsAt);
+  }
+  return base;
+}
+
+function leaseEndedOffline(assessment: Assessment & { verdict: 'lease-ended' }, why: AgentError): AgentError {
+  const until = assessment.usableUntil > assessment.leaseEndsAt ? ` and its offline grace on ${formatTime(assessment.usableUntil)}` : '';
+  return new AgentError(
+    why.exit,
+    `the license lease ended on ${formatTime(assessment.leaseEndsAt)}${until}; it must be renewed online, but ${why.message}`,
+  );
+}
+
+/** Judges this machine's license, renewing online if due. Never throws for a license problem: returns it. */
+export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
+  let state: LicenseState | null;
+  try {
+    state = await loadLicenseState(ctx.paths);
+  } catch (err) {
+    if (err instanceof AgentError) return { state: null, assessment: null, renewed: false, offline: false, renewalProblem: null, problem: err };
+    throw err;
+  }
+  if (!state) {
+    const problem = new AgentError('NO_LICENSE', 'this machine has no license: run "ferry activate --trial" or "ferry activate --key KEY"');
+    return { state: null, assessment: null, renewed: false, offline: false, renewalProblem: null, problem };
+  }
+
+  const { fingerprint } = await ctx.machine();
+  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
+  // Nothing online can change these: a foreign or tampered token, or a trial past its end.
+  if (assessment.verdict === 'invalid' || assessment.verdict === 'trial-ended') return judged(state, assessment);
+
+  const renewalDue = state.refused !== null || assessment.verdict === 'lease-ended' || assessment.renewDue;
+  if (!renewalDue) return judged(state, assessment);
+
+  const server = await ctx.resolveServer(state.server);
+  try {
+    const renewed = await renewLicense(ctx, state, server);
+    return judged(renewed, assessLicense({ token: renewed.token, jwks: renewed.jwks, fingerprint, now: ctx.clock.now }), { renewed: true });
+  } catch (thrown) {
+    const err = asAgentError(thrown);
+    if (!(err instanceof AgentError)) throw thrown;
+    if (isRefusal(err)) {
+      const refused: LicenseState = { ...state, refused: { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() } };
+      await saveLicenseState(ctx.paths, refused);
+      return judged(refused, assessment, { problem: err });
+    }
+    const offline = err.exit === 'SERVER_UNREACHABLE';
+    if (offline) ctx.unreachableServers.add(server);
+    if (state.refused) {
+      // Refused before, and the server cannot say otherwise now: the refusal stands.
+      return judged(state, assessment, { offline, problem: new AgentError(state.refused.exit, `${state.refused.message} (not checked again: ${err.message})`) });
+    }
+    if (assessment.verdict === 'usable') return judged(state, assessment, { offline, renewalProblem: err.message });
+    return judged(state, assessment, { offline, problem: leaseEndedOffline(assessment, err) });
+  }
+}
+
+/** Only a trial in force reports usage: after its end, or with a permanent license, nothing is recorded. */
+export function trialInForce(check: LicenseCheck): LicenseState | null {
+  return check.state?.kind === 'trial' && check.problem === null ? check.state : null;
+}
+
+/**
+ * What every command that does work calls first: the license in force (renewed if due), with this
+ * use reported during a trial; otherwise throws the AgentError that says why not.
+ */
+export async function requireLicense(ctx: AgentContext, usageKind: UsageKind): Promise<LicenseInForce> {
+  const check = await checkLicense(ctx);
+  await reportUsage(ctx, trialInForce(check), usageKind);
+  if (check.problem) throw check.problem;
+  const { state, assessment } = check;
+  if (!state || assessment?.verdict !== 'usable') throw new Error('a license without problem must be usable');
+  if (check.offline || check.renewalProblem) {
+    ctx.notice(`could not renew the license lease (${check.renewalProblem}); this machine works without renewing until ${formatTime(assessment.usableUntil)}`);
+  }
+  return { state, claims: assessment.claims, usableUntil: assessment.usableUntil, offline: check.offline };
+}

@@ -1,0 +1,406 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateKey, POLICIES } from '../licensing/index.js';
+import type { LicenseState } from '../agent/license-state.js';
+import type { StatusReport } from '../agent/commands/status.js';
+import { rotateKey } from '../server/keys/store.js';
+import { request } from './support/http.js';
+import { freePort } from './support/processes.js';
+import { openDb, startServer, type TestServer } from './support/server.js';
+import { startTcpProxy } from './support/tcp-proxy.js';
+import { DAY, HOUR, tempDir } from './agent-fixtures.js';
+
+/** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
+const CLI = fileURLToPath(new URL('../agent/cli.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** One machine with ferry installed: its own FERRY_HOME and machine id. */
+class Machine {
+  readonly home = tempDir('ferry-home-');
+  readonly id = `machine-${randomBytes(8).toString('hex')}`;
+
+  run(args: string[], options: { now?: number } = {}): Promise<Run> {
+    const env: Record<string, string | undefined> = { ...process.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
+    delete env.FERRY_SERVER;
+    delete env.FERRY_NOW;
+    if (options.now !== undefined) env.FERRY_NOW = String(options.now);
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  license(): LicenseState {
+    return JSON.parse(readFileSync(join(this.home, 'license.json'), 'utf8')) as LicenseState;
+  }
+
+  hasLicense(): boolean {
+    return existsSync(join(this.home, 'license.json'));
+  }
+
+  spooledKinds(): string[] {
+    const file = join(this.home, 'usage-spool.jsonl');
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { kind: string }).kind);
+  }
+}
+
+function assertExit(run: Run, code: number, what: string): void {
+  assert.equal(run.code, code, `${what}: exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
+}
+
+/** A stderr of exactly one `ferry: …` line (plus any warnings before it), never a stack trace. */
+function assertOneLineError(run: Run, pattern: RegExp): void {
+  const lines = run.stderr.trimEnd().split('\n');
+  assert.match(lines.at(-1)!, /^ferry: /);
+  assert.match(lines.at(-1)!, pattern);
+  assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+}
+
+async function newPermanentLicense(server: TestServer, seats: number): Promise<{ id: number; key: string }> {
+  const res = await request(`${server.url}/v1/admin/licenses`, { token: server.adminToken, body: { kind: 'permanent', seats } });
+  assert.equal(res.status, 201);
+  return { id: res.body.license.id, key: res.body.license.key };
+}
+
+async function usageKinds(server: TestServer, activationId: number): Promise<string[]> {
+  const db = await openDb(server.config.databaseUrl);
+  try {
+    const [rows] = await db.query('SELECT kind FROM usage_events WHERE activation_id = ? ORDER BY occurred_at, id', [activationId]);
+    return (rows as { kind: string }[]).map((r) => r.kind);
+  } finally {
+    await db.end();
+  }
+}
+
+/** A loopback port where nothing listens: a license server that is down. */
+async function deadServerUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
+}
+
+describe('ferry activate, status, deactivate (the built CLI against a running server)', function () {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  describe('trial', () => {
+    it('starts a trial and prints its end date and claim code, with where to enter it', async () => {
+      const machine = new Machine();
+      const run = await machine.run(['activate', '--trial', '--server', server.url]);
+      assertExit(run, 0, 'activate --trial');
+      assert.match(run.stdout, /^Trial started on this machine: it ends \d{4}-\d\d-\d\d \d\d:\d\d UTC\. Claim code [0-9A-Z]{10}: enter it in MyAccount to register this trial\.\n$/);
+      const state = machine.license();
+      assert.equal(state.kind, 'trial');
+      assert.equal(state.server, server.url);
+      assert.ok(state.jwks.keys.length > 0, 'the server keys are pinned');
+      assert.equal(statSync(machine.home).mode & 0o777, 0o700);
+      assert.equal(statSync(join(machine.home, 'license.json')).mode & 0o777, 0o600);
+    });
+
+    it('gives the same machine the same trial, with the same end date, when asked again', async () => {
+      const machine = new Machine();
+      const first = await machine.run(['activate', '--trial', '--server', server.url]);
+      const firstState = machine.license();
+      const again = await machine.run(['activate', '--trial', '--server', server.url]);
+      assertExit(again, 0, 'second activate --trial');
+      assert.match(again.stdout, /^This machine's trial is active: it ends/);
+      assert.equal(again.stdout.match(/ends (.*?) UTC/)![1], first.stdout.match(/ends (.*?) UTC/)![1]);
+      assert.equal(machine.license().licenseId, firstState.licenseId);
+      assert.equal(machine.license().licenseExpiresAt, firstState.licenseExpiresAt);
+    });
+
+    it('sends the email only when given with --email, with the marketing choice', async () => {
+      const withEmail = new Machine();
+      assertExit(await withEmail.run(['activate', '--trial', '--email', 'ada@example.org', '--marketing', '--server', server.url]), 0, 'with --email');
+      const without = new Machine();
+      assertExit(await without.run(['activate', '--trial', '--server', server.url]), 0, 'without --email');
+      const db = await openDb(server.config.databaseUrl);
+      try {
+        const [rows] = await db.query('SELECT id, email, marketing_opt_in FROM licenses WHERE id IN (?, ?) ORDER BY id', [
+          withEmail.license().licenseId, without.license().licenseId,
+        ]);
+        const byId = new Map((rows as { id: number; email: string | null; marketing_opt_in: number }[]).map((r) => [String(r.id), r]));
+        assert.equal(byId.get(withEmail.license().licenseId)!.email, 'ada@example.org');
+        assert.equal(byId.get(withEmail.license().licenseId)!.marketing_opt_in, 1);
+        assert.equal(byId.get(without.license().licenseId)!.email, null);
+      } finally {
+        await db.end();
+      }
+    });
+
+    it('renews the lease once it is due and keeps working', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const fresh = JSON.parse((await machine.run(['status', '--json'])).stdout) as StatusReport;
+      assert.equal(fresh.renewed, false, 'a fresh lease is not renewed');
+      const run = await machine.run(['status', '--json'], { now: Date.now() + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs + HOUR });
+      assertExit(run, 0, 'status when renewal is due');
+      const due = JSON.parse(run.stdout) as StatusReport;
+      assert.equal(due.renewed, true);
+      assert.equal(due.offline, false);
+      assert.ok(Date.parse(due.leaseEndsAt!) >= Date.parse(fresh.leaseEndsAt!));
+    });
+
+    it('exits 11 once the trial has ended, even offline, and says how to enter a key', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const afterEnd = Date.parse(machine.license().licenseExpiresAt!) + DAY;
+      const online = await machine.run(['status'], { now: afterEnd });
+      assertExit(online, 11, 'status after the trial end');
+      assertOneLineError(online, /trial .*ended on .*ferry activate --key KEY/);
+      const offline = await machine.run(['status', '--server', await deadServerUrl()], { now: afterEnd });
+      assertExit(offline, 11, 'status after the trial end, offline');
+      // Setting the clock back to before the end does not bring the trial back.
+      const setBack = await machine.run(['status']);
+      assertExit(setBack, 11, 'status with the clock set back');
+      assert.match(setBack.stderr, /clock was set back/);
+    });
+
+    it('detects a clock set back, warns on stderr and reports it during the trial', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const ahead = await machine.run(['status'], { now: Date.now() + 2 * HOUR });
+      assertExit(ahead, 0, 'status two hours ahead');
+      const back = await machine.run(['status', '--json']);
+      assertExit(back, 0, 'status with the clock back to now');
+      assert.match(back.stderr, /^ferry: the clock was set back: it says .* but .* was seen before/);
+      const report = JSON.parse(back.stdout) as StatusReport;
+      assert.equal(report.clock.setBack, true);
+      assert.ok((await usageKinds(server, machine.license().activationId)).includes('clock_set_back'));
+    });
+
+    it('exits 17 when this machine was deactivated elsewhere (e.g. in MyAccount)', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const { activationId, token } = machine.license();
+      const removed = await request(`${server.url}/v1/activations/${activationId}`, { method: 'DELETE', token });
+      assert.equal(removed.status, 204);
+      const run = await machine.run(['status'], { now: Date.now() + 13 * HOUR });
+      assertExit(run, 17, 'status after deactivation elsewhere');
+      assertOneLineError(run, /deactivated elsewhere/);
+    });
+  });
+
+  describe('license keys', () => {
+    it('refuses a mistyped key with exit 3 and one line, without any request', async () => {
+      let requests = 0;
+      const counter = createHttpServer((_req, res) => {
+        requests++;
+        res.writeHead(500).end();
+      });
+      await new Promise<void>((resolve) => counter.listen(0, '127.0.0.1', resolve));
+      try {
+        const key = generateKey();
+        const typo = key.slice(0, 3) + (key[3] === 'A' ? 'B' : 'A') + key.slice(4);
+        const run = await new Machine().run(['activate', '--key', typo, '--server', `http://127.0.0.1:${(counter.address() as AddressInfo).port}`]);
+        assertExit(run, 3, 'activate with a mistyped key');
+        assert.equal(run.stderr, 'ferry: bad license key: the key is mistyped: its check character does not match\n');
+        assert.equal(requests, 0);
+      } finally {
+        await new Promise((resolve) => counter.close(resolve));
+      }
+    });
+
+    it('exits 14 for a well-formed key the server does not know', async () => {
+      const run = await new Machine().run(['activate', '--key', generateKey(), '--server', server.url]);
+      assertExit(run, 14, 'activate with an unknown key');
+      assertOneLineError(run, /does not know this key/);
+    });
+
+    it('activates a key, and exits 13 on a second machine when its one seat is taken', async () => {
+      const { key } = await newPermanentLicense(server, 1);
+      const first = await new Machine().run(['activate', '--key', key, '--server', server.url]);
+      assertExit(first, 0, 'first machine');
+      assert.match(first.stdout, /^License \d+ \(permanent\) activated on this machine: activation \d+\.\n$/);
+      const second = await new Machine().run(['activate', '--key', key.toLowerCase().replace(/-/g, ''), '--server', server.url]);
+      assertExit(second, 13, 'second machine');
+      assertOneLineError(second, /seats .* in use/);
+    });
+
+    it('frees the seat on deactivate, so that another machine can activate', async () => {
+      const { key } = await newPermanentLicense(server, 1);
+      const laptop = new Machine();
+      const desktop = new Machine();
+      assertExit(await laptop.run(['activate', '--key', key, '--server', server.url]), 0, 'laptop activates');
+      assertExit(await desktop.run(['activate', '--key', key, '--server', server.url]), 13, 'desktop finds no seat');
+      const off = await laptop.run(['deactivate']);
+      assertExit(off, 0, 'laptop deactivates');
+      assert.match(off.stdout, /its seat is free/);
+      assert.equal(laptop.hasLicense(), false);
+      assertExit(await laptop.run(['status']), 10, 'laptop has no license any more');
+      assertExit(await desktop.run(['activate', '--key', key, '--server', server.url]), 0, 'desktop activates');
+    });
+
+    it('moves a trial machine to a purchased key on the same server, and stops reporting', async () => {
+      const machine = new Machine();
+      assertExit(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'trial');
+      const trialActivation = machine.license().activationId;
+      const { key } = await newPermanentLicense(server, 1);
+      const run = await machine.run(['activate', '--key', key]);
+      assertExit(run, 0, 'activate --key without --server: the license\'s server');
+      assert.equal(machine.license().kind, 'permanent');
+      assertExit(await machine.run(['status']), 0, 'status');
+      assert.deepEqual(machine.spooledKinds(), []);
+      assert.deepEqual(await usageKinds(server, trialActivation), ['activate'], 'nothing more reported after the key');
+      const privacy = await machine.run(['privacy']);
+      assert.match(privacy.stdout, /reporting: +off: this machine has a permanent license/);
+    });
+
+    it('exits 12 at the next renewal once the license is revoked, and stays refused offline', async () => {
+      const { id, key } = await newPermanentLicense(server, 2);
+      const machine = new Machine();
+      assertExit(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
+      const revoked = await request(`${server.url}/v1/admin/licenses/${id}/revoke`, { method: 'POST', token: server.adminToken });
+      assert.equal(revoked.status, 200);
+      // The lease is fresh: revocation takes effect at the next validation, not before.
+      assertExit(await machine.run(['status']), 0, 'status before renewal is due');
+      const due = Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR;
+      const run = await machine.run(['status'], { now: due });
+      assertExit(run, 12, 'status when renewal is due');
+      assertOneLineError(run, /revoked/);
+      assert.equal(machine.hasLicense(), true, 'nothing is removed, the license is marked');
+      assertExit(await machine.run(['status', '--server', await deadServerUrl()], { now: due }), 12, 'status offline');
+    });
+
+    it('keeps working offline within the grace of a permanent license, then needs the server', async () => {
+      const { key } = await newPermanentLicense(server, 1);
+      const machine = new Machine();
+      assertExit(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
+      const dead = await deadServerUrl();
+      const inGrace = await machine.run(['status', '--server', dead], { now: Date.now() + POLICIES.permanent.leaseMs + DAY });
+      assertExit(inGrace, 0, 'status offline in grace');
+      assert.match(inGrace.stdout, /offline, grace until \d{4}-\d\d-\d\d/);
+      const pastGrace = await machine.run(['status', '--server', dead], {
+        now: Date.now() + POLICIES.permanent.leaseMs + POLICIES.permanent.offlineGraceMs + DAY,
+      });
+      assertExit(pastGrace, 15, 'status offline past grace');
+      assertOneLineError(pastGrace, /lease ended on .*cannot reach the license server/);
+    });
+  });
+
+  describe('status --json', () => {
+    it('prints one JSON object with what this machine knows', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const run = await machine.run(['status', '--json']);
+      assertExit(run, 0, 'status --json');
+      const report = JSON.parse(run.stdout) as StatusReport;
+      const state = machine.license();
+      assert.equal(report.status, 'active');
+      assert.equal(report.exitCode, 0);
+      assert.equal(report.problem, null);
+      assert.equal(report.kind, 'trial');
+      assert.equal(report.licenseId, state.licenseId);
+      assert.equal(report.activationId, state.activationId);
+      assert.equal(report.server, server.url);
+      assert.equal(Date.parse(report.trialEndsAt!), Date.parse(state.licenseExpiresAt!));
+      assert.ok(Date.parse(report.leaseEndsAt!) > Date.now());
+      assert.match(report.fingerprint, /^[0-9a-f]{12}…$/);
+      assert.equal(report.machineIdSource, 'FERRY_MACHINE_ID');
+      assert.equal(report.offline, false);
+      assert.equal(report.clock.setBack, false);
+    });
+
+    it('still prints one JSON object, and exits 10, when there is no license', async () => {
+      const run = await new Machine().run(['status', '--json', '--server', server.url]);
+      assertExit(run, 10, 'status --json without a license');
+      const report = JSON.parse(run.stdout) as StatusReport;
+      assert.equal(report.status, 'no_license');
+      assert.equal(report.problem?.exit, 'NO_LICENSE');
+    });
+  });
+
+  describe('when the license server cannot be reached', () => {
+    it('exits 15 on activation and says which server it tried', async () => {
+      const dead = await deadServerUrl();
+      const run = await new Machine().run(['activate', '--trial', '--server', dead]);
+      assertExit(run, 15, 'activate --trial against a dead port');
+      assert.equal(run.stderr, `ferry: cannot reach the license server at ${dead} (connection refused)\n`);
+    });
+
+    it('keeps the license on deactivate, so that the seat can still be freed later', async () => {
+      const machine = new Machine();
+      await machine.run(['activate', '--trial', '--server', server.url]);
+      const run = await machine.run(['deactivate', '--server', await deadServerUrl()]);
+      assertExit(run, 15, 'deactivate while offline');
+      assert.equal(machine.hasLicense(), true);
+      assertExit(await machine.run(['deactivate']), 0, 'deactivate once the server is back');
+    });
+
+    it('keeps usage events in the spool while the server is down and sends them when it is back', async () => {
+      const proxy = await startTcpProxy('127.0.0.1', Number(new URL(server.url).port));
+      try {
+        const machine = new Machine();
+        assertExit(await machine.run(['activate', '--trial', '--server', `http://127.0.0.1:${proxy.port}`]), 0, 'activate');
+        assert.deepEqual(machine.spooledKinds(), [], 'sent at once while the server is up');
+
+        await proxy.cut();
+        assertExit(await machine.run(['status']), 0, 'status while the server is down');
+        assertExit(await machine.run(['privacy']), 0, 'privacy while the server is down');
+        assert.deepEqual(machine.spooledKinds(), ['status', 'privacy']);
+        const privacy = await machine.run(['privacy']);
+        assert.match(privacy.stdout, /waiting events: 3/);
+
+        await proxy.restore();
+        assertExit(await machine.run(['status']), 0, 'status once the server is back');
+        assert.deepEqual(machine.spooledKinds(), []);
+        assert.deepEqual(await usageKinds(server, machine.license().activationId), ['activate', 'status', 'privacy', 'privacy', 'status']);
+      } finally {
+        await proxy.close();
+      }
+    });
+  });
+
+  describe('privacy', () => {
+    it('lists what is reported and this machine\'s fingerprint and locale', async () => {
+      const machine = new Machine();
+      const run = await machine.run(['privacy']);
+      assertExit(run, 0, 'privacy');
+      for (const phrase of [/HMAC-SHA256 of the OS machine id, never the id itself/, /locale/, /date and time/,
+        /never file names, paths,\s+host names/, /IP address/, /During a trial only/, /permanent license sends nothing beyond/,
+        /--email/, /fingerprint: +[0-9a-f]{64}/, /locale: +\S+/, /reporting: +off/, /waiting events: 0/]) {
+        assert.match(run.stdout, phrase);
+      }
+    });
+  });
+});
+
+describe('ferry and a server that rotates its signing key', () => {
+  it('renews with a token of the new key, after fetching the server\'s keys once more', async () => {
+    const first = await startServer();
+    const port = Number(new URL(first.url).port);
+    const machine = new Machine();
+    let second: TestServer | undefined;
+    try {
+      const { key } = await newPermanentLicense(first, 1);
+      assertExit(await machine.run(['activate', '--key', key, '--server', first.url]), 0, 'activate');
+      assert.equal(machine.license().jwks.keys.length, 1);
+      await first.close();
+      await rotateKey(first.config.dataDir);
+      second = await startServer({ databaseUrl: first.config.databaseUrl, dataDir: first.config.dataDir, adminToken: first.adminToken, port });
+      const run = await machine.run(['status'], { now: Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR });
+      assertExit(run, 0, 'status after the rotation');
+      assert.equal(machine.license().jwks.keys.length, 2, 'the new key is pinned next to the old one');
+    } finally {
+      await (second ?? first).close();
+    }
+  });
+});
