@@ -34,11 +34,32 @@ export interface Child {
 
 const running = new Set<Child>();
 
-export function startChild(name: string, args: string[], options: { env: NodeJS.ProcessEnv; cwd: string }): Child {
+/** Calls `onLine` with each complete line of a stream. */
+function splitLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let rest = '';
+  stream.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString('utf8')).split('\n');
+    rest = lines.pop()!;
+    for (const line of lines) onLine(line);
+  });
+  stream.on('end', () => {
+    if (rest !== '') onLine(rest);
+  });
+}
+
+export interface ChildOptions {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Every line the child writes to stdout (its log), besides the kept tail. */
+  onStdoutLine?: (line: string) => void;
+}
+
+export function startChild(name: string, args: string[], options: ChildOptions): Child {
   const proc = spawn(process.execPath, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = new Tail();
   const err = new Tail();
   proc.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
+  if (options.onStdoutLine) splitLines(proc.stdout!, options.onStdoutLine);
   proc.stderr!.on('data', (chunk: Buffer) => err.push(chunk));
   let ended = false;
   const exited = new Promise<number | string>((resolve) => {

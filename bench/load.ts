@@ -1,4 +1,5 @@
 import autocannon from 'autocannon';
+import { startCpuSample, type CpuPids, type CpuShare } from './cpu.js';
 
 /**
  * One measured scenario: autocannon in this process against a server in a child process, a
@@ -23,6 +24,8 @@ export interface Scenario {
   /** The status a right answer has; its body must pass `checkBody` too. */
   expectStatus: number;
   checkBody: (body: string) => boolean;
+  /** Processes whose CPU use is measured during the measured run. */
+  cpuPids: CpuPids;
 }
 
 export interface RunCounts {
@@ -36,7 +39,7 @@ export interface RunCounts {
   errors: number;
   timeouts: number;
   byStatus: Map<number, number>;
-  /** A few answers that were not right, for the report. */
+  /** A few distinct answers that were not right, for the report. */
   examples: string[];
 }
 
@@ -48,6 +51,7 @@ export interface ScenarioResult extends RunCounts {
   okPerSecond: number;
   p50: number;
   p99: number;
+  cpu: CpuShare;
   warmup: RunCounts;
 }
 
@@ -98,7 +102,8 @@ function runOnce(scenario: Scenario, seconds: number): Promise<Run> {
               }
               if (status < 200 || status > 299) counts.non2xx++;
               else counts.wrong2xx++;
-              if (counts.examples.length < MAX_EXAMPLES) counts.examples.push(`${status} ${body.slice(0, 200)}`);
+              const example = `${status} ${body.slice(0, 200)}`;
+              if (counts.examples.length < MAX_EXAMPLES && !counts.examples.includes(example)) counts.examples.push(example);
             },
           },
         ],
@@ -126,7 +131,9 @@ function runOnce(scenario: Scenario, seconds: number): Promise<Run> {
 
 export async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
   const warmup = await runOnce(scenario, scenario.warmupSeconds);
+  const stopCpu = startCpuSample(scenario.cpuPids);
   const measured = await runOnce(scenario, scenario.durationSeconds);
+  const cpu = stopCpu();
   const seconds = measured.seconds > 0 ? measured.seconds : scenario.durationSeconds;
   return {
     name: scenario.name,
@@ -137,6 +144,7 @@ export async function runScenario(scenario: Scenario): Promise<ScenarioResult> {
     okPerSecond: measured.counts.ok / seconds,
     p50: percentile(measured.latencies, 50),
     p99: percentile(measured.latencies, 99),
+    cpu,
     warmup: warmup.counts,
   };
 }

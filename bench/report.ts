@@ -1,7 +1,11 @@
 import type { ScenarioResult } from './load.js';
-import { count, formatTable, ms, rate } from './table.js';
+import type { Machine } from './machine.js';
+import type { Counts, SeedPlan } from './seed.js';
+import type { LogSummary } from './server-log.js';
+import { count, formatTable, ms, rate, seconds } from './table.js';
+import type { TokenCase } from './tokens.js';
 
-/** The results table, the targets with PASS/FAIL, and the answers that were not right. */
+/** What `npm run bench` prints: the setting, the results table, the target, the checks, what went wrong. */
 
 export interface Target {
   /** Minimum req/s as a fraction of the bare route's. */
@@ -28,6 +32,7 @@ export function resultsTable(results: ScenarioResult[], bare: ScenarioResult | u
       { title: 'bad 2xx', align: 'right' },
       { title: 'errors', align: 'right' },
       { title: 'x bare', align: 'right' },
+      { title: 'cpu % srv/db/gen/other', align: 'right' },
     ],
     results.map((r) => {
       const x = ratio(r, bare);
@@ -43,6 +48,7 @@ export function resultsTable(results: ScenarioResult[], bare: ScenarioResult | u
         count(r.wrong2xx),
         count(r.errors),
         Number.isFinite(x) ? `${x.toFixed(2)}x` : '-',
+        [r.cpu.server, r.cpu.db, r.cpu.loadGenerator, r.cpu.other].map((c) => (c === null ? '-' : c.toFixed(0))).join('/'),
       ];
     }),
   );
@@ -59,7 +65,7 @@ export function targetLine(result: ScenarioResult, bare: ScenarioResult | undefi
   const line =
     `${result.name}: req/s >= ${target.minRatio}x bare: ${Number.isFinite(x) ? x.toFixed(2) : '-'}x ${verdict(fastEnough)}` +
     `; p99 < ${target.maxP99} ms: ${ms(result.p99)} ms ${verdict(quickEnough)}` +
-    `; every answer right: ${count(result.responses - result.ok + result.errors)} not ${verdict(allRight)}` +
+    `; wrong answers and errors: ${count(result.responses - result.ok + result.errors)} ${verdict(allRight)}` +
     `  => ${verdict(fastEnough && quickEnough && allRight)}`;
   return [line, fastEnough && quickEnough && allRight];
 }
@@ -79,4 +85,99 @@ export function wrongAnswers(results: ScenarioResult[]): string[] {
     }
   }
   return lines;
+}
+
+/**
+ * Rows a write scenario created against the 201s it counted. Requests still in flight when a run
+ * stops are done by the server but never answered to autocannon: up to one per connection per run
+ * (warm-up and measured), and so are requests that timed out or lost their connection; the rows
+ * may exceed the 201s by that much and no more.
+ */
+export function rowsCheck(what: string, result: ScenarioResult, newRows: number): [string, boolean] {
+  const answered = result.warmup.ok + result.ok;
+  const unanswered = newRows - answered;
+  const bound = 2 * result.connections + result.warmup.errors + result.errors;
+  const ok = unanswered >= 0 && unanswered <= bound;
+  const detail = unanswered === 0 ? '' : ` (${count(unanswered)} still in flight when a run stopped, at most ${bound})`;
+  return [`${what}: ${count(answered)} answered 201, ${count(newRows)} new rows${ok ? detail : ''} ${ok ? 'OK' : 'MISMATCH'}`, ok];
+}
+
+/** Other processes busy during a measurement disturb it: say so next to the numbers. */
+export function interference(results: ScenarioResult[], thresholdPercent = 20): string[] {
+  return results
+    .filter((r) => r.cpu.other !== null && r.cpu.other > thresholdPercent)
+    .map((r) => `${r.name}: other processes used ${r.cpu.other!.toFixed(0)} % of a core meanwhile; its numbers are disturbed`);
+}
+
+export interface ReportInput {
+  machine: Machine;
+  database: string;
+  plan: SeedPlan;
+  seededCounts: Counts;
+  seedMs: number;
+  tokens: TokenCase[];
+  signMs: number;
+  validationsSent: number;
+  warmupSeconds: number;
+  measureSeconds: number;
+  results: ScenarioResult[];
+  bare: ScenarioResult;
+  validation: ScenarioResult;
+  validateTarget: Target;
+  activations: ScenarioResult;
+  newActivationRows: number;
+  overSeats: number;
+  trials: ScenarioResult;
+  newTrialRows: number;
+  serverLog: LogSummary;
+  serverStderr: string;
+}
+
+/** The whole report; `passed` when the target is met and every answer and check was right. */
+export function renderReport(r: ReportInput): { text: string; passed: boolean } {
+  const { machine, seededCounts: seeded } = r;
+  const out: string[] = [];
+  out.push('Ferry licensing server bench');
+  out.push(`machine    ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB; Node ${machine.node}; MariaDB ${machine.mariadb}`);
+  out.push(`mariadb    innodb_buffer_pool_size ${machine.bufferPoolMiB} MiB, innodb_flush_log_at_trx_commit ${machine.flushLogAtTrxCommit}`);
+  out.push(
+    `database   ${r.database}: ${count(seeded.trials + seeded.permanent)} licenses (${count(seeded.trials)} trial, ` +
+      `${count(seeded.permanent)} permanent, of which ${count(r.plan.poolLicenses)} with ${count(r.plan.poolSeats)} seats), ` +
+      `${count(seeded.activations)} activations; seeded in ${seconds(r.seedMs)}`,
+  );
+  out.push(
+    `tokens     ${count(r.tokens.length)} distinct (${count(r.tokens.filter((t) => t.kind === 'trial').length)} trial), ` +
+      `signed in ${seconds(r.signMs)}; validations sent ${count(r.validationsSent)} (${(r.validationsSent / r.tokens.length).toFixed(2)} per token)`,
+  );
+  out.push(
+    `load       autocannon in the bench process, each server in its own process; ${r.warmupSeconds} s warm-up, ` +
+      `then ${r.measureSeconds} s measured; 127.0.0.1 only`,
+  );
+  out.push('');
+  out.push(resultsTable(r.results, r.bare));
+  out.push(`cpu %: of one core (${machine.cores * 100} % in all) for the server under test, MariaDB, the load generator, everything else`);
+  for (const l of interference(r.results)) out.push(`warning    ${l}`);
+  out.push('');
+  out.push(`activations/s: ${r.activations.okPerSecond.toFixed(1)} created (201); trials/s: ${r.trials.okPerSecond.toFixed(1)} created (201)`);
+  out.push('');
+  const [target, targetMet] = targetLine(r.validation, r.bare, r.validateTarget);
+  out.push(`target     ${target}`);
+  const [activationRows, activationRowsOk] = rowsCheck('activations', r.activations, r.newActivationRows);
+  out.push(`check      ${activationRows}; licenses over their seats: ${r.overSeats} ${r.overSeats === 0 ? 'OK' : 'FAIL'}`);
+  const [trialRows, trialRowsOk] = rowsCheck('trials', r.trials, r.newTrialRows);
+  out.push(`check      ${trialRows}`);
+  const wrong = wrongAnswers(r.results);
+  if (wrong.length > 0) {
+    out.push('', 'answers that were not right:', ...wrong.map((l) => `  ${l}`));
+  }
+  if (r.serverLog.lineCount > 0) {
+    const n = r.serverLog.lineCount;
+    out.push('', `ferry-server log (LOG_LEVEL=warn): ${count(n)} line${n === 1 ? '' : 's'}`, ...r.serverLog.summary().map((l) => `  ${l}`));
+  }
+  const stderr = r.serverStderr.trim();
+  if (stderr !== '') {
+    out.push('', 'ferry-server stderr (last lines):', ...stderr.split('\n').slice(-6).map((l) => `  ${l.slice(0, 240)}`));
+  }
+  const passed = targetMet && wrong.length === 0 && r.overSeats === 0 && activationRowsOk && trialRowsOk;
+  return { text: out.join('\n'), passed };
 }

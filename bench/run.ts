@@ -6,12 +6,13 @@ import mysql from 'mysql2/promise';
 import { loadKeySet } from '../server/keys/store.js';
 import { describeOutput, installCleanup, stopAll, type Child } from './children.js';
 import { runScenario, type Scenario, type ScenarioResult } from './load.js';
+import { pidFromFile } from './cpu.js';
 import { describeMachine } from './machine.js';
-import { resultsTable, targetLine, wrongAnswers } from './report.js';
+import { renderReport } from './report.js';
 import { activationRequests, trialRequests, validateRequests } from './requests.js';
 import { countRows, DEFAULT_PLAN, licensesOverSeats, resetDatabase, seed } from './seed.js';
 import { startBareServer, startFerryServer } from './servers.js';
-import { count, seconds } from './table.js';
+import { count } from './table.js';
 import { signTokens } from './tokens.js';
 
 /**
@@ -57,8 +58,15 @@ async function main(): Promise<number> {
     const signMs = Date.now() - signStarted;
 
     const results: ScenarioResult[] = [];
-    const base = (name: string, url: string, connections: number): Pick<Scenario, 'name' | 'url' | 'connections' | 'warmupSeconds' | 'durationSeconds'> => ({
-      name, url, connections, warmupSeconds: WARMUP_SECONDS, durationSeconds: MEASURE_SECONDS,
+    const dbPid = pidFromFile(machine.mariadbPidFile);
+    type Base = Pick<Scenario, 'name' | 'url' | 'connections' | 'warmupSeconds' | 'durationSeconds' | 'cpuPids'>;
+    const base = (name: string, url: string, connections: number, server: Child): Base => ({
+      name,
+      url,
+      connections,
+      warmupSeconds: WARMUP_SECONDS,
+      durationSeconds: MEASURE_SECONDS,
+      cpuPids: { server: server.proc.pid, db: dbPid },
     });
     const measure = async (scenario: Scenario, server: Child) => {
       progress(`${scenario.name}: ${WARMUP_SECONDS} s warm-up + ${MEASURE_SECONDS} s at ${scenario.connections} connections`);
@@ -72,7 +80,7 @@ async function main(): Promise<number> {
     const bareServer = await startBareServer(ROOT);
     const bare = await measure(
       {
-        ...base('bare Fastify POST /bare', `${bareServer.baseUrl}/bare`, 50),
+        ...base('bare Fastify POST /bare', `${bareServer.baseUrl}/bare`, 50, bareServer.child),
         next: validateRequests(tokens).next,
         expectStatus: 200,
         checkBody: (body) => body === '{"valid":true}',
@@ -85,7 +93,7 @@ async function main(): Promise<number> {
     const validate = validateRequests(tokens);
     const validation = await measure(
       {
-        ...base('POST /v1/validate', `${ferry.baseUrl}/v1/validate`, 50),
+        ...base('POST /v1/validate', `${ferry.baseUrl}/v1/validate`, 50, ferry.child),
         next: validate.next,
         expectStatus: 200,
         checkBody: (body) => body.includes('"valid":true') && body.includes('"token":"'),
@@ -97,7 +105,7 @@ async function main(): Promise<number> {
     const before = await countRows(db);
     const activations = await measure(
       {
-        ...base('POST /v1/activations', `${ferry.baseUrl}/v1/activations`, 20),
+        ...base('POST /v1/activations', `${ferry.baseUrl}/v1/activations`, 20, ferry.child),
         next: activationRequests(seeded.pool.map((p) => p.key)),
         expectStatus: 201,
         checkBody: (body) => body.includes('"token":"'),
@@ -110,7 +118,7 @@ async function main(): Promise<number> {
     // 4. New machines starting a trial.
     const trials = await measure(
       {
-        ...base('POST /v1/trials', `${ferry.baseUrl}/v1/trials`, 20),
+        ...base('POST /v1/trials', `${ferry.baseUrl}/v1/trials`, 20, ferry.child),
         next: trialRequests(),
         expectStatus: 201,
         checkBody: (body) => body.includes('"token":"'),
@@ -120,50 +128,31 @@ async function main(): Promise<number> {
     const afterTrials = await countRows(db);
     await ferry.child.stop();
 
-    // The report.
-    const out: string[] = [];
-    out.push('Ferry licensing server bench');
-    out.push(`machine    ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB; Node ${machine.node}; MariaDB ${machine.mariadb}`);
-    out.push(
-      `database   ${DATABASE}: ${count(seededCounts.trials + seededCounts.permanent)} licenses ` +
-        `(${count(seededCounts.trials)} trial, ${count(seededCounts.permanent)} permanent, of which ${count(seeded.pool.length)} with ${count(DEFAULT_PLAN.poolSeats)} seats), ` +
-        `${count(seededCounts.activations)} activations; seeded in ${seconds(seeded.elapsedMs)}`,
-    );
-    out.push(
-      `tokens     ${count(tokens.length)} distinct (${count(tokens.filter((t) => t.kind === 'trial').length)} trial), signed in ${seconds(signMs)}; ` +
-        `validations sent ${count(validate.sent())} (${(validate.sent() / tokens.length).toFixed(2)} per token)`,
-    );
-    out.push(`load       autocannon in the bench process, each server in its own process; ${WARMUP_SECONDS} s warm-up, then ${MEASURE_SECONDS} s measured; 127.0.0.1 only`);
-    out.push('');
-    out.push(resultsTable(results, bare));
-    out.push('');
-    out.push(`activations/s: ${activations.okPerSecond.toFixed(1)} created (201); trials/s: ${trials.okPerSecond.toFixed(1)} created (201)`);
-    out.push('');
-    const [line, passed] = targetLine(validation, bare, VALIDATE_TARGET);
-    out.push(`target     ${line}`);
-    const created = activations.warmup.ok + activations.ok;
-    const newRows = afterActivations.activations - before.activations;
-    out.push(
-      `check      activations: ${count(created)} answered 201, ${count(newRows)} new rows ` +
-        `${newRows === created ? 'OK' : 'MISMATCH'}; licenses over their seats: ${overSeats} ${overSeats === 0 ? 'OK' : 'FAIL'}`,
-    );
-    const trialsCreated = trials.warmup.ok + trials.ok;
-    const newTrials = afterTrials.trials - afterActivations.trials;
-    out.push(`check      trials: ${count(trialsCreated)} answered 201, ${count(newTrials)} new trial licenses ${newTrials === trialsCreated ? 'OK' : 'MISMATCH'}`);
-    const wrong = wrongAnswers(results);
-    if (wrong.length > 0) {
-      out.push('');
-      out.push('answers that were not right:');
-      for (const l of wrong) out.push(`  ${l}`);
-    }
-    const serverLog = ferry.child.stderr().trim();
-    if (serverLog !== '') {
-      out.push('');
-      out.push('ferry-server stderr (last lines):');
-      for (const l of serverLog.split('\n').slice(-10)) out.push(`  ${l.slice(0, 300)}`);
-    }
-    process.stdout.write(`\n${out.join('\n')}\n`);
-    return passed && wrong.length === 0 && overSeats === 0 ? 0 : 1;
+    const report = renderReport({
+      machine,
+      database: DATABASE,
+      plan: DEFAULT_PLAN,
+      seededCounts,
+      seedMs: seeded.elapsedMs,
+      tokens,
+      signMs,
+      validationsSent: validate.sent(),
+      warmupSeconds: WARMUP_SECONDS,
+      measureSeconds: MEASURE_SECONDS,
+      results,
+      bare,
+      validation,
+      validateTarget: VALIDATE_TARGET,
+      activations,
+      newActivationRows: afterActivations.activations - before.activations,
+      overSeats,
+      trials,
+      newTrialRows: afterTrials.trials - afterActivations.trials,
+      serverLog: ferry.log,
+      serverStderr: ferry.child.stderr(),
+    });
+    process.stdout.write(`\n${report.text}\n`);
+    return report.passed ? 0 : 1;
   } finally {
     await db.end();
   }

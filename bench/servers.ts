@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startChild, waitReady, type Child } from './children.js';
+import { LogSummary } from './server-log.js';
 
 /** The two servers the bench measures, each started as a child process on a free loopback port. */
 
@@ -35,15 +36,17 @@ export interface FerryOptions {
  */
 export const RATE_LIMIT_PER_MINUTE = 1_000_000;
 
-export async function startFerryServer(root: string, options: FerryOptions): Promise<Started & { adminToken: string }> {
+export async function startFerryServer(root: string, options: FerryOptions): Promise<Started & { adminToken: string; log: LogSummary }> {
   const main = join(root, 'dist/server/main.js');
   if (!existsSync(main)) {
     throw new Error(`${main} does not exist: server/main.ts is not written (or not built) yet`);
   }
   const port = await freePort();
   const adminToken = randomBytes(24).toString('base64url').slice(0, 32);
+  const log = new LogSummary();
   const child = startChild('ferry-server', [main], {
     cwd: root,
+    onStdoutLine: (line) => log.add(line),
     env: {
       ...process.env,
       DATABASE_URL: options.databaseUrl,
@@ -55,10 +58,12 @@ export async function startFerryServer(root: string, options: FerryOptions): Pro
       ADMIN_TOKEN: adminToken,
       RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
       FERRY_WORKERS: '0',
+      // Its own Redis keys, so that its rate-limit counters never count against a developer's server.
+      REDIS_PREFIX: `ferry-bench-${process.pid}`,
     },
   });
   const baseUrl = `http://${HOST}:${port}`;
   // The first start creates the schema and the signing key: allow it time.
   await waitReady(child, `${baseUrl}/readyz`, { deadlineMs: 60_000 });
-  return { child, baseUrl, adminToken };
+  return { child, baseUrl, adminToken, log };
 }

@@ -40,7 +40,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   await app.register(licenseServicePlugin);
 
-  installErrorHandlers(app, () => app.dependencies.markDown('mysql'));
+  // A request that lost its connection makes the monitor look again now, not at its next tick.
+  installErrorHandlers(app, () => app.dependencies.recheck());
 
   await app.register(healthRoutes);
   await app.register(licenseRoutes);

@@ -27,8 +27,10 @@ export function serviceUnavailable(what: string): AppError {
 const CONNECTION_ERROR_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND',
   'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_CON_COUNT_ERROR', 'ER_SERVER_SHUTDOWN',
-  'ER_LOCK_WAIT_TIMEOUT',
 ]);
+
+/** Still contended after inTransaction's retries: a busy moment, not the caller's mistake, nor an outage. */
+const CONTENTION_ERROR_CODES = new Set(['ER_LOCK_WAIT_TIMEOUT', 'ER_LOCK_DEADLOCK']);
 
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -59,7 +61,7 @@ export function errorBody(code: string, message: string): ErrorBody {
 }
 
 /** The one place where errors become answers. Registered by app.ts. */
-export function installErrorHandlers(app: FastifyInstance, onConnectionError: (err: Error) => void): void {
+export function installErrorHandlers(app: FastifyInstance, onConnectionError: () => void): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     if (err instanceof AppError) {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
@@ -77,8 +79,13 @@ export function installErrorHandlers(app: FastifyInstance, onConnectionError: (e
     if (known || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
       return reply.code(err.statusCode ?? 400).send(errorBody(known?.code ?? 'BAD_REQUEST', known?.message ?? err.message));
     }
+    if (CONTENTION_ERROR_CODES.has((err as NodeJS.ErrnoException).code ?? '')) {
+      request.log.warn({ code: (err as NodeJS.ErrnoException).code }, 'database contention');
+      reply.header('retry-after', '1');
+      return reply.code(503).send(errorBody('BUSY', 'the license database is busy; try again in a moment'));
+    }
     if (isConnectionError(err)) {
-      onConnectionError(err);
+      onConnectionError();
       request.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'dependency unavailable');
       reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
       return reply.code(503).send(errorBody('SERVICE_UNAVAILABLE', 'a service Ferry depends on is unavailable; try again shortly'));

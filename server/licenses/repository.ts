@@ -117,9 +117,13 @@ export const activations = {
     };
   },
 
-  /** A locking read: inside the seat transaction it sees every activation committed before it, not a snapshot. */
+  /**
+   * A plain read, in the READ COMMITTED seat transaction: every other seat-taker of this license holds
+   * the license row lock until it commits, so this count sees them all. (A locking read here would
+   * also lock the index gap after the license's rows, and two licenses side by side would deadlock.)
+   */
   async countActive(db: PoolConnection, licenseId: number): Promise<number> {
-    const [rows] = await db.execute<RowDataPacket[]>('SELECT COUNT(*) AS n FROM activations WHERE license_id = ? AND active LOCK IN SHARE MODE', [licenseId]);
+    const [rows] = await db.execute<RowDataPacket[]>('SELECT COUNT(*) AS n FROM activations WHERE license_id = ? AND active', [licenseId]);
     return Number(rows[0]!.n);
   },
 
@@ -161,19 +165,34 @@ export const licenseEvents = {
   },
 };
 
-/** Runs `work` in a transaction on one connection; rolls back on any error. */
+/** InnoDB chose this transaction as a deadlock victim, or gave up waiting for a lock: safe to run again. */
+function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'ER_LOCK_DEADLOCK' || code === 'ER_LOCK_WAIT_TIMEOUT';
+}
+
+const TRANSACTION_ATTEMPTS = 4;
+
+/**
+ * Runs `work` in a READ COMMITTED transaction on one connection; rolls back on any error, and runs
+ * it again (a few times, after a short random pause) when InnoDB picked it as a deadlock victim.
+ */
 export async function inTransaction<T>(pool: Pool, work: (db: PoolConnection) => Promise<T>): Promise<T> {
-  const connection = await pool.getConnection();
-  try {
-    await connection.beginTransaction();
-    const result = await work(connection);
-    await connection.commit();
-    return result;
-  } catch (err) {
-    await connection.rollback().catch(() => {});
-    throw err;
-  } finally {
-    connection.release();
+  for (let attempt = 1; ; attempt++) {
+    const connection = await pool.getConnection();
+    try {
+      await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+      await connection.beginTransaction();
+      const result = await work(connection);
+      await connection.commit();
+      return result;
+    } catch (err) {
+      await connection.rollback().catch(() => {});
+      if (!isRetryable(err) || attempt === TRANSACTION_ATTEMPTS) throw err;
+    } finally {
+      connection.release();
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
   }
 }
 

@@ -20,8 +20,8 @@ export interface DependencyMonitor {
   isUp(dependency: Dependency): boolean;
   /** Checks both now; readiness calls this so its answer is never stale. */
   check(): Promise<Record<Dependency, boolean>>;
-  /** A request saw a connection error: treat MySQL as down until the next check says otherwise. */
-  markDown(dependency: Dependency): void;
+  /** A request saw a connection error: check again now (one check at a time, however many errors). */
+  recheck(): void;
 }
 
 /**
@@ -31,9 +31,11 @@ export interface DependencyMonitor {
 export default fp(
   async (app) => {
     const up: Record<Dependency, boolean> = { mysql: true, redis: app.redis.status === 'ready' };
+    // Only changes after the first check are news; the state at start is not "back".
+    let started = false;
 
     const setState = (dependency: Dependency, isUp: boolean) => {
-      if (up[dependency] !== isUp) app.log.warn({ dependency }, isUp ? `${dependency} is back` : `${dependency} is unavailable`);
+      if (started && up[dependency] !== isUp) app.log.warn({ dependency }, isUp ? `${dependency} is back` : `${dependency} is unavailable`);
       up[dependency] = isUp;
     };
 
@@ -51,14 +53,22 @@ export default fp(
     app.redis.on('close', checkRedis);
     app.redis.on('end', checkRedis);
 
+    let inFlight: Promise<Record<Dependency, boolean>> | null = null;
     const monitor: DependencyMonitor = {
       isUp: (dependency) => up[dependency],
-      async check() {
-        await checkMysql();
-        checkRedis();
-        return { ...up };
+      check() {
+        inFlight ??= (async () => {
+          try {
+            await checkMysql();
+            checkRedis();
+            return { ...up };
+          } finally {
+            inFlight = null;
+          }
+        })();
+        return inFlight;
       },
-      markDown: (dependency) => setState(dependency, false),
+      recheck: () => void monitor.check(),
     };
     app.decorate('dependencies', monitor);
 
@@ -71,6 +81,7 @@ export default fp(
     };
     app.addHook('onReady', async () => {
       await monitor.check();
+      started = true;
       schedule();
     });
     app.addHook('onClose', async () => clearTimeout(timer));
