@@ -44,7 +44,9 @@ export async function startFerryServer(root: string, options: FerryOptions): Pro
   const port = await freePort();
   const adminToken = randomBytes(24).toString('base64url').slice(0, 32);
   const log = new LogSummary();
-  const child = startChild('ferry-server', [main], {
+  // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server under load.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = startChild('ferry-server', [...nodeArgs, main], {
     cwd: root,
     onStdoutLine: (line) => log.add(line),
     env: {

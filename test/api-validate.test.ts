@@ -36,6 +36,25 @@ describe('POST /v1/validate', () => {
     assert.equal(peekClaims(res.body.token)!.exp - peekClaims(res.body.token)!.iat, POLICIES.permanent.leaseMs / 1000);
   });
 
+  it('records when a machine was last seen, written in batches and at shutdown', async () => {
+    const other = await startServer();
+    const db = await openDb(other.config.databaseUrl);
+    try {
+      const t = await request(`${other.url}/v1/trials`, { body: { fingerprint: newMachine() } });
+      const lastSeen = async () => {
+        const [rows] = await db.query('SELECT last_validated_at AS at FROM activations WHERE id = ?', [t.body.activation.id]);
+        return (rows as { at: Date }[])[0]!.at.getTime();
+      };
+      await db.query('UPDATE activations SET last_validated_at = ? WHERE id = ?', [new Date(Date.now() - 2 * 86_400_000), t.body.activation.id]);
+      const before = Date.now();
+      assert.equal((await request(`${other.url}/v1/validate`, { body: {}, token: t.body.token })).status, 200);
+      await other.close(); // the batch still waiting is written before the pool closes
+      assert.ok((await lastSeen()) >= before - 1000, 'written at shutdown');
+    } finally {
+      await db.end();
+    }
+  });
+
   it('never renews a trial lease past the end of the trial', async () => {
     const short = await startServer({ trialLengthMs: 3_600_000, remindersBeforeEndMs: [] });
     try {

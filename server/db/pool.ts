@@ -34,6 +34,9 @@ export function createPool(databaseUrl: string, connectionLimit = 10): Db {
     timezone: 'Z',
     supportBigNumbers: true,
     decimalNumbers: true,
+    // mysql2 otherwise captures a stack trace on every query (5% of a validation's CPU, measured);
+    // errors are logged with their MySQL code, which is what we act on.
+    trace: false,
   });
   pool.pool.on('connection', (connection) => {
     connection.query("SET time_zone = '+00:00'");

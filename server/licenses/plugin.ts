@@ -1,14 +1,20 @@
 import fp from 'fastify-plugin';
+import { createLastSeenRecorder, type LastSeenRecorder } from './last-seen.js';
 import { createLicenseService, type LicenseService } from './service.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     licenses: LicenseService;
+    lastSeen: LastSeenRecorder;
   }
 }
 
 export default fp(
   async (app) => {
+    const lastSeen = createLastSeenRecorder(app.db, (err) => app.log.warn({ err: err.message }, 'could not record last-seen times'));
+    // Before the pool closes (hooks run in reverse order of registration: mysql's runs after this).
+    app.addHook('onClose', () => lastSeen.close());
+    app.decorate('lastSeen', lastSeen);
     app.decorate(
       'licenses',
       createLicenseService({
@@ -16,6 +22,7 @@ export default fp(
         signingKey: app.signingKeys.active,
         keyring: app.keyring,
         trialLengthMs: app.config.trialLengthMs,
+        lastSeen,
       }),
     );
   },

@@ -148,11 +148,6 @@ export const activations = {
   async deactivate(db: Queryable, id: number, now: Date): Promise<void> {
     await db.execute('UPDATE activations SET active = FALSE, deactivated_at = ? WHERE id = ? AND active', [now, id]);
   },
-
-  /** Last seen, kept coarse (see LAST_SEEN_RESOLUTION_MS) so that validations are reads, not writes. */
-  async touch(db: Queryable, id: number, now: Date): Promise<void> {
-    await db.execute('UPDATE activations SET last_validated_at = ? WHERE id = ?', [now, id]);
-  },
 };
 
 export type LicenseEventKind = 'seat_refused' | 'wrong_machine' | 'revoked' | 'deactivated' | 'trial_repeat';

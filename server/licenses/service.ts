@@ -9,9 +9,10 @@ import {
   activations, inTransaction, isDuplicateKey, licenseEvents, licenses,
   type ActivationRow, type LicenseRow, type MachineFacts,
 } from './repository.js';
+import type { LastSeenRecorder } from './last-seen.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest } from './schemas.js';
 
-/** How stale `last_validated_at` may get before a validation writes it: validations stay reads. */
+/** How stale `last_validated_at` may get before a validation notes it again. */
 const LAST_SEEN_RESOLUTION_MS = 3_600_000;
 /** The longest any kind of token may be renewed after its lease ended. */
 const LONGEST_GRACE_MS = Math.max(...Object.values(POLICIES).map((p) => p.offlineGraceMs));
@@ -62,12 +63,13 @@ export interface LicenseServiceDeps {
   signingKey: SigningKey;
   keyring: Keyring;
   trialLengthMs: number;
+  lastSeen: LastSeenRecorder;
   now?: () => Date;
 }
 
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
-export function createLicenseService({ db, signingKey, keyring, trialLengthMs, now = () => new Date() }: LicenseServiceDeps) {
+export function createLicenseService({ db, signingKey, keyring, trialLengthMs, lastSeen, now = () => new Date() }: LicenseServiceDeps) {
   function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Licensed {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
@@ -211,7 +213,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, n
         throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
       }
       if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
-        await activations.touch(db, activation.id, at);
+        lastSeen.record(activation.id);
       }
       return licensed(license, activation, at);
     },
