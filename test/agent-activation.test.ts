@@ -14,7 +14,7 @@ import { request } from './support/http.js';
 import { freePort } from './support/processes.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
-import { DAY, HOUR, tempDir } from './agent-fixtures.js';
+import { DAY, HOUR, tempDir } from './support/agent-fixtures.js';
 
 /** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
 const CLI = fileURLToPath(new URL('../agent/cli.js', import.meta.url));

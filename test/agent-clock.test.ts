@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLOCK_SET_BACK_TOLERANCE_MS, judgeClock, parseFerryNow, readClock } from '../agent/clock.js';
 import { AgentError } from '../agent/errors.js';
-import { DAY, HOUR, tempDir } from './agent-fixtures.js';
+import { DAY, HOUR, tempDir } from './support/agent-fixtures.js';
 
 const T = Date.UTC(2025, 5, 1, 12, 0, 0);
 

@@ -3,7 +3,7 @@ import { AgentError, describeFailure } from '../agent/errors.js';
 import { EXIT_CODES } from '../agent/exit-codes.js';
 import { runCli } from '../agent/program.js';
 import { refusalToAgentError, ServerError } from '../agent/server-client.js';
-import { tempDir } from './agent-fixtures.js';
+import { tempDir } from './support/agent-fixtures.js';
 
 async function ferry(args: string[], env: Record<string, string> = {}) {
   let stdout = '';

@@ -8,7 +8,7 @@ import { loadLicenseState } from '../agent/license-state.js';
 import { AgentError } from '../agent/errors.js';
 import { identifyMachine } from '../agent/machine.js';
 import { fingerprint } from '../licensing/index.js';
-import { tempDir } from './agent-fixtures.js';
+import { tempDir } from './support/agent-fixtures.js';
 
 const mode = (path: string) => statSync(path).mode & 0o777;
 

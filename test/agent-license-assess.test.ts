@@ -3,7 +3,7 @@ import { generateSigningKey, POLICIES } from '../licensing/index.js';
 import { judgeClock } from '../agent/clock.js';
 import { assessLicense, type Assessment } from '../agent/license-assess.js';
 import { mergeJwks } from '../agent/pinned-keys.js';
-import { DAY, HOUR, jwksOf, newMachineId, tokenFor } from './agent-fixtures.js';
+import { DAY, HOUR, jwksOf, newMachineId, tokenFor } from './support/agent-fixtures.js';
 
 const key = generateSigningKey();
 const jwks = jwksOf(key);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { generateKey, generateSigningKey, peekClaims, POLICIES, type LicenseKind, type SigningKey } from '../licensing/index.js';
 import { saveLicenseState, type LicenseState } from '../agent/license-state.js';
 import { checkLicense, requireLicense } from '../agent/license.js';
-import { agentContext, DAY, HOUR, jwksOf, newMachineId, tempDir, tokenFor } from './agent-fixtures.js';
+import { agentContext, DAY, HOUR, jwksOf, newMachineId, tempDir, tokenFor } from './support/agent-fixtures.js';
 
 /**
  * The license state machine against a scripted license server: the answers the real server gives

@@ -3,7 +3,7 @@ import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } fr
 import { join } from 'node:path';
 import { USAGE_BATCH_MAX } from '../licensing/index.js';
 import { countSpooled, discardSpool, flushSpool, spoolEvents, type BatchOutcome, type UsageEvent } from '../agent/usage-spool.js';
-import { tempDir } from './agent-fixtures.js';
+import { tempDir } from './support/agent-fixtures.js';
 
 function events(count: number, startMs = Date.UTC(2025, 0, 1)): UsageEvent[] {
   return Array.from({ length: count }, (_, i) => ({ at: new Date(startMs + i).toISOString(), locale: 'en-US', kind: 'status' as const }));

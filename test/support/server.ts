@@ -1,7 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import mysql from 'mysql2/promise';
@@ -9,6 +6,7 @@ import { buildApp } from '../../server/app.js';
 import { loadConfig, type Config } from '../../server/config.js';
 import { migrate } from '../../server/db/migrate.js';
 import { createdDatabases } from './databases.js';
+import { tempDir } from './temp.js';
 
 export const MYSQL_SERVER_URL = process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -28,7 +26,7 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     DATABASE_URL: `${MYSQL_SERVER_URL}/${database}`,
     REDIS_URL,
     REDIS_PREFIX: uniqueName('ferry-test'),
-    FERRY_DATA_DIR: mkdtempSync(join(tmpdir(), 'ferry-data-')),
+    FERRY_DATA_DIR: tempDir('ferry-data-'),
     ADMIN_TOKEN: randomBytes(24).toString('base64url'),
     PORT: '0',
     HOST: '127.0.0.1',

@@ -1,9 +1,7 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { tempDir as makeTempDir } from './temp.js';
 import { randomBytes } from 'node:crypto';
-import { fingerprint, issueToken, publicJwk, type Jwks, type LicenseKind, type SigningKey } from '../licensing/index.js';
-import { createContext, type AgentContext } from '../agent/context.js';
+import { fingerprint, issueToken, publicJwk, type Jwks, type LicenseKind, type SigningKey } from '../../licensing/index.js';
+import { createContext, type AgentContext } from '../../agent/context.js';
 
 /** Shared by the agent's unit tests: temp homes, machines, tokens signed like the server signs them. */
 
@@ -11,7 +9,7 @@ export const HOUR = 3_600_000;
 export const DAY = 24 * HOUR;
 
 export function tempDir(prefix = 'ferry-agent-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 /** A machine id no other test uses, and its fingerprint. */
