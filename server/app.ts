@@ -9,11 +9,13 @@ import signingKeysPlugin from './plugins/signing-keys.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
 import adminAuthPlugin from './plugins/admin-auth.js';
 import swaggerPlugin from './plugins/swagger.js';
+import jobsPlugin from './plugins/jobs.js';
 import licenseServicePlugin from './licenses/plugin.js';
 import healthRoutes from './health/routes.js';
 import licenseRoutes from './licenses/routes.js';
 import usageRoutes from './usage/routes.js';
 import adminRoutes from './admin/routes.js';
+import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -37,6 +39,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(rateLimitPlugin);
   await app.register(adminAuthPlugin);
   await app.register(swaggerPlugin);
+  await app.register(jobsPlugin);
 
   await app.register(licenseServicePlugin);
 
@@ -47,6 +50,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(licenseRoutes);
   await app.register(usageRoutes);
   await app.register(adminRoutes);
+  await app.register(unsubscribeRoutes);
+
+  // MyAccount, the customer portal (/account)
 
   return app;
 }

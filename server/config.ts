@@ -23,6 +23,16 @@ export interface Config {
   trialLengthMs: number;
   remindersBeforeEndMs: number[];
   companyPostalAddress: string;
+  /** Sender of every message. */
+  mailFrom: string;
+  /** Keys unsubscribe links (kept in the data folder, generated once). */
+  mailSecret: string;
+  /** The mail queue's pace towards the SMTP server. */
+  mailPerMinute: number;
+  /** Usage events of a trial are kept this long after the trial ended, then purged. */
+  retainLapsedTrialUsageMs: number;
+  /** A cancelled account's personal data is kept this long after cancelling, then purged. */
+  retainCancelledAccountsMs: number;
   rateLimitPerMinute: number;
   logLevel: string;
   /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
@@ -91,16 +101,11 @@ function trustProxy(env: Env): boolean | string {
 }
 
 /**
- * The admin token: ADMIN_TOKEN when set; otherwise the one kept in the data folder, generated (and
- * so shown once) the first time.
+ * A secret kept in the data folder (0600), generated the first time. Servers sharing the data
+ * folder (or a copy of it) share the secret.
  */
-function adminToken(env: Env, dataDir: string): { token: string; generated: boolean } {
-  const given = env.ADMIN_TOKEN?.trim();
-  if (given) {
-    if (given.length < 16) throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters long');
-    return { token: given, generated: false };
-  }
-  const file = join(dataDir, 'admin-token');
+function dataDirSecret(dataDir: string, name: string): { token: string; generated: boolean } {
+  const file = join(dataDir, name);
   try {
     return { token: readFileSync(file, 'utf8').trim(), generated: false };
   } catch (err) {
@@ -115,6 +120,24 @@ function adminToken(env: Env, dataDir: string): { token: string; generated: bool
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { token: readFileSync(file, 'utf8').trim(), generated: false };
     throw err;
   }
+}
+
+/** ADMIN_TOKEN when set; otherwise the one kept in the data folder, generated (and so shown once) the first time. */
+function adminToken(env: Env, dataDir: string): { token: string; generated: boolean } {
+  const given = env.ADMIN_TOKEN?.trim();
+  if (given) {
+    if (given.length < 16) throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters long');
+    return { token: given, generated: false };
+  }
+  return dataDirSecret(dataDir, 'admin-token');
+}
+
+function mailFrom(env: Env): string {
+  const raw = text(env, 'MAIL_FROM', 'Ferry <no-reply@ferry.example>');
+  if (!/^([^<>@]*<[^\s@<>]+@[^\s@<>]+>|[^\s@<>]+@[^\s@<>]+)$/.test(raw)) {
+    throw new ConfigError('MAIL_FROM', `must be an address, "Name <address>" or "address", got "${raw}"`);
+  }
+  return raw;
 }
 
 function redisPrefix(env: Env): string {
@@ -162,6 +185,11 @@ export function loadConfig(env: Env = process.env): Config {
     trialLengthMs,
     remindersBeforeEndMs,
     companyPostalAddress: text(env, 'COMPANY_POSTAL_ADDRESS', 'Ferry Software, 1 Harbour Street, Portsmouth PO1 3AX, United Kingdom'),
+    mailFrom: mailFrom(env),
+    mailSecret: dataDirSecret(dataDir, 'mail-secret').token,
+    mailPerMinute: integer(env, 'MAIL_PER_MINUTE', 600, 1, 1_000_000),
+    retainLapsedTrialUsageMs: duration(env, 'RETAIN_TRIAL_USAGE', '90d'),
+    retainCancelledAccountsMs: duration(env, 'RETAIN_CANCELLED_ACCOUNTS', '365d'),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),
     logLevel,
     trustProxy: trustProxy(env),

@@ -4,6 +4,7 @@ import {
   ActivationParams, ActivationRequest, BearerHeaders, ErrorSchema, Licensed, TrialRequest, Validated, ValidateRequest,
 } from './schemas.js';
 import { bearerToken } from './service.js';
+import { planReminders } from '../jobs/reminders.js';
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorSchema]));
 
@@ -20,6 +21,11 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     onRequest: app.limitActivations,
   }, async (request, reply) => {
     const { created, result } = await app.licenses.startTrial(request.body, request.ip);
+    if (request.body.email !== undefined && result.license.expiresAt) {
+      // Not awaited: the reminder sweep plans whatever this misses (say, Redis away this moment).
+      planReminders(app.jobs, { licenseId: result.license.id, expiresAt: new Date(result.license.expiresAt) })
+        .catch((err: Error) => request.log.warn({ err: err.message }, 'reminders not planned now; the sweep will'));
+    }
     return reply.code(created ? 201 : 200).send(result);
   });
 

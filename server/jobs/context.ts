@@ -1,0 +1,30 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Pool } from 'mysql2/promise';
+import type { Config } from '../config.js';
+import { createMailService, type MailService } from '../mail/service.js';
+import { outboxTransport, smtpTransport } from '../mail/transport.js';
+import { join } from 'node:path';
+import { createQueues, type Queues } from './queues.js';
+
+/** What every job processor works with, whether it runs inside ferry-server or as ferry-server worker. */
+export interface JobContext {
+  db: Pool;
+  config: Config;
+  log: FastifyBaseLogger;
+  queues: Queues;
+  mail: MailService;
+  /** The clock, replaceable in tests. */
+  now(): Date;
+}
+
+export function createJobContext(config: Config, db: Pool, log: FastifyBaseLogger): JobContext {
+  const queues = createQueues(config.redisUrl, config.redisPrefix, config.mailPerMinute);
+  const transport = config.smtpUrl ? smtpTransport(config.smtpUrl) : outboxTransport(join(config.dataDir, 'outbox'));
+  const mail = createMailService({
+    db,
+    queue: queues.mail,
+    transport,
+    settings: { publicUrl: config.publicUrl, from: config.mailFrom, postalAddress: config.companyPostalAddress, secret: config.mailSecret },
+  });
+  return { db, config, log, queues, mail, now: () => new Date() };
+}

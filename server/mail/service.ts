@@ -1,0 +1,119 @@
+import type Bull from 'bull';
+import type { Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { compose, type ComposeSettings } from './compose.js';
+import { templateKind } from './templates.js';
+import type { MailTransport } from './transport.js';
+
+/** A message to send once: the key names it for good (`reminder:42:7d`, `verify-email:7:3`). */
+export interface MailRequest {
+  key: string;
+  template: string;
+  to: string;
+  data: Record<string, unknown>;
+  customerId?: number | null;
+  licenseId?: number | null;
+}
+
+export type MailOutcome = 'sent' | 'already-sent' | 'opted-out';
+
+/** A claim older than this belongs to a worker that died mid-send: another may take it over. */
+const CLAIM_TIMEOUT_MS = 2 * 60_000;
+
+/** Bull's job settings of the mail queue: retried with backoff, for longer than a claim can be stale. */
+export const MAIL_JOB_OPTIONS: Bull.JobOptions = {
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 2_000 },
+  // A finished job holds an address in Redis: gone at once; sent_mail is the record.
+  removeOnComplete: true,
+  removeOnFail: 1_000,
+};
+
+export class ClaimedElsewhere extends Error {
+  override readonly name = 'ClaimedElsewhere';
+}
+
+export interface MailService {
+  /** Queues the message; the same key queued twice, or sent before, goes out once. */
+  enqueue(request: MailRequest): Promise<void>;
+  /** The mail queue's processor: claim the key in MySQL, check the address, send, record. */
+  deliver(request: MailRequest): Promise<MailOutcome>;
+  /** Removes every queued (waiting, delayed, failed) message to this address from Redis: account deletion. */
+  forgetAddress(email: string): Promise<number>;
+  readonly transport: MailTransport;
+}
+
+export function createMailService(deps: { db: Pool; queue: Bull.Queue<MailRequest>; transport: MailTransport; settings: ComposeSettings }): MailService {
+  const { db, queue, transport, settings } = deps;
+
+  async function claim(request: MailRequest, kind: string, now: Date): Promise<'claimed' | 'done'> {
+    try {
+      await db.execute(
+        `INSERT INTO sent_mail (idempotency_key, kind, template, to_email, customer_id, license_id, status, claimed_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'sending', ?)`,
+        [request.key, kind, request.template, request.to, request.customerId ?? null, request.licenseId ?? null, now],
+      );
+      return 'claimed';
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ER_DUP_ENTRY') throw err;
+    }
+    const [rows] = await db.execute<RowDataPacket[]>('SELECT status, claimed_at FROM sent_mail WHERE idempotency_key = ?', [request.key]);
+    const row = rows[0] as { status: string; claimed_at: Date } | undefined;
+    if (!row || row.status !== 'sending') return 'done';
+    if (now.getTime() - row.claimed_at.getTime() < CLAIM_TIMEOUT_MS) throw new ClaimedElsewhere(`${request.key} is being sent by another worker`);
+    // Take over a dead worker's claim; of two takers, one wins.
+    const [result] = await db.execute<ResultSetHeader>(
+      "UPDATE sent_mail SET claimed_at = ? WHERE idempotency_key = ? AND status = 'sending' AND claimed_at = ?",
+      [now, request.key, row.claimed_at],
+    );
+    if (result.affectedRows !== 1) throw new ClaimedElsewhere(`${request.key} was taken over by another worker`);
+    return 'claimed';
+  }
+
+  async function optedOut(email: string): Promise<boolean> {
+    const [rows] = await db.execute<RowDataPacket[]>('SELECT 1 FROM mail_opt_outs WHERE email = ?', [email.toLowerCase()]);
+    return rows.length > 0;
+  }
+
+  return {
+    transport,
+    async forgetAddress(email) {
+      const target = email.toLowerCase();
+      let removed = 0;
+      for (const job of await queue.getJobs(['waiting', 'delayed', 'failed', 'paused', 'completed'])) {
+        if (job && job.data.to.toLowerCase() === target) {
+          await job.remove();
+          removed++;
+        }
+      }
+      return removed;
+    },
+    async enqueue(request) {
+      await queue.add(request, { ...MAIL_JOB_OPTIONS, jobId: `mail:${request.key}` });
+    },
+    async deliver(request) {
+      const kind = templateKind(request.template);
+      const now = new Date();
+      if ((await claim(request, kind, now)) === 'done') return 'already-sent';
+      let handedOver = false;
+      try {
+        if (kind === 'marketing' && (await optedOut(request.to))) {
+          await db.execute("UPDATE sent_mail SET status = 'skipped', skip_reason = 'opted_out', sent_at = ? WHERE idempotency_key = ?", [now, request.key]);
+          return 'opted-out';
+        }
+        const message = compose(settings, request.template, request.to, request.data);
+        const info = await transport.send(message);
+        handedOver = true;
+        await db.execute("UPDATE sent_mail SET status = 'sent', subject = ?, message_id = ?, sent_at = ? WHERE idempotency_key = ?", [
+          message.subject, info.messageId, new Date(), request.key,
+        ]);
+        return 'sent';
+      } catch (err) {
+        // Not sent: give the claim back so that the retry (Bull's backoff) can take it at once. Sent
+        // but not recorded (MySQL went away that moment): keep the claim, which stops a resend
+        // until it times out.
+        if (!handedOver) await db.execute("DELETE FROM sent_mail WHERE idempotency_key = ? AND status = 'sending'", [request.key]).catch(() => {});
+        throw err;
+      }
+    },
+  };
+}

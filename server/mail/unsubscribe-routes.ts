@@ -1,0 +1,69 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import formbody from '@fastify/formbody';
+import { readUnsubscribeLink } from './compose.js';
+
+interface LinkQuery {
+  e?: string;
+  t?: string;
+}
+
+function page(reply: FastifyReply, status: number, title: string, body: string) {
+  return reply
+    .code(status)
+    .type('text/html; charset=utf-8')
+    .send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Ferry</title><style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;line-height:1.5}button{font:inherit;padding:.4rem 1rem}</style></head>
+<body><h1>${title}</h1>${body}</body></html>`);
+}
+
+const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * One-click unsubscribe, without logging in. The link itself unsubscribes (GET), and mail clients
+ * use RFC 8058's POST with `List-Unsubscribe=One-Click`; both take effect at once. The page offers
+ * to undo it, in case a click was a mistake.
+ */
+const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
+  const secret = app.config.mailSecret;
+  // Mail clients post `List-Unsubscribe=One-Click` as a form; only these routes take forms.
+  await app.register(formbody);
+
+  const optOut = async (email: string) => {
+    await app.db.execute(
+      "INSERT INTO mail_opt_outs (email, source, opted_out_at) VALUES (?, 'unsubscribe_link', ?) ON DUPLICATE KEY UPDATE email = email",
+      [email.toLowerCase(), new Date()],
+    );
+  };
+
+  const invalid = (reply: FastifyReply) =>
+    page(reply, 400, 'This unsubscribe link is not valid', '<p>The link was changed or cut short. Use the link from the message as it is, or change your choices in <a href="/account">MyAccount</a>.</p>');
+
+  app.get<{ Querystring: LinkQuery }>('/unsubscribe', async (request, reply) => {
+    const { e = '', t = '' } = request.query;
+    const email = readUnsubscribeLink(secret, e, t);
+    if (!email) return invalid(reply);
+    await optOut(email);
+    request.log.info('unsubscribed by link');
+    return page(reply, 200, 'You are unsubscribed',
+      `<p>${escape(email)} will get no more reminders or news from Ferry. Service notices about your license are still sent.</p>
+<form method="post" action="/unsubscribe/undo?e=${encodeURIComponent(e)}&amp;t=${encodeURIComponent(t)}"><button type="submit">Undo: keep sending me reminders</button></form>`);
+  });
+
+  app.post<{ Querystring: LinkQuery }>('/unsubscribe', async (request, reply) => {
+    const { e = '', t = '' } = request.query;
+    const email = readUnsubscribeLink(secret, e, t);
+    if (!email) return invalid(reply);
+    await optOut(email);
+    return page(reply, 200, 'You are unsubscribed', `<p>${escape(email)} will get no more reminders or news from Ferry.</p>`);
+  });
+
+  app.post<{ Querystring: LinkQuery }>('/unsubscribe/undo', async (request, reply) => {
+    const { e = '', t = '' } = request.query;
+    const email = readUnsubscribeLink(secret, e, t);
+    if (!email) return invalid(reply);
+    await app.db.execute("DELETE FROM mail_opt_outs WHERE email = ? AND source = 'unsubscribe_link'", [email.toLowerCase()]);
+    return page(reply, 200, 'Subscribed again', `<p>${escape(email)} will get Ferry's trial reminders again.</p>`);
+  });
+};
+
+export default unsubscribeRoutes;
