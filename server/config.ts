@@ -27,6 +27,8 @@ export interface Config {
   mailFrom: string;
   /** Keys unsubscribe links (kept in the data folder, generated once). */
   mailSecret: string;
+  /** How often reminders lost with Redis (or due while no worker ran) are looked for. */
+  reminderSweepMs: number;
   /** The mail queue's pace towards the SMTP server. */
   mailPerMinute: number;
   /** Usage events of a trial are kept this long after the trial ended, then purged. */
@@ -188,6 +190,7 @@ export function loadConfig(env: Env = process.env): Config {
     mailFrom: mailFrom(env),
     mailSecret: dataDirSecret(dataDir, 'mail-secret').token,
     mailPerMinute: integer(env, 'MAIL_PER_MINUTE', 600, 1, 1_000_000),
+    reminderSweepMs: duration(env, 'REMINDER_SWEEP_EVERY', '15s'),
     retainLapsedTrialUsageMs: duration(env, 'RETAIN_TRIAL_USAGE', '90d'),
     retainCancelledAccountsMs: duration(env, 'RETAIN_CANCELLED_ACCOUNTS', '365d'),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),

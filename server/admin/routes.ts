@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { generateKey, keyDigest, keyHint } from '../../licensing/index.js';
 import { AppError } from '../errors.js';
 import { ErrorSchema, License } from '../licenses/schemas.js';
-import { inTransaction, isDuplicateKey, licenseEvents, licenses } from '../licenses/repository.js';
+import { inTransaction, licenseEvents, licenses } from '../licenses/repository.js';
 import { licenseView } from '../licenses/service.js';
 import { customers } from './customers.js';
+import { issuePermanentLicense } from './issue-license.js';
 
 const Customer = Type.Object(
   {
@@ -49,20 +49,13 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { seats, email, customer } = request.body;
     const now = new Date();
-    for (;;) {
-      const key = generateKey();
-      try {
-        const id = await inTransaction(app.db, async (tx) => {
-          const customerId = customer ? await customers.insert(tx, { ...customer, email: email ?? null }, now) : null;
-          return licenses.insertPermanent(tx, { seats, keyDigest: keyDigest(key), keyHint: keyHint(key), email: email ?? null, customerId, now });
-        });
-        const row = (await licenses.byId(app.db, id))!;
-        request.log.info({ licenseId: id, seats }, 'license issued');
-        return reply.code(201).send({ license: { ...licenseView(row), key, customerId: row.customer_id } });
-      } catch (err) {
-        if (!isDuplicateKey(err, 'licenses_key')) throw err; // 120 random bits: never, but never say never
-      }
-    }
+    const { id, key } = await inTransaction(app.db, async (tx) => {
+      const customerId = customer ? await customers.insert(tx, { ...customer, email: email ?? null }, now) : null;
+      return issuePermanentLicense(tx, { seats, email: email ?? null, customerId, now });
+    });
+    const row = (await licenses.byId(app.db, id))!;
+    request.log.info({ licenseId: id, seats }, 'license issued');
+    return reply.code(201).send({ license: { ...licenseView(row), key, customerId: row.customer_id } });
   });
 
   app.post('/v1/admin/licenses/:id/revoke', {

@@ -4,9 +4,6 @@ import { ClaimedElsewhere } from '../mail/service.js';
 import type { JobContext } from './context.js';
 import { processReminder, sweepReminders, type ReminderJob } from './reminders.js';
 
-/** How often lost or late reminders are looked for: the worst delay of a reminder after a Redis restart. */
-export const REMINDER_SWEEP_EVERY_MS = 15_000;
-
 /**
  * Starts the Bull processors on this process, and the repeatable jobs (Bull keeps one schedule per
  * repeat key, however many workers add it). Jobs are idempotent, so any number of workers may run.
@@ -28,11 +25,20 @@ export async function startWorkers(ctx: JobContext): Promise<void> {
 
   queues.reminders.process('sweep', 1, async () => sweepReminders(ctx));
   queues.reminders.process(4, async (job: Bull.Job<ReminderJob>) => processReminder(ctx, job.data));
-  await queues.reminders.add('sweep', {}, {
-    repeat: { every: REMINDER_SWEEP_EVERY_MS },
-    jobId: 'reminder-sweep',
-    removeOnComplete: true,
-    removeOnFail: 100,
+  const scheduleSweep = () =>
+    queues.reminders.add('sweep', {}, {
+      repeat: { every: ctx.config.reminderSweepMs },
+      jobId: 'reminder-sweep',
+      removeOnComplete: true,
+      removeOnFail: 100,
+    });
+  await scheduleSweep();
+  // A Redis without persistence comes back empty after a restart, repeatable schedules included:
+  // schedule again on every reconnect (the same repeat key: still one schedule), and sweep at once.
+  queues.reminders.client.on('ready', () => {
+    scheduleSweep()
+      .then(() => queues.reminders.add('sweep', {}, { removeOnComplete: true, removeOnFail: 100 }))
+      .catch((err: Error) => log.warn({ err: err.message }, 'could not schedule the reminder sweep'));
   });
 
   for (const queue of queues.all()) {

@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../../server/config.js';
 import { migrate } from '../../server/db/migrate.js';
 import { createdDatabases } from './databases.js';
 import { tempDir } from './temp.js';
+import { freePort } from './processes.js';
 
 export const MYSQL_SERVER_URL = process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -48,7 +49,8 @@ export interface TestServer {
  * Pass `databaseUrl`/`dataDir` of an earlier server to start "the same" server again.
  */
 export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
-  const config: Config = { ...loadConfig(testEnv()), ...overrides };
+  // A known port up front, so that PUBLIC_URL (links in mail) points at this very server.
+  const config: Config = { ...loadConfig(testEnv({ PORT: String(await freePort()) })), ...overrides };
   await migrate(config.databaseUrl);
   const app = await buildApp(config);
   await app.listen({ port: config.port, host: config.host });

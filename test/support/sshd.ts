@@ -1,0 +1,201 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { freePort, until } from './processes.js';
+
+/**
+ * A real OpenSSH `sshd` on a loopback port, with host keys and a client key generated for it in
+ * `dir`: the peer of the transfer tests and of the transfer benchmark. It runs in the foreground
+ * (`-D -e`) as a child of this process, so it ends with the run.
+ */
+export const SSHD = '/usr/sbin/sshd';
+export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+
+/** A user with a password, for password authentication (root has none to test with). */
+export const PASSWORD_USER = 'ferrysftp';
+
+export interface Sshd {
+  host: string;
+  port: number;
+  /** Login of the client key: the user running the tests. */
+  user: string;
+  dir: string;
+  /** Private key (ed25519, no passphrase) that `authorized_keys` accepts. */
+  clientKey: string;
+  /** Host public keys by type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`): the key lines. */
+  hostKeys: Record<string, string>;
+  /** A known_hosts line per host key, for `[127.0.0.1]:port`. */
+  knownHostsLines(): string[];
+  /** The password of PASSWORD_USER, when started with `{ password: true }`. */
+  password: string | null;
+  /** Kills every session process (the per-connection sshd children): connections drop, the listener stays. */
+  killSessions(): number;
+  /** The number of live session processes. */
+  sessionCount(): number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export interface SshdOptions {
+  dir: string;
+  /** Create or update PASSWORD_USER with a fresh password and allow password logins. */
+  password?: boolean;
+  /** `internal-sftp` (default, one process less) or the `sftp-server` binary. */
+  subsystem?: 'internal-sftp' | 'sftp-server';
+  /** Key types of the host keys, in the order sshd offers them. */
+  hostKeyTypes?: ('ed25519' | 'ecdsa' | 'rsa')[];
+}
+
+function keygen(type: string, file: string, comment: string): void {
+  const bits = type === 'rsa' ? ['-b', '3072'] : [];
+  execFileSync('ssh-keygen', ['-q', '-t', type, ...bits, '-N', '', '-C', comment, '-f', file], { stdio: 'ignore' });
+}
+
+function ensurePasswordUser(): string {
+  if (process.getuid?.() !== 0) throw new Error('password authentication tests need root (to create a test user)');
+  try {
+    execFileSync('id', [PASSWORD_USER], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--no-create-home', '--home-dir', '/nonexistent', '--shell', '/bin/sh', PASSWORD_USER], { stdio: 'ignore' });
+  }
+  const password = randomBytes(12).toString('base64url');
+  execFileSync('chpasswd', [], { input: `${PASSWORD_USER}:${password}\n` });
+  return password;
+}
+
+function currentUser(): string {
+  return execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
+}
+
+/** Parent pid of each live process, from /proc. */
+function processTree(): Map<number, number> {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // The name may hold spaces and parentheses: fields start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parents.set(Number(entry), Number(fields[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return parents;
+}
+
+export function descendantsOf(pid: number): number[] {
+  const parents = processTree();
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const [child, ppid] of parents) {
+      if (ppid === parent) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+export async function startSshd(options: SshdOptions): Promise<Sshd> {
+  if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (.ci/run does)`);
+  const { dir } = options;
+  mkdirSync(dir, { recursive: true });
+  // sshd's privilege separation needs this folder; a fresh container has none.
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+
+  const hostKeyTypes = options.hostKeyTypes ?? ['ed25519', 'ecdsa', 'rsa'];
+  const hostKeys: Record<string, string> = {};
+  const hostKeyFiles: string[] = [];
+  for (const type of hostKeyTypes) {
+    const file = join(dir, `ssh_host_${type}_key`);
+    if (!existsSync(file)) keygen(type, file, 'host');
+    hostKeyFiles.push(file);
+    const line = readFileSync(`${file}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    hostKeys[line.split(' ')[0]!] = line;
+  }
+  const clientKey = join(dir, 'client_ed25519');
+  if (!existsSync(clientKey)) keygen('ed25519', clientKey, 'ferry-test-client');
+  chmodSync(clientKey, 0o600);
+  const authorizedKeys = join(dir, 'authorized_keys');
+  writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`, 'utf8'));
+
+  const password = options.password ? ensurePasswordUser() : null;
+  const port = await freePort();
+  const subsystem = options.subsystem === 'sftp-server' ? SFTP_SERVER : 'internal-sftp';
+  const config = [
+    `Port ${port}`,
+    'ListenAddress 127.0.0.1',
+    ...hostKeyFiles.map((f) => `HostKey ${f}`),
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${authorizedKeys}`,
+    'StrictModes no',
+    'UsePAM no',
+    'PermitRootLogin yes',
+    `PasswordAuthentication ${password ? 'yes' : 'no'}`,
+    'KbdInteractiveAuthentication no',
+    'PubkeyAuthentication yes',
+    // Parallel transfers open many channels and connections at once.
+    'MaxSessions 64',
+    'MaxStartups 200:30:400',
+    'LoginGraceTime 30',
+    'UseDNS no',
+    'LogLevel ERROR',
+    `Subsystem sftp ${subsystem}`,
+    '',
+  ].join('\n');
+  const configFile = join(dir, 'sshd_config');
+  writeFileSync(configFile, config);
+
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    for (const pid of descendantsOf(child.pid!)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    child.kill('SIGTERM');
+    await exited;
+  };
+
+  await until(`sshd on 127.0.0.1:${port}`, async () => {
+    if (child.exitCode !== null) throw new Error(`sshd exited with ${child.exitCode}: ${output}`);
+    return new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: '127.0.0.1', port });
+      socket.once('data', (banner) => {
+        socket.destroy();
+        resolve(banner.toString().startsWith('SSH-2.0-'));
+      });
+      socket.once('error', () => resolve(false));
+    });
+  }, 20_000, 50);
+
+  return {
+    host: '127.0.0.1',
+    port,
+    user: currentUser(),
+    dir,
+    clientKey,
+    hostKeys,
+    knownHostsLines: () => Object.values(hostKeys).map((key) => `[127.0.0.1]:${port} ${key}`),
+    password,
+    killSessions() {
+      const pids = descendantsOf(child.pid!);
+      for (const pid of pids) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      return pids.length;
+    },
+    sessionCount: () => descendantsOf(child.pid!).length,
+    output: () => output,
+    stop,
+  };
+}
