@@ -15,7 +15,9 @@ import healthRoutes from './health/routes.js';
 import licenseRoutes from './licenses/routes.js';
 import usageRoutes from './usage/routes.js';
 import adminRoutes from './admin/routes.js';
+import reportRoutes from './admin/reports-routes.js';
 import unsubscribeRoutes from './mail/unsubscribe-routes.js';
+import accountPlugin from './account/plugin.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -50,9 +52,11 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(licenseRoutes);
   await app.register(usageRoutes);
   await app.register(adminRoutes);
+  await app.register(reportRoutes);
   await app.register(unsubscribeRoutes);
 
   // MyAccount, the customer portal (/account)
+  await app.register(accountPlugin, { prefix: '/account' });
 
   return app;
 }

@@ -45,11 +45,14 @@ CREATE TABLE export_reports (
   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   period_from DATE NOT NULL,
   period_to DATE NOT NULL,
+  -- 'filing' while rows are written; a report is a record only once 'filed'
+  status ENUM('filing', 'filed') NOT NULL,
   row_count INT UNSIGNED NOT NULL,
   csv_sha256 CHAR(64) NOT NULL,
   encryption_classification VARCHAR(64) NOT NULL,
   filed_at DATETIME(3) NOT NULL,
-  filed_by VARCHAR(32) NOT NULL
+  filed_by VARCHAR(32) NOT NULL,
+  KEY export_reports_period (period_from, period_to)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE export_report_rows (
