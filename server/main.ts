@@ -3,10 +3,16 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { migrate } from './db/migrate.js';
 import { retireKey, rotateKey } from './keys/store.js';
+import { pino } from 'pino';
+import { createPool } from './db/pool.js';
+import { createJobContext } from './jobs/context.js';
+import { startWorkers } from './jobs/worker.js';
 
 const USAGE = `usage: ferry-server [command]
 
   serve             start the server (the default): migrate, then listen on HOST:PORT
+  worker            run the job processors only (reminders, mail, reports, roll-ups,
+                    retention): for scaling out, with FERRY_WORKERS=0 on the servers
   migrate           create the database if missing and apply migrations, then exit
   keys rotate       add a new signing key; it signs from the next start, old keys still verify
   keys retire KID   stop accepting tokens signed by key KID (from the next start)
@@ -41,6 +47,24 @@ async function serve(config: Config): Promise<void> {
   }
 }
 
+/** The Bull processors without the HTTP server: as many of these as the queues need. */
+async function worker(config: Config): Promise<void> {
+  await migrate(config.databaseUrl);
+  const log = pino({ level: config.logLevel, name: 'ferry-worker' });
+  const db = createPool(config.databaseUrl);
+  const jobs = createJobContext(config, db, log);
+  await startWorkers(jobs);
+  log.info({ mail: jobs.mail.transport.description }, 'worker started');
+  const stop = async () => {
+    await jobs.queues.close();
+    jobs.mail.transport.close();
+    await db.end();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
@@ -57,6 +81,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve(config);
+    case 'worker':
+      return worker(config);
     case 'migrate': {
       const { applied, version } = await migrate(config.databaseUrl);
       process.stdout.write(applied.length ? `applied ${applied.join(', ')}; schema version ${version}\n` : `schema is up to date (version ${version})\n`);

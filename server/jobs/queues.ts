@@ -36,6 +36,8 @@ export function createQueues(redisUrl: string, prefix: string, mailPerMinute: nu
   const connect = () => {
     const redis = new Redis(redisUrl, options);
     redis.on('error', () => {}); // reconnects by itself; readiness is reported by /readyz
+    // The shared connections carry listeners of every queue (Bull adds a few per queue).
+    redis.setMaxListeners(8 * Object.keys(QUEUE_NAMES).length);
     return redis;
   };
   const queueOptions = (extra: Bull.QueueOptions = {}): Bull.QueueOptions => ({

@@ -2,7 +2,10 @@ import type Bull from 'bull';
 import type { MailRequest } from '../mail/service.js';
 import { ClaimedElsewhere } from '../mail/service.js';
 import type { JobContext } from './context.js';
+import { EXPORT_REPORT_SCHEDULE, processExportReport, type ExportReportJob } from './export-report.js';
 import { processReminder, sweepReminders, type ReminderJob } from './reminders.js';
+import { processRetention, RETENTION_SCHEDULE } from './retention.js';
+import { processRollup, ROLLUP_SCHEDULE, type RollupJob } from './usage-rollup.js';
 
 /**
  * Starts the Bull processors on this process, and the repeatable jobs (Bull keeps one schedule per
@@ -25,20 +28,27 @@ export async function startWorkers(ctx: JobContext): Promise<void> {
 
   queues.reminders.process('sweep', 1, async () => sweepReminders(ctx));
   queues.reminders.process(4, async (job: Bull.Job<ReminderJob>) => processReminder(ctx, job.data));
-  const scheduleSweep = () =>
-    queues.reminders.add('sweep', {}, {
-      repeat: { every: ctx.config.reminderSweepMs },
-      jobId: 'reminder-sweep',
-      removeOnComplete: true,
-      removeOnFail: 100,
-    });
-  await scheduleSweep();
+  // The daily and half-yearly jobs.
+  queues.usageRollup.process(1, async (job: Bull.Job<RollupJob>) => processRollup(ctx, job.data));
+  queues.retention.process(1, async () => processRetention(ctx));
+  queues.exportReport.process(1, async (job: Bull.Job<ExportReportJob>) => processExportReport(ctx, job.data));
+
+  // Repeatable jobs: one repeat key each, however many workers add them.
+  const daily = { removeOnComplete: 30, removeOnFail: 30, attempts: 3, backoff: { type: 'exponential', delay: 60_000 } };
+  const schedule = async () => {
+    await queues.reminders.add('sweep', {}, { repeat: { every: ctx.config.reminderSweepMs }, jobId: 'reminder-sweep', removeOnComplete: true, removeOnFail: 100 });
+    await queues.usageRollup.add({}, { ...daily, repeat: ROLLUP_SCHEDULE, jobId: 'usage-rollup-daily' });
+    await queues.retention.add({}, { ...daily, repeat: RETENTION_SCHEDULE, jobId: 'retention-daily' });
+    await queues.exportReport.add({}, { ...daily, repeat: EXPORT_REPORT_SCHEDULE, jobId: 'export-report-half-year' });
+  };
+  await schedule();
   // A Redis without persistence comes back empty after a restart, repeatable schedules included:
-  // schedule again on every reconnect (the same repeat key: still one schedule), and sweep at once.
+  // schedule again on every reconnect (the same repeat keys: still one schedule each), and sweep
+  // the reminders at once. (The queues share one command connection.)
   queues.reminders.client.on('ready', () => {
-    scheduleSweep()
+    schedule()
       .then(() => queues.reminders.add('sweep', {}, { removeOnComplete: true, removeOnFail: 100 }))
-      .catch((err: Error) => log.warn({ err: err.message }, 'could not schedule the reminder sweep'));
+      .catch((err: Error) => log.warn({ err: err.message }, 'could not schedule the repeatable jobs'));
   });
 
   for (const queue of queues.all()) {

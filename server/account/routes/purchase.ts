@@ -1,0 +1,104 @@
+import type { FastifyInstance } from 'fastify';
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { AppError } from '../../errors.js';
+import { Form, normalizeClaimCode } from '../forms.js';
+import { completeOrder, formatAmount, MAX_SEATS, orders, PRICE_PER_SEAT, type OrderRow } from '../orders.js';
+import type { Portal } from '../plugin.js';
+import { audit } from '../repository.js';
+
+/** What the agent prints: 10 characters of an alphabet without look-alikes (see the license service). */
+const CLAIM_CODE = /^[23456789ABCDEFGHJKMNPQRSTVWXYZ]{10}$/;
+
+/** Claim a trial (register the software), buy or upgrade to a permanent license, and the checkout step. */
+export default async function purchaseRoutes(app: FastifyInstance, portal: Portal): Promise<void> {
+  const signedIn = { config: { signedIn: true } };
+
+  app.get('/claim', signedIn, async (request, reply) => portal.render(request, reply, 'claim', { title: 'Claim a trial' }));
+
+  app.post('/claim', signedIn, async (request, reply) => {
+    const account = portal.account(request);
+    const form = new Form(request.body);
+    const code = normalizeClaimCode(form.text('code'));
+    if (code === '') form.fail('code', 'Enter the claim code that ferry activate --trial printed.');
+    else if (!CLAIM_CODE.test(code)) form.fail('code', 'A claim code has 10 letters and digits, as ferry activate --trial prints it. Check what you typed.');
+    if (!form.ok) return portal.render(request, reply, 'claim', { title: 'Claim a trial', values: { code }, errors: form.errors }, 400);
+    // Each try counts, right or wrong: codes cannot be guessed from here.
+    await portal.limits.claimPerCustomer(request, `customer-${account.id}`);
+    const now = new Date();
+    const [result] = await app.db.execute<ResultSetHeader>(
+      "UPDATE licenses SET customer_id = ?, claimed_at = ? WHERE claim_code = ? AND kind = 'trial' AND customer_id IS NULL",
+      [account.id, now, code],
+    );
+    if (result.affectedRows !== 1) {
+      const [mine] = await app.db.execute<RowDataPacket[]>("SELECT 1 FROM licenses WHERE claim_code = ? AND kind = 'trial' AND customer_id = ?", [code, account.id]);
+      // A trial claimed by someone else gets the same answer as no trial at all.
+      form.fail('code', mine.length > 0 ? 'You have already claimed this trial: it is listed in My data.' : 'No unclaimed trial has this code. Check the code that ferry activate --trial printed.');
+      return portal.render(request, reply, 'claim', { title: 'Claim a trial', values: { code }, errors: form.errors }, 400);
+    }
+    await audit.record(app.db, account.id, 'trial.claimed', now);
+    return reply.redirect('/account/data?done=trial-claimed#licenses', 303);
+  });
+
+  const ownTrials = async (customerId: number) => {
+    const [rows] = await app.db.execute<RowDataPacket[]>(
+      "SELECT id, expires_at, created_at FROM licenses WHERE customer_id = ? AND kind = 'trial' ORDER BY id",
+      [customerId],
+    );
+    return rows as { id: number; expires_at: Date; created_at: Date }[];
+  };
+
+  const buyPage = { title: 'Buy a license', price: formatAmount(PRICE_PER_SEAT.minor, PRICE_PER_SEAT.currency), maxSeats: MAX_SEATS };
+
+  app.get('/buy', signedIn, async (request, reply) => {
+    const account = portal.account(request);
+    const trials = await ownTrials(account.id);
+    return portal.render(request, reply, 'buy', { ...buyPage, trials, values: { seats: '1', trial: trials.at(-1)?.id ?? '' } });
+  });
+
+  app.post('/buy', signedIn, async (request, reply) => {
+    const account = portal.account(request);
+    const trials = await ownTrials(account.id);
+    const form = new Form(request.body);
+    const seats = form.integer('seats', 'the number of machines', 1, MAX_SEATS);
+    const trialText = form.text('trial');
+    const trial = trialText === '' ? null : trials.find((t) => String(t.id) === trialText) ?? null;
+    if (trialText !== '' && !trial) form.fail('trial', 'Choose one of your trials, or none.');
+    if (!form.ok) return portal.render(request, reply, 'buy', { ...buyPage, trials, values: { seats: form.text('seats'), trial: trialText }, errors: form.errors }, 400);
+    const now = new Date();
+    const orderId = await orders.create(app.db, { customerId: account.id, seats, trialLicenseId: trial?.id ?? null, userAgent: request.headers['user-agent'] }, now);
+    await audit.record(app.db, account.id, 'order.created', now);
+    return reply.redirect(`/account/orders/${orderId}`, 303);
+  });
+
+  /** The customer's own order, or 404 whatever the reason (someone else's, or none). */
+  const ownOrder = async (customerId: number, idText: string): Promise<OrderRow> => {
+    const id = Number(idText);
+    const order = Number.isSafeInteger(id) && id > 0 ? await orders.ofCustomer(app.db, customerId, id) : null;
+    if (!order) throw new AppError('ORDER_NOT_FOUND', 404, 'You have no order with this number.');
+    return order;
+  };
+
+  app.get<{ Params: { id: string } }>('/orders/:id', signedIn, async (request, reply) => {
+    const order = await ownOrder(portal.account(request).id, request.params.id);
+    return portal.render(request, reply, 'checkout', { title: `Order ${order.id}`, order, amount: formatAmount(order.amount_minor, order.currency) });
+  });
+
+  /**
+   * The checkout step. Ferry takes no card data: a payment provider's page would take the payment
+   * here, and its webhook would call completeOrder with its own reference. Until then the portal
+   * completes the order itself.
+   */
+  app.post<{ Params: { id: string } }>('/orders/:id/checkout', signedIn, async (request, reply) => {
+    const account = portal.account(request);
+    const order = await ownOrder(account.id, request.params.id);
+    const { order: completed, key } = await completeOrder(app, order.id, { provider: 'portal', reference: `order-${order.id}` });
+    if (!key) return reply.redirect(`/account/orders/${order.id}`, 303);
+    return portal.render(request, reply, 'receipt', {
+      title: 'Thank you: here is your key',
+      order: completed,
+      key,
+      amount: formatAmount(completed.amount_minor, completed.currency),
+      email: account.email,
+    });
+  });
+}

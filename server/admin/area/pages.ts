@@ -1,0 +1,160 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
+import view from '@fastify/view';
+import { Eta } from 'eta';
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, isConnectionError, RETRY_AFTER_UNAVAILABLE_SECONDS } from '../../errors.js';
+import type { LoginAttempts } from './login-attempts.js';
+import type { SessionCookie } from './plugin.js';
+import { csrfTokenMatches, type AdminSessions } from './sessions.js';
+import { formatters } from './format.js';
+import signInRoutes from './routes/sign-in.js';
+import overviewRoutes from './routes/overview.js';
+import licenseRoutes from './routes/licenses.js';
+import reportRoutes from './routes/reports.js';
+import statisticsRoutes from './routes/statistics.js';
+
+/** Views stay in the source tree: from dist/server/admin/area/ this is server/admin/area/views/. */
+const VIEWS = fileURLToPath(new URL('../../../../server/admin/area/views/', import.meta.url));
+const STYLESHEET = readFileSync(`${VIEWS}admin.css`);
+
+export interface PagesOptions {
+  sessions: AdminSessions;
+  attempts: LoginAttempts;
+  sessionCookie: SessionCookie;
+}
+
+/** What the page routes share. */
+export interface AdminPages extends PagesOptions {
+  /** Renders a view in the layout, with the session's CSRF token for its forms. */
+  render(request: FastifyRequest, reply: FastifyReply, page: string, data?: Record<string, unknown>, status?: number): Promise<FastifyReply>;
+}
+
+/** What a page says after a form was sent and the browser redirected (`?done=`): fixed words, never input. */
+const NOTICES: Record<string, string> = {
+  'signed-out': 'You are signed out.',
+  revoked: 'The license is revoked: every machine loses it at its next validation.',
+  'report-filed': 'The export-compliance report is filed. Its downloads are byte-identical every time.',
+  'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
+};
+
+const ERROR_TITLES: Record<number, string> = {
+  400: 'That did not work',
+  403: 'Not allowed',
+  404: 'Page not found',
+  413: 'Too much data',
+  415: 'That did not work',
+  429: 'Please wait',
+  503: 'Ferry is busy',
+  500: 'Something went wrong',
+};
+
+/**
+ * The admin area's own pages: server-rendered, readable without JavaScript, under a strict CSP
+ * (nothing but this site's stylesheet; charts are inline SVG). Forms, views and helmet are
+ * registered here, beside the queue dashboard rather than above it: the dashboard brings its own
+ * view engine and needs a looser CSP.
+ */
+const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
+  const https = app.config.publicUrl.startsWith('https:');
+  await app.register(formbody);
+  await app.register(helmet, {
+    global: true,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'none'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+        ...(https ? { upgradeInsecureRequests: [] } : {}),
+      },
+    },
+    strictTransportSecurity: https ? { maxAge: 31_536_000 } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+  await app.register(view, {
+    engine: { eta: new Eta({ autoEscape: true }) },
+    templates: VIEWS,
+    layout: 'layout',
+    production: true,
+    defaultContext: { fmt: formatters },
+  });
+
+  const adminPages: AdminPages = {
+    ...options,
+    async render(request, reply, page, data = {}, status = 200) {
+      const done = String((request.query as Record<string, unknown> | undefined)?.done ?? '');
+      return reply.code(status).view(page, {
+        csrfToken: request.adminSession?.csrfToken ?? '',
+        signedIn: request.adminSession !== null,
+        page,
+        errors: {},
+        values: {},
+        notice: NOTICES[done] ?? null,
+        ...data,
+      });
+    },
+  };
+
+  // Every form of a session carries the session's token; the sign-in form has none to carry.
+  app.addHook('preHandler', async (request) => {
+    if (request.method !== 'POST' || request.routeOptions.config.adminPublic) return;
+    const given = (request.body as Record<string, unknown> | undefined)?._csrf;
+    if (!request.adminSession || !csrfTokenMatches(request.adminSession, given)) {
+      throw new AppError('CSRF_TOKEN_INVALID', 403, 'This form has expired (perhaps you signed out and in again). Go back, reload the page and send it again.');
+    }
+  });
+
+  app.get('/admin.css', { config: { adminPublic: true } }, async (_request, reply) =>
+    reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET));
+
+  await signInRoutes(app, adminPages);
+  await overviewRoutes(app, adminPages);
+  await licenseRoutes(app, adminPages);
+  await reportRoutes(app, adminPages);
+  await statisticsRoutes(app, adminPages);
+
+  app.setErrorHandler(async (err: FastifyError | AppError, request, reply) => {
+    let status: number;
+    let message: string;
+    if (err instanceof AppError) {
+      status = err.statusCode;
+      message = err.message;
+      if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+    } else if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      status = err.statusCode;
+      message = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Send the form from its page.' : 'The request could not be understood. Go back and try again.';
+    } else if (isConnectionError(err)) {
+      app.dependencies.recheck();
+      request.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'dependency unavailable');
+      status = 503;
+      message = 'Ferry cannot reach MySQL or Redis just now. Try again in a few seconds.';
+      reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
+    } else {
+      request.log.error({ err }, 'unhandled error in the admin area');
+      status = 500;
+      message = 'Something went wrong on our side. It has been logged.';
+    }
+    return errorPage(adminPages, request, reply, status, message);
+  });
+
+  app.setNotFoundHandler(async (request, reply) => errorPage(adminPages, request, reply, 404, 'There is no such page in the admin area.'));
+};
+
+/** An error as a page in the layout, never a stack trace; plain text if even the page fails. */
+async function errorPage(pages: AdminPages, request: FastifyRequest, reply: FastifyReply, status: number, message: string): Promise<FastifyReply> {
+  const title = ERROR_TITLES[status] ?? (status >= 500 ? 'Something went wrong' : 'That did not work');
+  try {
+    return await pages.render(request, reply, 'error', { title, message }, status);
+  } catch (err) {
+    request.log.error({ err }, 'could not render the error page');
+    return reply.code(status).type('text/plain; charset=utf-8').send(`${title}\n\n${message}\n`);
+  }
+}
+
+export default pages;

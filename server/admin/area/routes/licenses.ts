@@ -1,0 +1,97 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../../../errors.js';
+import { inTransaction, licenseEvents, licenses } from '../../../licenses/repository.js';
+import { customers, type NewCustomer } from '../../customers.js';
+import { issuePermanentLicense } from '../../issue-license.js';
+import { isCountryCode } from '../format.js';
+import { field, param, type FieldErrors } from '../forms.js';
+import type { AdminPages } from '../pages.js';
+import { findLicense, listLicenses } from '../queries.js';
+
+const PAGE_SIZE = 50;
+/** As the API allows (`POST /v1/admin/licenses`). */
+const MAX_SEATS = 100_000;
+const KINDS = ['trial', 'permanent'] as const;
+
+interface IssueRequest {
+  seats: number;
+  email: string | null;
+  customer: Omit<NewCustomer, 'email'> | null;
+}
+
+/** The issue form, checked field by field so each error stands next to its field. */
+function readIssueForm(body: unknown): { request: IssueRequest | null; values: Record<string, string>; errors: FieldErrors } {
+  const values = Object.fromEntries(['seats', 'email', 'customerType', 'name', 'organization', 'address', 'country'].map((name) => [name, field(body, name)]));
+  values.country = values.country!.toUpperCase();
+  const errors: FieldErrors = {};
+  const seats = Number(values.seats);
+  if (!/^\d{1,6}$/.test(values.seats!) || seats < 1 || seats > MAX_SEATS) errors.seats = `Enter the number of seats: a whole number from 1 to ${MAX_SEATS.toLocaleString('en')}.`;
+  const email = values.email!.toLowerCase();
+  if (email !== '' && (email.length > 254 || !/^[^\s@<>()",;:]+@[^\s@<>()",;:]+\.[^\s@<>()",;:]+$/.test(email))) {
+    errors.email = 'Enter an email address like name@example.com, or leave it empty.';
+  }
+  const type = values.customerType;
+  let customer: IssueRequest['customer'] = null;
+  if (type === 'business' || type === 'individual') {
+    if (values.name === '' || values.name!.length > 200) errors.name = 'Enter the customer’s name (at most 200 characters).';
+    if (values.organization!.length > 200) errors.organization = 'The organization can be at most 200 characters long.';
+    if (type === 'business' && values.organization === '') errors.organization = 'Enter the name of the business or organization.';
+    if (values.address === '' || values.address!.length > 500) errors.address = 'Enter the postal address (at most 500 characters).';
+    if (!isCountryCode(values.country!)) errors.country = 'Enter the country as its two-letter ISO code, such as DE, GB or JP.';
+    customer = { type, name: values.name!, ...(values.organization ? { organization: values.organization } : {}), address: values.address!, country: values.country! };
+  } else if (type !== '') {
+    errors.customerType = 'Choose no customer, a business, or an individual.';
+  }
+  const ok = Object.keys(errors).length === 0;
+  return { request: ok ? { seats, email: email || null, customer } : null, values, errors };
+}
+
+function licenseId(text: string): number {
+  if (!/^\d{1,15}$/.test(text)) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${text}.`);
+  return Number(text);
+}
+
+/** Recent licenses; issue a permanent license (a recorded sale); revoke one, after a confirmation. */
+export default async function licenseRoutes(app: FastifyInstance, pages: AdminPages): Promise<void> {
+  const listPage = async (query: unknown) => {
+    const kindText = param(query, 'kind');
+    const kind = (KINDS as readonly string[]).includes(kindText) ? (kindText as (typeof KINDS)[number]) : undefined;
+    const id = /^\d{1,15}$/.test(param(query, 'id')) ? Number(param(query, 'id')) : undefined;
+    const before = /^\d{1,15}$/.test(param(query, 'before')) ? Number(param(query, 'before')) : undefined;
+    const rows = await listLicenses(app.db, { kind, id, before, limit: PAGE_SIZE }, new Date());
+    const older = rows.length === PAGE_SIZE ? rows[rows.length - 1]!.id : null;
+    return { title: 'Licenses', licenses: rows, kind: kind ?? '', onlyId: id ?? null, older };
+  };
+
+  app.get('/licenses', async (request, reply) => pages.render(request, reply, 'licenses', await listPage(request.query)));
+
+  app.post('/licenses', async (request, reply) => {
+    const { request: issue, values, errors } = readIssueForm(request.body);
+    if (!issue) return pages.render(request, reply, 'licenses', { ...(await listPage({})), values, errors, formFailed: true }, 400);
+    const now = new Date();
+    const { id, key } = await inTransaction(app.db, async (tx) => {
+      const customerId = issue.customer ? await customers.insert(tx, { ...issue.customer, email: issue.email }, now) : null;
+      return issuePermanentLicense(tx, { seats: issue.seats, email: issue.email, customerId, now });
+    });
+    request.log.info({ licenseId: id, seats: issue.seats, via: 'admin area' }, 'license issued');
+    const license = await findLicense(app.db, id, now);
+    // The key is on this page only (only its digest is kept): not a redirect, so it is never in an address.
+    return pages.render(request, reply, 'license-issued', { title: `License ${id} issued`, license, key }, 201);
+  });
+
+  app.get('/licenses/:id/revoke', async (request, reply) => {
+    const id = licenseId((request.params as { id: string }).id);
+    const license = await findLicense(app.db, id, new Date());
+    if (!license) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${id}.`);
+    return pages.render(request, reply, 'revoke', { title: `Revoke license ${id}`, license });
+  });
+
+  app.post('/licenses/:id/revoke', async (request, reply) => {
+    const id = licenseId((request.params as { id: string }).id);
+    const now = new Date();
+    if (!(await licenses.revoke(app.db, id, now))) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${id}.`);
+    await licenseEvents.record(app.db, id, 'revoked', null, null, now);
+    request.log.info({ licenseId: id, via: 'admin area' }, 'license revoked');
+    return reply.redirect(`/admin/licenses?id=${id}&done=revoked`, 303);
+  });
+}
