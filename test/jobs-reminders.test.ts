@@ -99,6 +99,30 @@ describe('registration reminders', () => {
     assert.equal(smtp.to(email).length, 0);
   });
 
+  it('always sends service notices: a revoked license is announced even to an address that opted out', async () => {
+    const email = newEmail();
+    const db = await openDb(server.config.databaseUrl);
+    try {
+      await db.query("INSERT INTO mail_opt_outs (email, source, opted_out_at) VALUES (?, 'account', NOW())", [email]);
+    } finally {
+      await db.end();
+    }
+    const license = await issueLicense(server, 1, { email });
+    await request(`${server.url}/v1/admin/licenses/${license.id}/revoke`, { method: 'POST', token: server.adminToken });
+    await request(`${server.url}/v1/admin/licenses/${license.id}/revoke`, { method: 'POST', token: server.adminToken });
+    const [notice] = await smtp.waitFor(email, 1);
+    assert.equal(notice!.parsed.subject, 'Your Ferry license has been revoked');
+    assert.equal(rawHeader(notice!, 'List-Unsubscribe'), undefined, 'a service notice carries no marketing headers');
+    assert.match(notice!.parsed.text!, /service notice/);
+    const check = await openDb(server.config.databaseUrl);
+    try {
+      const [rows] = await check.query('SELECT status FROM sent_mail WHERE idempotency_key = ?', [`license-revoked:${license.id}`]);
+      assert.deepEqual(rows, [{ status: 'sent' }], 'revoking twice announces once');
+    } finally {
+      await check.end();
+    }
+  });
+
   it('sends nothing to a trial without an email', async () => {
     const trial = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
     assert.equal(trial.status, 201);

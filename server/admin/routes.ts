@@ -73,7 +73,16 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
     await licenseEvents.record(app.db, request.params.id, 'revoked', null, null, now);
     request.log.info({ licenseId: request.params.id }, 'license revoked');
-    return { license: licenseView((await licenses.byId(app.db, request.params.id))!) };
+    const row = (await licenses.byId(app.db, request.params.id))!;
+    const to = row.email ?? (row.customer_id ? await customers.emailOf(app.db, row.customer_id) : null);
+    if (to) {
+      // A service notice: sent whatever the customer's mail choices, once per license.
+      await app.mail.enqueue({
+        key: `license-revoked:${row.id}`, template: 'license-revoked', to, licenseId: row.id, customerId: row.customer_id,
+        data: { licenseId: row.id, revokedOn: now.toUTCString() },
+      });
+    }
+    return { license: licenseView(row) };
   });
 };
 
