@@ -2,10 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../errors.js';
 import { ErrorSchema, License } from '../licenses/schemas.js';
-import { inTransaction, licenseEvents, licenses } from '../licenses/repository.js';
+import { inTransaction, licenses } from '../licenses/repository.js';
 import { licenseView } from '../licenses/service.js';
 import { customers } from './customers.js';
 import { issuePermanentLicense } from './issue-license.js';
+import { revokeLicense } from './revoke-license.js';
 
 const Customer = Type.Object(
   {
@@ -67,21 +68,9 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Object({ license: License }), ...errors(400, 401, 404, 503) },
     },
   }, async (request) => {
-    const now = new Date();
-    if (!(await licenses.revoke(app.db, request.params.id, now))) {
-      throw new AppError('LICENSE_NOT_FOUND', 404, `no license ${request.params.id}`);
-    }
-    await licenseEvents.record(app.db, request.params.id, 'revoked', null, null, now);
-    request.log.info({ licenseId: request.params.id }, 'license revoked');
-    const row = (await licenses.byId(app.db, request.params.id))!;
-    const to = row.email ?? (row.customer_id ? await customers.emailOf(app.db, row.customer_id) : null);
-    if (to) {
-      // A service notice: sent whatever the customer's mail choices, once per license.
-      await app.mail.enqueue({
-        key: `license-revoked:${row.id}`, template: 'license-revoked', to, licenseId: row.id, customerId: row.customer_id,
-        data: { licenseId: row.id, revokedOn: now.toUTCString() },
-      });
-    }
+    const row = await revokeLicense(app, request.params.id);
+    if (!row) throw new AppError('LICENSE_NOT_FOUND', 404, `no license ${request.params.id}`);
+    request.log.info({ licenseId: row.id }, 'license revoked');
     return { license: licenseView(row) };
   });
 };

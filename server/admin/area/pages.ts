@@ -75,7 +75,8 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
       },
     },
     strictTransportSecurity: https ? { maxAge: 31_536_000 } : false,
-    referrerPolicy: { policy: 'no-referrer' },
+    // Our own pages may see where a click came from (and browsers then name the origin of a form); no one else.
+    referrerPolicy: { policy: 'same-origin' },
   });
   await app.register(view, {
     engine: { eta: new Eta({ autoEscape: true }) },

@@ -42,6 +42,10 @@ const adminArea: FastifyPluginAsync = async (app) => {
 
   await app.register(cookie);
   app.decorateRequest('adminSession', null);
+  // Pages for people, not API calls: kept out of the OpenAPI documentation at /docs.
+  app.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, hide: true };
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     // A form or a dashboard action sent from another site: SameSite=Strict already keeps the
@@ -76,18 +80,18 @@ function isSafeMethod(method: string): boolean {
 }
 
 /**
- * Browsers name where a request comes from (`Sec-Fetch-Site`, `Origin`); a client that sends
- * neither is not a browser, and so not the victim of a forged request.
+ * Browsers name where a request comes from: `Sec-Fetch-Site` (every current browser), else
+ * `Origin`. A client that sends neither is not a browser, and so not the victim of a forged request.
  */
 function fromThisSite(request: FastifyRequest): boolean {
   const site = request.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+  if (site !== undefined) return site === 'same-origin' || site === 'none';
   const origin = request.headers.origin;
   if (origin === undefined) return true;
   try {
     return new URL(origin).host === request.headers.host;
   } catch {
-    return false;
+    return false; // `Origin: null`: a sandboxed or privacy-hidden origin, not one of our pages
   }
 }
 

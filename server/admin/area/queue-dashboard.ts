@@ -43,9 +43,7 @@ const queueDashboard: FastifyPluginAsync = async (app) => {
   serverAdapter.setBasePath(QUEUE_DASHBOARD_PATH);
   createBullBoard({
     queues: app.jobs.queues.all().map((queue) => new BullAdapter(queue)),
-    // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api for its types; the two
-    // copies' classes differ only in their private fields. (One copy once the versions match.)
-    serverAdapter: serverAdapter as unknown as BoardAdapter,
+    serverAdapter,
     options: {
       uiConfig: {
         boardTitle: 'Ferry jobs',

@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../../errors.js';
-import { inTransaction, licenseEvents, licenses } from '../../../licenses/repository.js';
+import { inTransaction } from '../../../licenses/repository.js';
 import { customers, type NewCustomer } from '../../customers.js';
 import { issuePermanentLicense } from '../../issue-license.js';
 import { isCountryCode } from '../format.js';
 import { field, param, type FieldErrors } from '../forms.js';
 import type { AdminPages } from '../pages.js';
 import { findLicense, listLicenses } from '../queries.js';
+import { revokeLicense } from '../../revoke-license.js';
 
 const PAGE_SIZE = 50;
 /** As the API allows (`POST /v1/admin/licenses`). */
@@ -88,9 +89,7 @@ export default async function licenseRoutes(app: FastifyInstance, pages: AdminPa
 
   app.post('/licenses/:id/revoke', async (request, reply) => {
     const id = licenseId((request.params as { id: string }).id);
-    const now = new Date();
-    if (!(await licenses.revoke(app.db, id, now))) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${id}.`);
-    await licenseEvents.record(app.db, id, 'revoked', null, null, now);
+    if (!(await revokeLicense(app, id))) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${id}.`);
     request.log.info({ licenseId: id, via: 'admin area' }, 'license revoked');
     return reply.redirect(`/admin/licenses?id=${id}&done=revoked`, 303);
   });

@@ -40,7 +40,7 @@ export default async function reportRoutes(app: FastifyInstance, pages: AdminPag
     else if (isDay(from) && from > to) errors.to = 'The period must end on or after the day it starts.';
     if (Object.keys(errors).length) {
       const base = await page();
-      return pages.render(request, reply, 'reports', { ...base, values: { ...(base.values as object), from, to }, errors }, 400);
+      return pages.render(request, reply, 'reports', { ...base, values: { ...base.values, from, to }, errors }, 400);
     }
     const report = await fileExportReport(app.db, from, to, 'admin');
     request.log.info({ reportId: report.id, rows: report.rows, via: 'admin area' }, 'export-compliance report filed');
@@ -64,7 +64,7 @@ export default async function reportRoutes(app: FastifyInstance, pages: AdminPag
     const day = field(request.body, 'day');
     if (!isDay(day)) {
       const base = await page();
-      return pages.render(request, reply, 'reports', { ...base, values: { ...(base.values as object), day }, errors: { day: 'Enter the day to roll up as a date.' } }, 400);
+      return pages.render(request, reply, 'reports', { ...base, values: { ...base.values, day }, errors: { day: 'Enter the day to roll up as a date.' } }, 400);
     }
     const data: RollupJob = { day };
     // No jobId: "run now" runs even when the day's scheduled job is still kept as completed.

@@ -19,11 +19,9 @@ function charts(stats: Statistics) {
     ? lineChart({
         id: 'chart-installations',
         title: 'Installations over time',
-        description: `Machines that have installed Ferry (cumulative) and new installations per day, ${period}. Latest: ${daily.at(-1)!.installations} installations.`,
-        series: [
-          { name: 'Installations', points: daily.map((d) => ({ day: d.day, value: d.installations })) },
-          { name: 'New that day', points: daily.map((d) => ({ day: d.day, value: d.newInstallations })) },
-        ],
+        description: `Machines that have installed Ferry, counted up to each day, ${period}. Latest: ${daily.at(-1)!.installations}.`,
+        // New installations a day are a small number beside the total: they are in the table below.
+        series: [{ name: 'Installations', points: daily.map((d) => ({ day: d.day, value: d.installations })) }],
       })
     : null;
   const active = daily.length
