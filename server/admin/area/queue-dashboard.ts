@@ -4,7 +4,6 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import helmet from '@fastify/helmet';
 import type { FastifyPluginAsync } from 'fastify';
 
-type BoardAdapter = Parameters<typeof createBullBoard>[0]['serverAdapter'];
 
 /** Where the dashboard lives, and where its JSON API (which answers 401 rather than redirecting) begins. */
 export const QUEUE_DASHBOARD_PATH = '/admin/queues';
