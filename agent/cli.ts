@@ -10,4 +10,5 @@ process.exitCode = await runCli(process.argv, {
   env: process.env,
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  terminal: { input: process.stdin, output: process.stderr },
 });

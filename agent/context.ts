@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
 import { readClock, parseFerryNow, type ClockReading } from './clock.js';
 import { AgentError } from './errors.js';
 import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
 import { detectLocale } from './locale.js';
 import { identifyMachine, type MachineIdentity } from './machine.js';
 import { normalizeServerUrl } from './server-client.js';
+import type { Terminal } from './transfer/prompt.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -31,6 +33,51 @@ export interface AgentContext {
   resolveServer(licenseServer?: string | null): Promise<string>;
   /** Servers found unreachable during this command: later calls in the same command skip them. */
   unreachableServers: Set<string>;
+  /** What transfer commands take from the environment (see TransferEnvironment). */
+  transferEnv: TransferEnvironment;
+  /** The terminal, when ferry runs on one: progress bars and prompts need it. */
+  terminal: Terminal | null;
+}
+
+/**
+ * The environment of transfer commands, read here so that the transfer code gets plain values.
+ * Numbers stay strings: the command validates them and names the variable when one is bad.
+ */
+export interface TransferEnvironment {
+  /** The user's home: ~/.ssh lives there. */
+  home: string;
+  /** The local login name: the remote user when nothing else names one. */
+  localUser: string;
+  sshAuthSock: string | undefined;
+  /** FERRY_PASSWORD: the SFTP password for scripts (never on the command line). */
+  password: string | undefined;
+  /** FERRY_KEY_PASSPHRASE: the passphrase of an encrypted private key, for scripts. */
+  keyPassphrase: string | undefined;
+  retries: string | undefined;
+  parallel: string | undefined;
+  connections: string | undefined;
+}
+
+function readTransferEnv(env: Env): TransferEnvironment {
+  const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
+  let localUser = env.USER ?? env.LOGNAME;
+  if (!localUser) {
+    try {
+      localUser = userInfo().username;
+    } catch {
+      localUser = 'root';
+    }
+  }
+  return {
+    home: env.HOME?.trim() || homedir(),
+    localUser,
+    sshAuthSock: nonEmpty(env.SSH_AUTH_SOCK),
+    password: env.FERRY_PASSWORD,
+    keyPassphrase: env.FERRY_KEY_PASSPHRASE,
+    retries: nonEmpty(env.FERRY_RETRIES),
+    parallel: nonEmpty(env.FERRY_PARALLEL),
+    connections: nonEmpty(env.FERRY_CONNECTIONS),
+  };
 }
 
 export interface ContextOptions {
@@ -40,6 +87,7 @@ export interface ContextOptions {
   agentVersion: string;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  terminal?: Terminal | null;
 }
 
 /** `version` from the package.json next to the compiled agent (dist/agent/… → ../../package.json). */
@@ -96,5 +144,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
       throw new AgentError('USAGE', 'no license server set: pass --server URL or set FERRY_SERVER');
     },
     unreachableServers: new Set(),
+    transferEnv: readTransferEnv(env),
+    terminal: options.terminal ?? null,
   };
 }

@@ -2,10 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { activate, deactivate, type ActivateOptions } from './commands/activation.js';
 import { privacy } from './commands/privacy.js';
 import { status } from './commands/status.js';
+import { get, ls, mkdir, mv, put, rm, sync, type ListFlags, type MkdirFlags, type SyncFlags } from './commands/transfer.js';
+import type { TransferFlags } from './transfer/settings.js';
 import { createContext, readAgentVersion, type AgentContext } from './context.js';
 import { describeFailure } from './errors.js';
 import { exitCodeOf, exitCodeTable } from './exit-codes.js';
 import { formatTime } from './format.js';
+import type { Terminal } from './transfer/prompt.js';
 
 /**
  * The command line: parses, hands each command a context, prints, and turns every failure into
@@ -15,6 +18,8 @@ export interface CliIo {
   env: Record<string, string | undefined>;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** The terminal (stdin and stderr) when ferry runs on one: progress bars and prompts. */
+  terminal?: Terminal | null;
 }
 
 function helpFooter(): string {
@@ -30,6 +35,17 @@ function helpFooter(): string {
     '  FERRY_SERVER      license server URL when --server is not given',
     '  FERRY_MACHINE_ID  replaces the OS machine id (for tests and containers)',
     '  FERRY_NOW         replaces the clock\'s time, ISO date or ms since 1970 (for tests)',
+    '  FERRY_PASSWORD    SFTP password for scripts (otherwise asked on the terminal; never a flag)',
+    '  FERRY_KEY_PASSPHRASE  passphrase of an encrypted private key, for scripts',
+    '  FERRY_RETRIES, FERRY_PARALLEL, FERRY_CONNECTIONS  defaults for --retries, --parallel, --connections',
+    '  SSH_AUTH_SOCK     ssh-agent to offer keys from',
+    '',
+    'Remote paths:',
+    '  sftp://[user@]host[:port]/abs/path   sftp://host/~/path is relative to the login folder',
+    '  site:path          a site of $FERRY_HOME/config.json ("sites": {"name": {host, port, user, key, folder}})',
+    '  [user@]host:path   as scp: host may be an alias of ~/.ssh/config (HostName, Port, User, IdentityFile)',
+    '  A destination ending in "/" is a folder; "dir/" as a source means the contents of dir.',
+    '  Host keys are checked against ~/.ssh/known_hosts and $FERRY_HOME/known_hosts before logging in.',
     '',
     'Run "ferry privacy" to see what ferry reports during a trial.',
     '',
@@ -78,6 +94,60 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     .description('show exactly what ferry reports, and this machine\'s values')
     .action((_options: unknown, command: Command) => run(command, (ctx) => privacy(ctx)));
 
+  const connection = (command: Command) =>
+    command
+      .option('-i, --identity <file>', 'private key to log in with (as ssh -i)')
+      .option('-P, --port <port>', 'SSH port, when the URL names none')
+      .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
+      .option('-q, --quiet', 'no progress and no notices, only errors')
+      .option('--json', 'one JSON object per line on stdout');
+  const transfer = (command: Command) =>
+    connection(command)
+      .option('--progress', 'show progress lines even when not on a terminal')
+      .option('--parallel <n>', 'files in flight at once (FERRY_PARALLEL; default 32)')
+      .option('--connections <n>', 'SSH connections the files share (FERRY_CONNECTIONS; default 1)')
+      .option('--retries <n>', 'retries after a lost connection, resuming (FERRY_RETRIES; default 5)')
+      .option('--resume', 'continue part files left by an interrupted earlier run')
+      .option('-p, --preserve', 'also keep permissions (modification times are always kept)');
+
+  transfer(program.command('put').description('upload files (and folders with -r) to an SFTP server'))
+    .argument('<paths...>', 'LOCAL... then DESTINATION (sftp://user@host/path, site:path)')
+    .option('-r, --recursive', 'copy folders and everything in them')
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => put(ctx, paths, options)));
+
+  transfer(program.command('get').description('download files (and folders with -r) from an SFTP server'))
+    .argument('<paths...>', 'REMOTE... (globs allowed) then a LOCAL destination')
+    .option('-r, --recursive', 'copy folders and everything in them')
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => get(ctx, paths, options)));
+
+  transfer(program.command('sync').description('mirror a folder to or from an SFTP server, by size and time (or content)'))
+    .argument('<source>', 'the folder to mirror (local or remote)')
+    .argument('<destination>', 'the folder made like it (the other side)')
+    .option('--delete', 'remove what the source does not have')
+    .option('-c, --checksum', 'compare files of the same size by content, not time')
+    .option('-n, --dry-run', 'print the plan and change nothing')
+    .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, (ctx) => sync(ctx, [source, destination], options)));
+
+  connection(program.command('ls').description('list a remote folder'))
+    .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
+    .option('-l, --long', 'mode, size and modification time')
+    .option('-r, --recursive', 'everything below, with relative paths')
+    .action((paths: string[], options: ListFlags, command: Command) => run(command, (ctx) => ls(ctx, paths, options)));
+
+  connection(program.command('mkdir').description('make remote folders'))
+    .argument('<paths...>', 'sftp://user@host/path')
+    .option('-p, --parents', 'make missing parents too; an existing folder is fine')
+    .action((paths: string[], options: MkdirFlags, command: Command) => run(command, (ctx) => mkdir(ctx, paths, options)));
+
+  connection(program.command('rm').description('remove remote files (and folders with -r)'))
+    .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
+    .option('-r, --recursive', 'remove folders and everything in them')
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => rm(ctx, paths, options)));
+
+  connection(program.command('mv').description('move or rename on the SFTP server'))
+    .argument('<paths...>', 'SOURCE... then DESTINATION, on one server (a bare /path means the same server)')
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => mv(ctx, paths, options)));
+
   return program;
 }
 
@@ -87,7 +157,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     const agentVersion = readAgentVersion();
     const run = async (command: Command, work: (ctx: AgentContext) => Promise<void>) => {
       const { server } = command.optsWithGlobals<{ server?: string }>();
-      const ctx = await createContext({ env: io.env, serverOption: server, agentVersion, stdout: io.stdout, stderr: io.stderr });
+      const ctx = await createContext({ env: io.env, serverOption: server, agentVersion, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal ?? null });
       if (ctx.clock.setBack && ctx.clock.highWater !== null) {
         const { wallNow, highWater, now } = ctx.clock;
         ctx.notice(`the clock was set back: it says ${formatTime(wallNow)}, but ${formatTime(highWater)} was seen before; licenses go by ${formatTime(now)}`);

@@ -1,6 +1,7 @@
 // Runs before mocha (npm test): makes sure the services the tests talk to are there, starting them
 // when they are installed but stopped, and failing loudly otherwise. Tests never skip for want of them.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 
 function reachable(port) {
@@ -47,3 +48,20 @@ for (const service of services) {
   await waitFor(service.name, service.port, 30);
 }
 console.log('provision: MariaDB and Redis are up');
+
+// The portal tests drive Debian's Chromium through playwright-core; without it they cannot run.
+const CHROMIUM = '/usr/bin/chromium';
+if (!existsSync(CHROMIUM)) {
+  console.error(`provision: ${CHROMIUM} is missing; the MyAccount browser tests need Debian's chromium: run .ci/run (it installs it) or apt-get install chromium`);
+  process.exit(1);
+}
+console.log(`provision: ${CHROMIUM} is there`);
+
+// The transfer tests start their own OpenSSH sshd on a loopback port with generated keys.
+for (const [binary, pkg] of [['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/ssh-keygen', 'openssh-client']]) {
+  if (!existsSync(binary)) {
+    console.error(`provision: ${binary} is missing: install the Debian package ${pkg} (.ci/run does); the transfer tests run a real sshd`);
+    process.exit(1);
+  }
+}
+console.log('provision: sshd is installed');

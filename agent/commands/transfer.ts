@@ -1,0 +1,402 @@
+import { posix } from 'node:path';
+import type { AgentContext } from '../context.js';
+import { AgentError } from '../errors.js';
+import { requireLicense } from '../license.js';
+import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
+import { expandGlob, isPartFile, planCopy, resolveSources } from '../transfer/copy-plan.js';
+import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
+import { asAgentError } from '../transfer/errors.js';
+import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide } from '../transfer/file-sides.js';
+import { formatBytes, summaryLine, watchTransfer, type ProgressMode } from '../transfer/progress.js';
+import { connectOptions, loadTransferConfig, type TransferConfig, type TransferFlags } from '../transfer/settings.js';
+import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
+import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
+import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
+
+/**
+ * put, get, ls, mkdir, rm, mv and sync: each parses its arguments, checks the license, opens the
+ * connections and hands the files to the transfer engine, then turns the outcome into output and
+ * an exit code. The work itself is in agent/transfer/.
+ */
+
+export interface SyncFlags extends TransferFlags {
+  delete?: boolean;
+  checksum?: boolean;
+  dryRun?: boolean;
+}
+
+export interface ListFlags extends TransferFlags {
+  long?: boolean;
+}
+
+export interface MkdirFlags extends TransferFlags {
+  parents?: boolean;
+}
+
+interface Remote {
+  pool: ConnectionPool;
+  fs: RemoteFs;
+  side: FileSide & { fs: RemoteFs };
+  label: string;
+}
+
+function progressMode(ctx: AgentContext, flags: TransferFlags): ProgressMode {
+  if (flags.json) return 'json';
+  if (flags.quiet) return 'quiet';
+  if (ctx.terminal?.output.isTTY) return 'bars';
+  return flags.progress ? 'lines' : 'quiet';
+}
+
+async function openRemote(ctx: AgentContext, flags: TransferFlags, config: TransferConfig, location: RemoteLocation, connections: number): Promise<Remote> {
+  const options = connectOptions(ctx, flags, config);
+  const endpoint = await resolveEndpoint(location.target, options);
+  const connector = new Connector(endpoint, options);
+  const first = await connector.connect();
+  const pool = new ConnectionPool(connector, connections, first);
+  const fs = new RemoteFs(first.sftp, first.posixRename);
+  return { pool, fs, side: remoteSide(fs), label: endpoint.label };
+}
+
+function parseAll(args: string[], config: TransferConfig): Location[] {
+  return args.map((arg) => parseLocation(arg, config.sites));
+}
+
+function remoteOnly(locations: Location[], what: string): RemoteLocation[] {
+  const remote = locations.filter((l): l is RemoteLocation => l.kind === 'remote');
+  if (remote.length !== locations.length) throw new AgentError('USAGE', `${what} takes sftp:// URLs or site:path, not local paths`);
+  for (const l of remote) {
+    if (!sameServer(l.target, remote[0]!.target)) throw new AgentError('USAGE', `${what}: all paths must be on the same server`);
+  }
+  return remote;
+}
+
+/** OK, or the error that says what failed: the failure's own code when all failed alike, else PARTIAL. */
+function outcome(ctx: AgentContext, summary: EngineSummary, flags: TransferFlags): void {
+  if (summary.failed === 0) return;
+  const { failures } = summary;
+  if (failures.length === 1 && summary.files === 0) throw failures[0]!.error;
+  if (!flags.json) for (const { error } of failures) ctx.notice(error.message);
+  const exits = new Set(failures.map((f) => f.error.exit));
+  const exit = summary.files === 0 && exits.size === 1 ? failures[0]!.error.exit : 'PARTIAL';
+  throw new AgentError(exit, `${summary.failed} of ${summary.files + summary.failed} files failed`);
+}
+
+async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: TransferFlags, config: TransferConfig, verb: string): Promise<EngineSummary> {
+  const engine = new TransferEngine(remote.pool, {
+    parallel: config.parallel,
+    retries: config.retries,
+    resume: flags.resume === true,
+    preserve: flags.preserve === true,
+  });
+  const mode = progressMode(ctx, flags);
+  const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
+    mode,
+    out: ctx.out,
+    notice: ctx.notice,
+    ...(ctx.terminal ? { terminal: ctx.terminal.output } : {}),
+  });
+  const summary = await engine.run(jobs);
+  watcher.finish(summary);
+  return summary;
+}
+
+/** Runs `work` with the remote open, and always closes it. */
+async function withRemote<T>(remote: Remote, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw asAgentError(err);
+  } finally {
+    remote.pool.end();
+  }
+}
+
+function connectionsFor(config: TransferConfig, jobsHint: 'many' | 'one'): number {
+  return jobsHint === 'one' ? 1 : Math.min(config.connections, config.parallel);
+}
+
+// ---------------------------------------------------------------- put, get
+
+export async function put(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
+  if (args.length < 2) throw new AgentError('USAGE', 'put needs LOCAL... and a destination sftp://user@host/path');
+  const config = await loadTransferConfig(ctx, flags);
+  const locations = parseAll(args, config);
+  const dest = locations.pop()!;
+  if (dest.kind !== 'remote') throw new AgentError('USAGE', `put: the destination ${dest.path} must be remote (sftp://user@host/path or site:path)`);
+  if (locations.some((l) => l.kind !== 'local')) throw new AgentError('USAGE', 'put: the sources must be local paths (use get to download)');
+  await requireLicense(ctx, 'put');
+  const sources = await resolveSources(localSide, locations, flags.recursive === true);
+  const remote = await openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
+  await withRemote(remote, async () => {
+    const jobs = await planCopy(localSide, sources, remote.side, dest, 'upload');
+    outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put'), flags);
+  });
+}
+
+export async function get(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
+  if (args.length < 2) throw new AgentError('USAGE', 'get needs sftp://user@host/path... and a local destination');
+  const config = await loadTransferConfig(ctx, flags);
+  const locations = parseAll(args, config);
+  const dest = locations.pop()!;
+  if (dest.kind !== 'local') throw new AgentError('USAGE', 'get: the destination must be a local path (use put to upload)');
+  const sources = remoteOnly(locations, 'get');
+  await requireLicense(ctx, 'get');
+  const remote = await openRemote(ctx, flags, config, sources[0]!, connectionsFor(config, 'many'));
+  await withRemote(remote, async () => {
+    const resolved = await resolveSources(remote.side, sources, flags.recursive === true);
+    const jobs = await planCopy(remote.side, resolved, localSide, dest, 'download');
+    outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'get'), flags);
+  });
+}
+
+// ---------------------------------------------------------------- ls, mkdir, rm, mv
+
+function modeString(entry: Entry): string {
+  const kind = entry.type === 'dir' ? 'd' : entry.type === 'link' ? 'l' : entry.type === 'file' ? '-' : '?';
+  const bits = 'rwxrwxrwx'.split('').map((c, i) => (entry.mode & (1 << (8 - i)) ? c : '-')).join('');
+  return kind + bits;
+}
+
+function entryTime(entry: Entry): string {
+  return new Date(entry.mtime * 1000).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): Promise<void> {
+  const config = await loadTransferConfig(ctx, flags);
+  if (args.length === 0) throw new AgentError('USAGE', 'ls needs sftp://user@host/path');
+  const locations = remoteOnly(parseAll(args, config), 'ls');
+  await requireLicense(ctx, 'ls');
+  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  await withRemote(remote, async () => {
+    const print = (entry: Entry, name: string) => {
+      if (flags.json) ctx.out(JSON.stringify({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
+      else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${name}${entry.type === 'dir' ? '/' : ''}`);
+      else ctx.out(`${name}${entry.type === 'dir' ? '/' : ''}`);
+    };
+    for (const location of locations) {
+      for (const path of await expandGlob(remote.side, location.path)) {
+        const entry = await remote.side.stat(path);
+        if (!entry) throw new AgentError('NOT_FOUND', `${path}: no such file or folder`);
+        if (entry.type !== 'dir') {
+          print(entry, path);
+          continue;
+        }
+        if (flags.recursive) {
+          for await (const child of walk(remote.side, path)) print(child, child.relative);
+        } else {
+          for (const child of await remote.side.list(path)) print(child, remote.side.basename(child.path));
+        }
+      }
+    }
+  });
+}
+
+export async function mkdir(ctx: AgentContext, args: string[], flags: MkdirFlags): Promise<void> {
+  const config = await loadTransferConfig(ctx, flags);
+  if (args.length === 0) throw new AgentError('USAGE', 'mkdir needs sftp://user@host/path');
+  const locations = remoteOnly(parseAll(args, config), 'mkdir');
+  await requireLicense(ctx, 'mkdir');
+  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  await withRemote(remote, async () => {
+    for (const { path } of locations) {
+      const existing = await remote.side.stat(path);
+      if (existing) {
+        if (flags.parents && existing.type === 'dir') continue;
+        throw new AgentError('USAGE', `${path} already exists${existing.type === 'dir' ? ' (with -p an existing folder is fine)' : ''}`);
+      }
+      if (flags.parents) await remote.side.mkdir(path);
+      else await remote.fs.mkdir(path);
+      if (flags.json) ctx.out(JSON.stringify({ event: 'mkdir', path }));
+    }
+  });
+}
+
+export async function rm(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
+  const config = await loadTransferConfig(ctx, flags);
+  if (args.length === 0) throw new AgentError('USAGE', 'rm needs sftp://user@host/path');
+  const locations = remoteOnly(parseAll(args, config), 'rm');
+  await requireLicense(ctx, 'rm');
+  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  await withRemote(remote, async () => {
+    for (const location of locations) {
+      for (const path of await expandGlob(remote.side, location.path)) {
+        const entry = await remote.fs.lstat(path).then((attrs) => ({ path, attrs }));
+        const isDir = (entry.attrs.mode & 0o170000) === 0o040000;
+        if (isDir && !flags.recursive) throw new AgentError('USAGE', `${path} is a folder: use -r to remove it and everything in it`);
+        if (posix.normalize(path) === '/' ) throw new AgentError('USAGE', 'refusing to remove /');
+        await remote.side.remove({ path, type: isDir ? 'dir' : 'file', size: 0, mtime: 0, mode: 0 });
+        if (flags.json) ctx.out(JSON.stringify({ event: 'removed', path }));
+      }
+    }
+  });
+}
+
+export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
+  const config = await loadTransferConfig(ctx, flags);
+  if (args.length < 2) throw new AgentError('USAGE', 'mv needs SOURCE... and DESTINATION on one server');
+  const locations = parseAll(args, config);
+  const destLocation = locations.pop()!;
+  const sources = remoteOnly(locations, 'mv');
+  // A bare path as destination means a path on the same server.
+  const dest = destLocation.kind === 'remote' ? destLocation : { ...sources[0]!, path: destLocation.path, trailingSlash: destLocation.trailingSlash };
+  if (!sameServer(dest.target, sources[0]!.target)) throw new AgentError('USAGE', 'mv moves within one server: use get and put between servers');
+  await requireLicense(ctx, 'mv');
+  const remote = await openRemote(ctx, flags, config, sources[0]!, 1);
+  await withRemote(remote, async () => {
+    const paths: string[] = [];
+    for (const source of sources) paths.push(...(await expandGlob(remote.side, source.path)));
+    const destEntry = await remote.side.stat(dest.path);
+    const intoFolder = destEntry?.type === 'dir' || dest.trailingSlash || paths.length > 1;
+    if (intoFolder && destEntry && destEntry.type !== 'dir') throw new AgentError('USAGE', `${dest.path} is not a folder`);
+    if (intoFolder && !destEntry) throw new AgentError('NOT_FOUND', `${dest.path}: no such folder`);
+    for (const path of paths) {
+      if (!(await remote.side.stat(path))) throw new AgentError('NOT_FOUND', `${path}: no such file or folder`);
+      const target = intoFolder ? posix.join(dest.path, posix.basename(path)) : dest.path;
+      await remote.fs.replace(path, target);
+      if (flags.json) ctx.out(JSON.stringify({ event: 'moved', from: path, to: target }));
+    }
+  });
+}
+
+// ---------------------------------------------------------------- sync
+
+async function listTree(side: FileSide, root: string): Promise<ListedEntry[]> {
+  const entries: ListedEntry[] = [];
+  for await (const entry of walk(side, root)) {
+    if (isPartFile(side.basename(entry.path))) continue;
+    entries.push({ relative: entry.relative, type: entry.type, size: entry.size, mtime: entry.mtime });
+  }
+  return entries;
+}
+
+/** Runs `work` on each item with at most `limit` at once. */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T, slot: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async (_, slot) => {
+    while (next < items.length) await work(items[next++]!, slot);
+  }));
+}
+
+function describeAction(action: SyncAction): string {
+  switch (action.action) {
+    case 'mkdir': return `mkdir  ${action.relative}/`;
+    case 'copy': return `copy   ${action.relative} (${action.reason === 'new' ? 'new' : `${action.reason} differs`}, ${formatBytes(action.size)})`;
+    case 'compare': return `compare ${action.relative}`;
+    case 'delete': return `delete ${action.relative}${action.type === 'dir' ? '/' : ''}`;
+    case 'conflict': return `skip   ${action.relative}: ${action.reason}`;
+  }
+}
+
+export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags): Promise<void> {
+  if (args.length !== 2) throw new AgentError('USAGE', 'sync needs exactly SOURCE and DESTINATION folders');
+  const config = await loadTransferConfig(ctx, flags);
+  const [src, dst] = parseAll(args, config) as [Location, Location];
+  if (src.kind === dst.kind) {
+    throw new AgentError('USAGE', src.kind === 'local' ? 'sync: one side must be remote (sftp://… or site:path)' : 'sync: one side must be local (remote-to-remote is not supported)');
+  }
+  await requireLicense(ctx, 'sync');
+  const remoteLocation = (src.kind === 'remote' ? src : dst) as RemoteLocation;
+  const remote = await openRemote(ctx, flags, config, remoteLocation, connectionsFor(config, 'many'));
+  await withRemote(remote, async () => {
+    const [from, to]: [FileSide, FileSide] = src.kind === 'remote' ? [remote.side, localSide] : [localSide, remote.side];
+    const srcEntry = await from.stat(src.path);
+    if (!srcEntry) throw new AgentError('NOT_FOUND', `${describeLocation(src)}: no such folder`);
+    if (srcEntry.type !== 'dir') throw new AgentError('USAGE', `${describeLocation(src)} is not a folder: sync mirrors folders (use put or get for files)`);
+    const dstEntry = await to.stat(dst.path);
+    if (dstEntry && dstEntry.type !== 'dir') throw new AgentError('USAGE', `${describeLocation(dst)} is not a folder`);
+
+    const sourceList = await listTree(from, src.path);
+    const destList = dstEntry ? await listTree(to, dst.path) : [];
+    const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true });
+
+    // --checksum: same sizes are compared by content (read-only, so --dry-run does it too).
+    const compared = new Map<string, boolean>();
+    const compares = plan.actions.filter((a): a is Extract<SyncAction, { action: 'compare' }> => a.action === 'compare');
+    await eachLimited(compares, config.parallel, async (action) => {
+      const digest = async (side: FileSide, root: string) => {
+        const path = side.join(root, action.relative);
+        if (side.kind === 'local') return localDigest(path);
+        const session = await remote.pool.session(0);
+        return remoteDigest(new RemoteFs(session.sftp, session.posixRename), path, action.size);
+      };
+      const [a, b] = await Promise.all([digest(from, src.path), digest(to, dst.path)]);
+      compared.set(action.relative, a === b);
+    });
+    let unchanged = plan.unchanged;
+    const actions: SyncAction[] = [];
+    for (const action of plan.actions) {
+      if (action.action !== 'compare') actions.push(action);
+      else if (compared.get(action.relative)) unchanged++;
+      else actions.push({ action: 'copy', relative: action.relative, size: action.size, mtime: action.mtime, reason: 'content' });
+    }
+
+    if (flags.dryRun) {
+      for (const action of actions) {
+        ctx.out(flags.json ? JSON.stringify({ event: 'plan', ...action }) : describeAction(action));
+      }
+      const copies = actions.filter((a) => a.action === 'copy');
+      const summary = { copy: copies.length, bytes: copies.reduce((s, a) => s + (a.action === 'copy' ? a.size : 0), 0), mkdir: actions.filter((a) => a.action === 'mkdir').length, delete: actions.filter((a) => a.action === 'delete').length, unchanged };
+      if (flags.json) ctx.out(JSON.stringify({ event: 'plan-summary', dryRun: true, ...summary }));
+      else ctx.out(`dry run: ${summary.copy} to copy (${formatBytes(summary.bytes)}), ${summary.mkdir} folders to make, ${summary.delete} to delete, ${unchanged} unchanged; nothing was changed`);
+      return;
+    }
+
+    const failures: AgentError[] = [];
+    const attempt = async (work: () => Promise<void>) => {
+      try {
+        await work();
+      } catch (err) {
+        const error = asAgentError(err);
+        if (error.exit === 'CONNECTION' || error.exit === 'AUTH' || error.exit === 'HOST_KEY') throw error;
+        failures.push(error);
+        if (!flags.json) ctx.notice(error.message);
+      }
+    };
+    const destPath = (relative: string) => to.join(dst.path, relative);
+    if (!dstEntry) await to.mkdir(dst.path);
+    const deletes = actions.filter((a): a is Extract<SyncAction, { action: 'delete' }> => a.action === 'delete');
+    const replacing = new Set(actions.filter((a) => a.action === 'mkdir' || a.action === 'copy').map((a) => a.relative));
+    // Replacements go first: the new file or folder takes the name.
+    for (const action of deletes.filter((d) => replacing.has(d.relative))) {
+      await attempt(() => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
+    }
+    for (const action of actions) {
+      if (action.action === 'mkdir') await attempt(() => to.mkdir(destPath(action.relative)));
+      if (action.action === 'conflict') failures.push(new AgentError('PARTIAL', `${action.relative} ${action.reason}`));
+    }
+    const jobs: Job[] = [];
+    const srcEntries = new Map(sourceList.map((e) => [e.relative, e]));
+    for (const action of actions) {
+      if (action.action !== 'copy') continue;
+      const entry = srcEntries.get(action.relative)!;
+      jobs.push({
+        direction: src.kind === 'local' ? 'upload' : 'download',
+        source: from.join(src.path, action.relative),
+        target: destPath(action.relative),
+        size: entry.size,
+        mtime: entry.mtime,
+        mode: 0o644,
+        display: action.relative,
+      });
+    }
+    if (flags.preserve) {
+      // Modes come from the source listing only when asked for.
+      for (const job of jobs) job.mode = (await from.stat(job.source))?.mode ?? job.mode;
+    }
+    const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync') : null;
+    for (const action of deletes.filter((d) => !replacing.has(d.relative))) {
+      await attempt(() => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
+      if (flags.json) ctx.out(JSON.stringify({ event: 'deleted', file: action.relative }));
+    }
+    if (!summary && progressMode(ctx, flags) !== 'quiet' && !flags.json) ctx.notice(`nothing to copy: ${unchanged} files unchanged`);
+
+    const failedFiles = summary?.failed ?? 0;
+    if (summary && failedFiles > 0 && !flags.json) for (const { error } of summary.failures) ctx.notice(error.message);
+    const total = failures.length + failedFiles;
+    if (total > 0) {
+      const only = failures.length === 1 && failedFiles === 0 ? failures[0]! : failedFiles === 1 && failures.length === 0 ? summary!.failures[0]!.error : null;
+      if (only && (summary?.files ?? 0) === 0) throw only;
+      throw new AgentError('PARTIAL', `sync: ${total} item${total === 1 ? '' : 's'} failed${summary ? `; ${summaryLine(summary)}` : ''}`);
+    }
+  });
+}

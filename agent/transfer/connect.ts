@@ -1,0 +1,307 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
+import { AgentError } from '../errors.js';
+import { SSH } from './constants.js';
+import { ConnectionLost } from './errors.js';
+import { channelOpen, watchChannel } from './file-sides.js';
+import {
+  fingerprintOf, judgeHostKey, keyTypeOf, keyTypeOfAlgorithm, knownHostsName, type KnownHosts, type KnownKey,
+} from './known-hosts.js';
+import type { SecretPrompt } from './prompt.js';
+import { lookupSshConfig } from './ssh-config.js';
+import type { RemoteTarget, SiteDefinition } from './url.js';
+
+const { Client, utils } = ssh2;
+
+/**
+ * Connecting to an SFTP server the way OpenSSH users expect: the host resolved through sites and
+ * `~/.ssh/config`, its key checked against known_hosts BEFORE any credential is sent, then keys
+ * (`-i`, IdentityFile, the defaults), ssh-agent, and a password (FERRY_PASSWORD or a prompt).
+ */
+
+export interface ConnectOptions {
+  /** `-i FILE`. */
+  identity?: string;
+  /** `-P PORT`: used when the URL names no port. */
+  port?: number;
+  /** `--accept-new`: trust an unknown host key on first use, and record it. */
+  acceptNew: boolean;
+  /** The user's home (for ~/.ssh), the local login name, the agent socket. */
+  home: string;
+  localUser: string;
+  sshAuthSock?: string;
+  password?: string;
+  keyPassphrase?: string;
+  prompt: SecretPrompt | null;
+  knownHosts: KnownHosts;
+  sites: Record<string, SiteDefinition>;
+  /** Notices for stderr (a recorded host key, a skipped key). */
+  notice: (message: string) => void;
+}
+
+/** A resolved server: where to connect and as whom. */
+export interface Endpoint {
+  host: string;
+  port: number;
+  user: string;
+  /** Keys to offer, in order: `-i`, the site's, IdentityFile lines, else OpenSSH's default files. */
+  identityFiles: string[];
+  useAgent: boolean;
+  /** `user@host:port` for messages. */
+  label: string;
+}
+
+const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+
+export async function resolveEndpoint(target: RemoteTarget, options: ConnectOptions): Promise<Endpoint> {
+  const site = target.site ? options.sites[target.site] : undefined;
+  const config = await lookupSshConfig(options.home, target.host, options.localUser);
+  const host = config.hostName ?? target.host;
+  const port = target.port ?? options.port ?? site?.port ?? config.port ?? SSH.defaultPort;
+  const user = target.user ?? site?.user ?? config.user ?? options.localUser;
+  const explicit = [options.identity, site?.key].filter((f): f is string => !!f).map((f) => (f.startsWith('~/') ? join(options.home, f.slice(2)) : f));
+  const identityFiles = [...explicit, ...config.identityFiles];
+  if (identityFiles.length === 0) {
+    for (const name of DEFAULT_IDENTITIES) {
+      const file = join(options.home, '.ssh', name);
+      if (existsSync(file)) identityFiles.push(file);
+    }
+  }
+  for (const file of explicit) {
+    if (!existsSync(file)) throw new AgentError('USAGE', `identity file ${file}: no such file`);
+  }
+  return {
+    host,
+    port,
+    user,
+    identityFiles: [...new Set(identityFiles)],
+    useAgent: !!options.sshAuthSock && !config.identitiesOnly,
+    label: `${user}@${host}${port === SSH.defaultPort ? '' : `:${port}`}`,
+  };
+}
+
+/** One SSH connection and its SFTP channel. */
+export interface SshSession {
+  sftp: SFTPWrapper;
+  client: InstanceType<typeof Client>;
+  /** True once the connection has closed. */
+  closed(): boolean;
+  /** Resolves when the connection has closed, for whatever reason. */
+  whenClosed: Promise<void>;
+  /** Whether the server offers `posix-rename@openssh.com`. */
+  posixRename: boolean;
+  end(): void;
+}
+
+/**
+ * Makes connections to one endpoint. Keys are read and unlocked once, so a reconnect after a lost
+ * connection prompts for nothing.
+ */
+export class Connector {
+  private readonly keys = new Map<string, ParsedKey | null>();
+  private password: string | undefined;
+  private hostKeyChecked = false;
+
+  constructor(readonly endpoint: Endpoint, private readonly options: ConnectOptions) {
+    this.password = options.password;
+  }
+
+  /** Key types on file for this host first, so the server shows a key we can check (as OpenSSH does). */
+  private hostKeyAlgorithms(known: KnownKey[]): string[] {
+    const all = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+    const knownTypes = new Set(known.filter((k) => !k.revoked).map((k) => k.keyType));
+    return [...all.filter((a) => knownTypes.has(keyTypeOfAlgorithm(a))), ...all.filter((a) => !knownTypes.has(keyTypeOfAlgorithm(a)))];
+  }
+
+  private async loadKey(file: string): Promise<ParsedKey | null> {
+    if (this.keys.has(file)) return this.keys.get(file)!;
+    let parsed: ParsedKey | null = null;
+    try {
+      const data = await readFile(file);
+      let result = utils.parseKey(data);
+      if (result instanceof Error && /passphrase/i.test(result.message)) {
+        const passphrase = this.options.keyPassphrase ?? (this.options.prompt ? await this.options.prompt(`Enter passphrase for key '${file}': `) : undefined);
+        if (passphrase === undefined) {
+          this.options.notice(`skipping the encrypted key ${file}: no passphrase (set FERRY_KEY_PASSPHRASE or run on a terminal)`);
+        } else {
+          result = utils.parseKey(data, passphrase);
+        }
+      }
+      if (result instanceof Error) {
+        if (!/passphrase given/i.test(result.message)) this.options.notice(`skipping the key ${file}: ${result.message}`);
+      } else {
+        parsed = Array.isArray(result) ? (result[0] ?? null) : result;
+      }
+    } catch (err) {
+      this.options.notice(`skipping the key ${file}: ${(err as Error).message}`);
+    }
+    this.keys.set(file, parsed);
+    return parsed;
+  }
+
+  private authMethods(): (() => Promise<AnyAuthMethod | null>)[] {
+    const { user } = this.endpoint;
+    const methods: (() => Promise<AnyAuthMethod | null>)[] = this.endpoint.identityFiles.map((file) => async () => {
+      const key = await this.loadKey(file);
+      return key ? { type: 'publickey', username: user, key } : null;
+    });
+    if (this.endpoint.useAgent) methods.push(async () => ({ type: 'agent', username: user, agent: this.options.sshAuthSock! }));
+    methods.push(async () => {
+      if (this.password === undefined && this.options.prompt) this.password = await this.options.prompt(`${this.endpoint.label}'s password: `);
+      return this.password === undefined ? null : { type: 'password', username: user, password: this.password };
+    });
+    return methods;
+  }
+
+  /** Opens a connection and its SFTP channel. Throws AgentError CONNECTION, AUTH or HOST_KEY. */
+  async connect(): Promise<SshSession> {
+    const { endpoint, options } = this;
+    const knownName = knownHostsName(endpoint.host, endpoint.port);
+    const known = await options.knownHosts.keysFor(knownName);
+    let hostKeyProblem: AgentError | null = null;
+    let recordKey: Buffer | null = null;
+
+    const methods = this.authMethods();
+    const tried: AuthenticationType[] = [];
+    const client = new Client();
+    const config: ConnectConfig = {
+      host: endpoint.host,
+      port: endpoint.port,
+      username: endpoint.user,
+      readyTimeout: SSH.readyTimeoutMs,
+      keepaliveInterval: SSH.keepaliveIntervalMs,
+      keepaliveCountMax: SSH.keepaliveCountMax,
+      algorithms: { cipher: [...SSH.ciphers] as never, serverHostKey: this.hostKeyAlgorithms(known) as never },
+      // Called during key exchange, before the first authentication request is sent.
+      hostVerifier: (key: Buffer) => {
+        const judged = judgeHostKey(known, key);
+        const presented = `${keyTypeOf(key)} ${fingerprintOf(key)}`;
+        if (judged.verdict === 'known') return true;
+        if (judged.verdict === 'revoked') {
+          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} (${presented}) is marked @revoked in ${judged.entry.file}:${judged.entry.line}: refused`);
+          return false;
+        }
+        if (judged.verdict === 'changed') {
+          const stored = judged.stored.map((k) => `${fingerprintOf(k.key)} (${k.file}:${k.line})`).join(', ');
+          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} has CHANGED: the server shows ${presented}, known_hosts has ${stored}; someone may be intercepting the connection, or the server was reinstalled: refused (remove the old line once you have checked the new key with its administrator)`);
+          return false;
+        }
+        if (!options.acceptNew) {
+          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} is not known (${presented}): check it with the server's administrator, then run again with --accept-new to trust it`);
+          return false;
+        }
+        recordKey = key;
+        return true;
+      },
+      authHandler: (methodsLeft, _partial, next) => {
+        void (async () => {
+          while (methods.length > 0) {
+            const method = await methods.shift()!();
+            if (!method) continue;
+            if (methodsLeft && !methodsLeft.includes(method.type === 'agent' ? 'publickey' : method.type)) continue;
+            tried.push(method.type);
+            return next(method);
+          }
+          return next(false as never);
+        })().catch(() => next(false as never));
+      },
+    };
+
+    const session = await new Promise<SshSession>((resolve, reject) => {
+      let settled = false;
+      let isClosed = false;
+      let markClosed: () => void = () => {};
+      const whenClosed = new Promise<void>((r) => (markClosed = r));
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        client.end();
+        reject(err);
+      };
+      client.on('error', (err: Error & { level?: string; code?: string }) => {
+        if (settled) return; // after ready: 'close' follows and the channel's requests fail
+        if (hostKeyProblem) return fail(hostKeyProblem);
+        if (err.level === 'client-authentication') {
+          const what = tried.length ? `tried ${[...new Set(tried)].join(', ')}` : 'no key, agent or password to offer (use -i KEY or set FERRY_PASSWORD)';
+          return fail(new AgentError('AUTH', `${endpoint.label} refused the login (${what})`));
+        }
+        if (err.level === 'client-timeout') return fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: no answer in time`));
+        const reason = err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ENOTFOUND' ? 'unknown host name' : err.message;
+        fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: ${reason}`));
+      });
+      client.on('close', () => {
+        isClosed = true;
+        markClosed();
+        if (!settled) fail(hostKeyProblem ?? new AgentError('CONNECTION', `the connection to ${endpoint.label} closed during the handshake`));
+      });
+      client.on('ready', () => {
+        client.sftp((err, sftp) => {
+          if (err) return fail(new AgentError('CONNECTION', `${endpoint.label} refused the SFTP subsystem: ${err.message}`));
+          sftp.on('error', () => undefined);
+          watchChannel(sftp, client);
+          settled = true;
+          resolve({
+            sftp,
+            client,
+            closed: () => isClosed,
+            whenClosed,
+            posixRename: typeof (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['posix-rename@openssh.com'] === 'string',
+            end: () => client.end(),
+          });
+        });
+      });
+      client.connect(config);
+    });
+
+    if (recordKey && !this.hostKeyChecked) {
+      await options.knownHosts.record(knownName, recordKey);
+      options.notice(`added the host key of ${knownName} (${keyTypeOf(recordKey)} ${fingerprintOf(recordKey)}) to ${options.knownHosts.ownFile}`);
+    }
+    this.hostKeyChecked = true;
+    return session;
+  }
+}
+
+/**
+ * A few connections to one endpoint that transfer workers share: worker i uses slot i mod size.
+ * A slot whose connection is lost is reconnected by the next worker that asks for it.
+ */
+export class ConnectionPool {
+  private readonly slots: (Promise<SshSession> | null)[];
+  private ended = false;
+
+  constructor(readonly connector: Connector, size: number, first?: SshSession) {
+    this.slots = Array.from({ length: Math.max(1, size) }, () => null);
+    if (first) this.slots[0] = Promise.resolve(first);
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  async session(slot: number): Promise<SshSession> {
+    if (this.ended) throw new ConnectionLost('the transfer was stopped');
+    const index = slot % this.slots.length;
+    const current = this.slots[index];
+    if (current) {
+      const session = await current.catch(() => null);
+      if (session && !session.closed() && channelOpen(session.sftp)) return session;
+      session?.end();
+      if (this.slots[index] !== current) return this.session(slot);
+    }
+    const next = this.connector.connect();
+    this.slots[index] = next;
+    next.catch(() => {
+      if (this.slots[index] === next) this.slots[index] = null;
+    });
+    return next;
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const slot of this.slots) void slot?.then((s) => s.end(), () => undefined);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The numbers that make transfers fast and robust, one table each, with why each is what it is.
+ * Figures were measured with `npm run bench` on the 2-core development machine (loopback sshd,
+ * OpenSSH 9.2); see README "Transfer benchmark".
+ */
+
+/** How one file moves: request size and how many requests are in flight at once. */
+export const PIPELINE = {
+  /**
+   * Bytes per SFTP read/write request. 32 KiB is what every SFTP server must accept (RFC draft:
+   * 32768 is the guaranteed minimum), and ssh2's channel packets are 32 KiB: a bigger request is
+   * split across packets anyway. 64 KiB measured no faster on loopback and is refused by some servers.
+   */
+  chunkBytes: 32 * 1024,
+  /**
+   * Requests in flight per file: 64 × 32 KiB = 2 MiB, which covers ssh2's 2 MiB channel window, so
+   * the pipe never waits on round trips. 16 was 30-40 % slower for large files; 128 gained nothing.
+   */
+  requestsInFlight: 64,
+  /** Local reads for uploads are made in blocks of this many chunks (fewer thread-pool trips). */
+  readBlockChunks: 8,
+  /** Bytes compared at the end of a part file before `--resume` trusts it. */
+  resumeVerifyBytes: 64 * 1024,
+} as const;
+
+/** How many files at once, and over how many SSH connections. */
+export const CONCURRENCY = {
+  /**
+   * Files in flight at once (`--parallel`). Small files are bound by round trips (open; data,
+   * attributes and close together; rename), so many files must be in flight to fill the pipe.
+   * Measured for 2,000 × 16 KiB over one connection: 8 was clearly slower, 32 and 64 about equal
+   * and best; 32 keeps the memory per run small (at most 32 files × 2 MiB of requests).
+   */
+  defaultParallel: 32,
+  maxParallel: 64,
+  /**
+   * SSH connections the parallel files share (`--connections`). On the 2-core machine ferry's one
+   * thread (ssh2's packet handling and crypto) is the limit, and sshd already runs its crypto and
+   * its SFTP server in two processes per connection: 2, 4 and 8 connections were each slower than
+   * one (every extra connection costs a handshake and competes for the same two cores). On more
+   * cores or a far server, more connections pay: raise it there.
+   */
+  defaultConnections: 1,
+  maxConnections: 16,
+} as const;
+
+/** Retrying after a lost connection: bounded, with exponential backoff. */
+export const RETRY = {
+  /** Attempts after the first (`--retries`, FERRY_RETRIES). Five cover about 15 s of outage. */
+  defaultRetries: 5,
+  /** First wait; doubled on each further attempt, up to `maxDelayMs`. */
+  baseDelayMs: 250,
+  maxDelayMs: 8_000,
+} as const;
+
+/** The SSH connection itself. */
+export const SSH = {
+  /**
+   * Ciphers, best first. AES-GCM uses AES-NI through OpenSSL and needs no separate MAC: on this
+   * CPU it measured fastest in ssh2 and on the sshd side. chacha20-poly1305 is close behind (for
+   * CPUs without AES-NI), CTR modes are for old servers.
+   */
+  ciphers: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'],
+  /** The handshake must finish in this time. */
+  readyTimeoutMs: 20_000,
+  /** A silent peer is declared gone after interval × count. */
+  keepaliveIntervalMs: 5_000,
+  keepaliveCountMax: 3,
+  defaultPort: 22,
+} as const;
+
+/** Progress output. */
+export const PROGRESS = {
+  /** `--json` progress lines per file at most this often. */
+  jsonIntervalMs: 1_000,
+  /** Terminal bar redraws. */
+  barIntervalMs: 200,
+} as const;
+
+/** Names of part files: hidden, next to the final name, recognisable. */
+export const PART_SUFFIX = '.ferry-part';

@@ -1,0 +1,112 @@
+import picomatch from 'picomatch';
+import { AgentError } from '../errors.js';
+import { PART_SUFFIX } from './constants.js';
+import type { Job } from './engine.js';
+import { pathError } from './errors.js';
+import { walk, type Entry, type FileSide } from './file-sides.js';
+import { hasGlob } from './url.js';
+
+/**
+ * Which files go where for put and get: sources (globs expanded) against a destination, with
+ * cp's and OpenSSH's rules. A destination that is a folder, or ends in `/`, receives the sources
+ * by name; `dir/` (trailing slash) copies the contents of dir; a single source to a name that is
+ * not a folder becomes that name.
+ */
+
+export interface Source extends Entry {
+  /** The source was written with a trailing `/`: its contents, not the folder itself. */
+  contentsOnly: boolean;
+}
+
+/** A part file of ours, left by an interrupted transfer: never copied as data. */
+export function isPartFile(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(PART_SUFFIX);
+}
+
+/** Expands a path with `*`, `?` or `[...]` in any of its parts; without, the path itself. */
+export async function expandGlob(side: FileSide, path: string): Promise<string[]> {
+  if (!hasGlob(path)) return [path];
+  const absolute = path.startsWith('/');
+  const parts = path.split('/').filter((p) => p !== '');
+  let bases = [absolute ? '/' : '.'];
+  for (const [index, part] of parts.entries()) {
+    const next: string[] = [];
+    if (!hasGlob(part)) {
+      for (const base of bases) next.push(side.join(base, part));
+    } else {
+      const isMatch = picomatch(part, { dot: part.startsWith('.') });
+      const last = index === parts.length - 1;
+      for (const base of bases) {
+        const entry = await side.stat(base);
+        if (entry?.type !== 'dir') continue;
+        for (const child of await side.list(base)) {
+          const name = side.basename(child.path);
+          if (isPartFile(name) || !isMatch(name)) continue;
+          if (last || child.type === 'dir') next.push(child.path);
+        }
+      }
+    }
+    bases = next;
+  }
+  if (bases.length === 0) throw pathError('NOT_FOUND', path, 'no match');
+  return bases.map((p) => (!absolute && p.startsWith('./') ? p.slice(2) : p));
+}
+
+/** The sources as entries; missing ones and folders without -r are refused before anything moves. */
+export async function resolveSources(side: FileSide, paths: { path: string; trailingSlash: boolean }[], recursive: boolean): Promise<Source[]> {
+  const sources: Source[] = [];
+  for (const { path, trailingSlash } of paths) {
+    for (const expanded of await expandGlob(side, path)) {
+      const entry = await side.stat(expanded);
+      if (!entry) throw pathError('NOT_FOUND', expanded, 'no such file or folder');
+      if (entry.type === 'dir' && !recursive) throw new AgentError('USAGE', `${expanded} is a folder: use -r to copy folders`);
+      if (entry.type !== 'dir' && entry.type !== 'file') throw new AgentError('USAGE', `${expanded} is not a regular file or folder`);
+      sources.push({ ...entry, contentsOnly: trailingSlash && entry.type === 'dir' });
+    }
+  }
+  return sources;
+}
+
+export interface CopyTarget {
+  path: string;
+  trailingSlash: boolean;
+}
+
+/**
+ * Creates the destination folders and returns the file jobs. Folders are made as they are met
+ * (parents first), so a tree of any depth needs no list of its own.
+ */
+export async function planCopy(
+  from: FileSide, sources: Source[], to: FileSide, dest: CopyTarget, direction: Job['direction'],
+): Promise<Job[]> {
+  const destEntry = await to.stat(dest.path);
+  let destIsDir = destEntry?.type === 'dir';
+  const many = sources.length > 1;
+  if (destEntry && !destIsDir && (dest.trailingSlash || many || sources[0]?.type === 'dir')) {
+    throw new AgentError('USAGE', `${dest.path} is not a folder`);
+  }
+  if (!destEntry && (dest.trailingSlash || many)) {
+    await to.mkdir(dest.path);
+    destIsDir = true;
+  }
+  const jobs: Job[] = [];
+  const job = (source: Entry, target: string, display: string): Job => ({
+    direction, source: source.path, target, size: source.size, mtime: source.mtime, mode: source.mode, display,
+  });
+  for (const source of sources) {
+    const name = from.basename(source.path);
+    if (source.type === 'file') {
+      jobs.push(job(source, destIsDir ? to.join(dest.path, name) : dest.path, name));
+      continue;
+    }
+    const intoName = !source.contentsOnly && destIsDir;
+    const root = intoName ? to.join(dest.path, name) : dest.path;
+    const prefix = intoName ? `${name}/` : '';
+    await to.mkdir(root);
+    for await (const entry of walk(from, source.path)) {
+      if (entry.type === 'dir') await to.mkdir(to.join(root, entry.relative));
+      else if (entry.type === 'file' && !isPartFile(from.basename(entry.path))) jobs.push(job(entry, to.join(root, entry.relative), `${prefix}${entry.relative}`));
+    }
+  }
+  return jobs;
+}

@@ -1,0 +1,138 @@
+import { EventEmitter } from 'node:events';
+import { AgentError } from '../errors.js';
+import { RETRY } from './constants.js';
+import type { ConnectionPool } from './connect.js';
+import { exitOf, isConnectionLost } from './errors.js';
+import { RemoteFs } from './file-sides.js';
+import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type TransferProgress } from './sftp-ops.js';
+
+/**
+ * The transfer engine: a queue of file jobs that N workers take from, each over one of the pool's
+ * connections. A lost connection is retried with exponential backoff and the file resumes from
+ * what the server (or the local disk) already has. Commands drive it and listen to its events;
+ * it prints nothing.
+ *
+ * Events: `start` (job), `bytes` (job, delta), `retry` (job, {attempt, delayMs, resumeFrom, reason}),
+ * `resumed` (job, offset: an attempt continues a part file), `done` (job), `failed` (job, AgentError).
+ */
+
+export interface Job extends FileTransfer {
+  /** How progress output names the file (relative to what the user named). */
+  display: string;
+}
+
+export interface EngineOptions {
+  parallel: number;
+  retries: number;
+  /** `--resume`: continue part files left by an earlier run. */
+  resume: boolean;
+  preserve: boolean;
+  /** Backoff, replaceable in tests. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export interface EngineSummary {
+  files: number;
+  failed: number;
+  bytes: number;
+  ms: number;
+  /** The failures, in the order they happened. */
+  failures: { job: Job; error: AgentError }[];
+}
+
+export declare interface TransferEngine {
+  on(event: 'start' | 'done', listener: (job: Job) => void): this;
+  on(event: 'bytes', listener: (job: Job, delta: number) => void): this;
+  on(event: 'retry', listener: (job: Job, info: { attempt: number; delayMs: number; resumeFrom: number; reason: string }) => void): this;
+  on(event: 'failed', listener: (job: Job, error: AgentError) => void): this;
+  on(event: 'resumed', listener: (job: Job, offset: number) => void): this;
+}
+
+function retryable(err: unknown): boolean {
+  return isConnectionLost(err) || (err instanceof AgentError && err.exit === 'CONNECTION');
+}
+
+/** A fatal error stops every worker: nothing else can succeed (the login or host key was refused). */
+function fatal(err: unknown): boolean {
+  return err instanceof AgentError && (err.exit === 'AUTH' || err.exit === 'HOST_KEY');
+}
+
+export function backoffDelay(attempt: number, base: number = RETRY.baseDelayMs, max: number = RETRY.maxDelayMs): number {
+  return Math.min(max, base * 2 ** (attempt - 1));
+}
+
+export class TransferEngine extends EventEmitter {
+  private fatalError: AgentError | null = null;
+
+  constructor(private readonly pool: ConnectionPool, private readonly options: EngineOptions) {
+    super();
+  }
+
+  async run(jobs: Iterable<Job>): Promise<EngineSummary> {
+    const started = Date.now();
+    const iterator = jobs[Symbol.iterator]();
+    const summary: EngineSummary = { files: 0, failed: 0, bytes: 0, ms: 0, failures: [] };
+    const workers = Array.from({ length: Math.max(1, this.options.parallel) }, (_, slot) => this.worker(slot, iterator, summary));
+    await Promise.all(workers);
+    summary.ms = Date.now() - started;
+    return summary;
+  }
+
+  private async worker(slot: number, jobs: Iterator<Job>, summary: EngineSummary): Promise<void> {
+    for (let next = jobs.next(); !next.done; next = jobs.next()) {
+      const job = next.value;
+      if (this.fatalError) {
+        this.fail(summary, job, this.fatalError);
+        continue;
+      }
+      this.emit('start', job);
+      try {
+        await this.transfer(slot, job);
+        summary.files++;
+        summary.bytes += job.size;
+        this.emit('done', job);
+      } catch (err) {
+        const error = err instanceof AgentError ? err : new AgentError(exitOf(err) === 'CONNECTION' ? 'CONNECTION' : 'INTERNAL', `${job.display}: ${(err as Error).message}`);
+        if (fatal(error)) this.fatalError ??= error;
+        this.fail(summary, job, error);
+      }
+    }
+  }
+
+  private fail(summary: EngineSummary, job: Job, error: AgentError): void {
+    summary.failed++;
+    summary.failures.push({ job, error });
+    this.emit('failed', job, error);
+  }
+
+  private async transfer(slot: number, job: Job): Promise<void> {
+    const progress: TransferProgress = { confirmed: 0, startedAt: 0 };
+    const hooks = {
+      onBytes: (delta: number) => delta !== 0 && this.emit('bytes', job, delta),
+      onStart: (offset: number) => offset > 0 && this.emit('resumed', job, offset),
+    };
+    let mode: ResumeMode = this.options.resume ? 'verify' : 'fresh';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const session = await this.pool.session(slot);
+        const fs = new RemoteFs(session.sftp, session.posixRename);
+        if (job.direction === 'upload') await uploadFile(fs, job, mode, this.options.preserve, progress, hooks);
+        else await downloadFile(fs, job, mode, this.options.preserve, progress, hooks);
+        return;
+      } catch (err) {
+        if (!retryable(err) || attempt >= this.options.retries) {
+          if (retryable(err) && !(err instanceof AgentError)) {
+            throw new AgentError('CONNECTION', `${job.display}: the connection was lost and ${this.options.retries} retries did not bring it back (${(err as Error).message})`);
+          }
+          throw err;
+        }
+        const delayMs = backoffDelay(attempt + 1, this.options.baseDelayMs, this.options.maxDelayMs);
+        // Whatever was delivered stays: the next attempt continues from it.
+        mode = mode === 'verify' && progress.confirmed === 0 ? 'verify' : 'continue';
+        this.emit('retry', job, { attempt: attempt + 1, delayMs, resumeFrom: progress.confirmed, reason: (err as Error).message });
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+}

@@ -1,0 +1,312 @@
+import { lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
+import { ConnectionLost, localError, remoteError, SFTP_STATUS } from './errors.js';
+
+/**
+ * The two sides of a transfer seen the same way: a local folder tree and a remote one (over an
+ * SFTP channel) both list, stat, create folders and remove. put, get and sync plan on this
+ * interface, so one planner serves both directions.
+ */
+
+export type EntryType = 'file' | 'dir' | 'link' | 'other';
+
+export interface Entry {
+  path: string;
+  type: EntryType;
+  size: number;
+  /** Whole seconds: SFTP v3 carries no finer modification time. */
+  mtime: number;
+  /** Permission bits (0o7777). */
+  mode: number;
+}
+
+export interface FileSide {
+  kind: 'local' | 'remote';
+  join(...parts: string[]): string;
+  basename(path: string): string;
+  dirname(path: string): string;
+  /** The entry at `path` (symbolic links followed), or null when there is none. */
+  stat(path: string): Promise<Entry | null>;
+  /** The entries of a folder, links followed to what they point at. */
+  list(dir: string): Promise<Entry[]>;
+  /** Creates a folder; one already there is fine. */
+  mkdir(path: string): Promise<void>;
+  /** Removes a file, or a folder with everything in it. */
+  remove(entry: Entry): Promise<void>;
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+function typeOfMode(mode: number): EntryType {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return 'dir';
+    case S_IFREG: return 'file';
+    case S_IFLNK: return 'link';
+    default: return 'other';
+  }
+}
+
+// ---------------------------------------------------------------- local
+
+function localEntry(path: string, st: { mode: number; size: number; mtimeMs: number }): Entry {
+  return { path, type: typeOfMode(st.mode), size: st.size, mtime: Math.floor(st.mtimeMs / 1000), mode: st.mode & 0o7777 };
+}
+
+export const localSide: FileSide = {
+  kind: 'local',
+  join: (...parts) => join(...parts),
+  basename: (path) => basename(path),
+  dirname: (path) => dirname(path),
+  async stat(path) {
+    try {
+      return localEntry(path, await stat(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw localError(err, path);
+    }
+  },
+  async list(dir) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      throw localError(err, dir);
+    }
+    const entries: Entry[] = [];
+    for (const name of names.sort()) {
+      const path = join(dir, name);
+      try {
+        entries.push(localEntry(path, await stat(path)));
+      } catch (err) {
+        // A dangling link: show it as what it is.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') entries.push(localEntry(path, await lstat(path)));
+        else throw localError(err, path);
+      }
+    }
+    return entries;
+  },
+  async mkdir(path) {
+    try {
+      await mkdir(path, { recursive: true });
+    } catch (err) {
+      throw localError(err, path);
+    }
+  },
+  async remove(entry) {
+    try {
+      await rm(entry.path, { recursive: entry.type === 'dir', force: true });
+    } catch (err) {
+      throw localError(err, entry.path);
+    }
+  },
+};
+
+// ---------------------------------------------------------------- remote
+
+function remoteEntry(path: string, attrs: Stats | Attributes): Entry {
+  return { path, type: typeOfMode(attrs.mode), size: Number(attrs.size), mtime: attrs.mtime, mode: attrs.mode & 0o7777 };
+}
+
+/**
+ * Whether requests can still be sent on the channel. ssh2 accepts a request on a closed channel
+ * and never calls it back, so every request checks first.
+ */
+export function channelOpen(sftp: SFTPWrapper): boolean {
+  return !closedChannels.has(sftp) && (sftp as unknown as { outgoing?: { state?: string } }).outgoing?.state === 'open';
+}
+
+const closedChannels = new WeakSet<SFTPWrapper>();
+
+/**
+ * Follows a new channel's end. A connection that drops leaves ssh2's channel state "open", but
+ * the channel emits 'close': from then on, requests fail at once instead of waiting forever.
+ */
+export function watchChannel(sftp: SFTPWrapper, connection: { once(event: 'close', listener: () => void): unknown }): void {
+  const closed = () => closedChannels.add(sftp);
+  sftp.once('close', closed);
+  sftp.once('end', closed);
+  connection.once('close', closed);
+}
+
+export const CHANNEL_CLOSED = 'the SFTP channel is closed (connection lost)';
+
+/** Promise forms of the SFTP requests ferry makes, each failing with the path's AgentError. */
+export class RemoteFs {
+  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {}
+
+  get usable(): boolean {
+    return channelOpen(this.sftp);
+  }
+
+  private call<T>(path: string, start: (done: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (!this.usable) return reject(new ConnectionLost(CHANNEL_CLOSED));
+      start((err, value) => (err ? reject(remoteError(err, path)) : resolve(value as T)));
+    });
+  }
+
+  stat(path: string): Promise<Stats> {
+    return this.call(path, (done) => this.sftp.stat(path, done));
+  }
+
+  /** The entry, or null when there is none (any other failure throws). */
+  async statOrNull(path: string): Promise<Stats | null> {
+    return new Promise((resolve, reject) => {
+      if (!this.usable) return reject(new ConnectionLost(CHANNEL_CLOSED));
+      this.sftp.stat(path, (err, stats) => {
+        if (!err) return resolve(stats);
+        if ((err as { code?: unknown }).code === SFTP_STATUS.NO_SUCH_FILE) return resolve(null);
+        reject(remoteError(err, path));
+      });
+    });
+  }
+
+  lstat(path: string): Promise<Stats> {
+    return this.call(path, (done) => this.sftp.lstat(path, done));
+  }
+
+  readdir(path: string): Promise<FileEntryWithStats[]> {
+    return this.call(path, (done) => this.sftp.readdir(path, done));
+  }
+
+  mkdir(path: string): Promise<void> {
+    return this.call(path, (done) => this.sftp.mkdir(path, done));
+  }
+
+  rmdir(path: string): Promise<void> {
+    return this.call(path, (done) => this.sftp.rmdir(path, done));
+  }
+
+  unlink(path: string): Promise<void> {
+    return this.call(path, (done) => this.sftp.unlink(path, done));
+  }
+
+  open(path: string, flags: 'r' | 'w' | 'r+'): Promise<Buffer> {
+    return this.call(path, (done) => this.sftp.open(path, flags, done));
+  }
+
+  close(handle: Buffer, path: string): Promise<void> {
+    return this.call(path, (done) => this.sftp.close(handle, done));
+  }
+
+  fsetstat(handle: Buffer, attrs: { mtime?: number; atime?: number; mode?: number }, path: string): Promise<void> {
+    return this.call(path, (done) => this.sftp.fsetstat(handle, attrs, done));
+  }
+
+  setstat(path: string, attrs: { mtime?: number; atime?: number; mode?: number }): Promise<void> {
+    return this.call(path, (done) => this.sftp.setstat(path, attrs, done));
+  }
+
+  read(handle: Buffer, buffer: Buffer, length: number, position: number, path: string): Promise<number> {
+    return this.call(path, (done) => this.sftp.read(handle, buffer, 0, length, position, (err, bytesRead) => done(err, bytesRead)));
+  }
+
+  realpath(path: string): Promise<string> {
+    return this.call(path, (done) => this.sftp.realpath(path, done));
+  }
+
+  /** Free bytes for unprivileged users where `path` is, when the server can tell (OpenSSH can). */
+  async freeBytes(path: string): Promise<number | null> {
+    return new Promise((resolve) => {
+      if (!this.usable) return resolve(null);
+      try {
+        this.sftp.ext_openssh_statvfs(path, (err, info: { f_bavail?: number | bigint; f_frsize?: number | bigint } | undefined) => {
+          if (err || !info || info.f_bavail === undefined || info.f_frsize === undefined) return resolve(null);
+          resolve(Number(info.f_bavail) * Number(info.f_frsize));
+        });
+      } catch {
+        resolve(null);
+      }
+    });
+  }
+
+  /**
+   * Renames over an existing target atomically: OpenSSH's `posix-rename@openssh.com` where the
+   * server has it (the plain SFTP v3 rename refuses an existing target); elsewhere remove, then rename.
+   */
+  async replace(from: string, to: string): Promise<void> {
+    if (this.posixRename) {
+      return this.call(to, (done) => this.sftp.ext_openssh_rename(from, to, done));
+    }
+    try {
+      await this.call(to, (done) => this.sftp.rename(from, to, done));
+    } catch {
+      await this.unlink(to).catch(() => undefined);
+      await this.call(to, (done) => this.sftp.rename(from, to, done));
+    }
+  }
+
+  /** Plain rename: fails when the target exists (ferry mv must not overwrite silently). */
+  rename(from: string, to: string): Promise<void> {
+    return this.call(to, (done) => this.sftp.rename(from, to, done));
+  }
+}
+
+export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
+  const side: FileSide & { fs: RemoteFs } = {
+    kind: 'remote',
+    fs,
+    join: (...parts) => posix.join(...parts),
+    basename: (path) => posix.basename(path),
+    dirname: (path) => posix.dirname(path),
+    async stat(path) {
+      const attrs = await fs.statOrNull(path);
+      return attrs ? remoteEntry(path, attrs) : null;
+    },
+    async list(dir) {
+      const listing = await fs.readdir(dir);
+      const entries: Entry[] = [];
+      for (const item of listing) {
+        if (item.filename === '.' || item.filename === '..') continue;
+        const path = posix.join(dir, item.filename);
+        let entry = remoteEntry(path, item.attrs);
+        if (entry.type === 'link') {
+          const target = await fs.statOrNull(path);
+          if (target) entry = remoteEntry(path, target);
+        }
+        entries.push(entry);
+      }
+      return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    },
+    async mkdir(path) {
+      try {
+        await fs.mkdir(path);
+      } catch (err) {
+        // OpenSSH answers FAILURE for an existing folder: look before deciding it failed.
+        const existing = await fs.statOrNull(path).catch(() => null);
+        if (existing && typeOfMode(existing.mode) === 'dir') return;
+        if (!existing && posix.dirname(path) !== path) {
+          const parent = posix.dirname(path);
+          const parentEntry = await fs.statOrNull(parent);
+          if (!parentEntry) {
+            await side.mkdir(parent);
+            return fs.mkdir(path);
+          }
+        }
+        throw err;
+      }
+    },
+    async remove(entry) {
+      if (entry.type !== 'dir') return fs.unlink(entry.path);
+      for (const child of await fs.readdir(entry.path)) {
+        if (child.filename === '.' || child.filename === '..') continue;
+        await side.remove(remoteEntry(posix.join(entry.path, child.filename), child.attrs));
+      }
+      await fs.rmdir(entry.path);
+    },
+  };
+  return side;
+}
+
+/** Every entry under `root` (not `root` itself), parents before children, with paths relative to root. */
+export async function* walk(side: FileSide, root: string, relative = ''): AsyncGenerator<Entry & { relative: string }> {
+  for (const entry of await side.list(relative === '' ? root : side.join(root, relative))) {
+    const rel = relative === '' ? side.basename(entry.path) : `${relative}/${side.basename(entry.path)}`;
+    yield { ...entry, relative: rel };
+    if (entry.type === 'dir') yield* walk(side, root, rel);
+  }
+}

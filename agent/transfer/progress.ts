@@ -1,0 +1,160 @@
+import cliProgress from 'cli-progress';
+import { PROGRESS } from './constants.js';
+import type { EngineSummary, Job, TransferEngine } from './engine.js';
+
+/**
+ * How a transfer shows itself. `bars`: a progress bar with rate and time left, on a terminal.
+ * `json`: one JSON object per line on stdout, for programs. `lines`: one line per file (asked for
+ * with --progress when not on a terminal). `quiet`: nothing but failures.
+ */
+export type ProgressMode = 'bars' | 'json' | 'lines' | 'quiet';
+
+export interface ProgressOutput {
+  mode: ProgressMode;
+  /** A line on stdout. */
+  out(line: string): void;
+  /** A `ferry: …` line on stderr. */
+  notice(message: string): void;
+  /** The terminal's stream, for bars. */
+  terminal?: NodeJS.WriteStream;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
+}
+
+/** Rate over the last few seconds, so the bar's time left follows the current speed. */
+class RateMeter {
+  private readonly samples: { at: number; bytes: number }[] = [];
+  sample(bytes: number): number {
+    const at = Date.now();
+    this.samples.push({ at, bytes });
+    while (this.samples.length > 2 && at - this.samples[0]!.at > 5_000) this.samples.shift();
+    const first = this.samples[0]!;
+    const seconds = (at - first.at) / 1000;
+    return seconds > 0.2 ? (bytes - first.bytes) / seconds : 0;
+  }
+}
+
+export interface Totals {
+  files: number;
+  bytes: number;
+  /** `put`, `get`, `sync`: the first word of per-file lines. */
+  verb: string;
+}
+
+/** Follows an engine run and shows it; `finish` prints the summary. */
+export function watchTransfer(engine: TransferEngine, totals: Totals, output: ProgressOutput): { finish(summary: EngineSummary): void } {
+  let bytesDone = 0;
+  let filesDone = 0;
+  const started = Date.now();
+  const fileBytes = new Map<Job, number>();
+  const meter = new RateMeter();
+
+  engine.on('bytes', (job, delta) => {
+    bytesDone += delta;
+    fileBytes.set(job, (fileBytes.get(job) ?? 0) + delta);
+  });
+  engine.on('failed', (job) => fileBytes.delete(job));
+
+  if (output.mode === 'json') {
+    const lastLine = new Map<Job, number>();
+    const emit = (value: Record<string, unknown>) => output.out(JSON.stringify(value));
+    engine.on('start', (job) => {
+      lastLine.set(job, Date.now());
+      emit({ event: 'start', file: job.display, size: job.size });
+    });
+    engine.on('bytes', (job) => {
+      const now = Date.now();
+      if (now - (lastLine.get(job) ?? 0) < PROGRESS.jsonIntervalMs) return;
+      lastLine.set(job, now);
+      emit({ event: 'progress', file: job.display, bytes: fileBytes.get(job) ?? 0, size: job.size, totalBytes: bytesDone, total: totals.bytes, rate: Math.round(meter.sample(bytesDone)) });
+    });
+    engine.on('retry', (job, info) => emit({ event: 'retry', file: job.display, ...info }));
+    engine.on('resumed', (job, offset) => emit({ event: 'resumed', file: job.display, from: offset, size: job.size }));
+    engine.on('done', (job) => {
+      lastLine.delete(job);
+      emit({ event: 'done', file: job.display, size: job.size });
+    });
+    engine.on('failed', (job, error) => {
+      lastLine.delete(job);
+      emit({ event: 'failed', file: job.display, code: error.exitCode, exit: error.exit, message: error.message });
+    });
+    return {
+      finish(summary) {
+        emit({ event: 'summary', files: summary.files, failed: summary.failed, bytes: summary.bytes, seconds: summary.ms / 1000, rate: Math.round(summary.bytes / Math.max(summary.ms / 1000, 0.001)) });
+      },
+    };
+  }
+
+  if (output.mode === 'lines') {
+    engine.on('done', (job) => output.notice(`${totals.verb} ${job.display} (${formatBytes(job.size)})`));
+    engine.on('retry', (job, info) => output.notice(`${job.display}: connection lost (${info.reason}); retry ${info.attempt} in ${info.delayMs} ms from ${formatBytes(info.resumeFrom)}`));
+    return { finish: (summary) => output.notice(summaryLine(summary)) };
+  }
+
+  if (output.mode === 'bars' && output.terminal) {
+    let current = '';
+    const bar = new cliProgress.SingleBar(
+      {
+        stream: output.terminal,
+        hideCursor: true,
+        clearOnComplete: false,
+        fps: 1000 / PROGRESS.barIntervalMs,
+        barsize: 24,
+        format: (options, params) => {
+          const rate = meter.sample(bytesDone);
+          const left = rate > 0 ? (totals.bytes - bytesDone) / rate : Number.NaN;
+          const filled = Math.round(params.progress * (options.barsize ?? 24));
+          const barText = `${'█'.repeat(filled)}${'░'.repeat(Math.max(0, (options.barsize ?? 24) - filled))}`;
+          const name = current.length > 30 ? `…${current.slice(-29)}` : current;
+          return `${barText} ${Math.floor(params.progress * 100)}% ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files} ${name}`;
+        },
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(Math.max(totals.bytes, 1), 0);
+    engine.on('start', (job) => (current = job.display));
+    engine.on('bytes', () => bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1))));
+    engine.on('done', () => {
+      filesDone++;
+      bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1)));
+    });
+    engine.on('retry', (job, info) => {
+      current = `${job.display} (retry ${info.attempt})`;
+    });
+    return {
+      finish(summary) {
+        current = '';
+        bar.update(Math.max(totals.bytes, 1));
+        bar.stop();
+        if (summary.files + summary.failed > 0) output.notice(summaryLine(summary, started));
+      },
+    };
+  }
+
+  return { finish: () => undefined };
+}
+
+export function summaryLine(summary: EngineSummary, started?: number): string {
+  const seconds = (started !== undefined ? Date.now() - started : summary.ms) / 1000;
+  const rate = summary.bytes / Math.max(seconds, 0.001);
+  const failed = summary.failed > 0 ? `, ${summary.failed} failed` : '';
+  return `${summary.files} file${summary.files === 1 ? '' : 's'}, ${formatBytes(summary.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(rate)}/s)${failed}`;
+}

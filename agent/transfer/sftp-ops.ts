@@ -1,0 +1,373 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import { PART_SUFFIX, PIPELINE } from './constants.js';
+import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
+import { CHANNEL_CLOSED, type RemoteFs } from './file-sides.js';
+
+/**
+ * One file over SFTP, pipelined: up to PIPELINE.requestsInFlight reads or writes in flight, and
+ * always through a part file (`.<name>.ferry-part` next to the final name) that is renamed into
+ * place only when complete, with its modification time already set. Nobody ever sees a
+ * half-written file under the final name.
+ */
+
+export interface FileTransfer {
+  direction: 'upload' | 'download';
+  source: string;
+  target: string;
+  size: number;
+  /** Seconds; set on the target. */
+  mtime: number;
+  mode: number;
+}
+
+/**
+ * Where to start. `fresh`: from zero. `verify` (--resume): continue a part file left by an earlier
+ * run once its last bytes match the source. `continue` (a retry in this run): continue from what
+ * this run knows it delivered, never beyond the part file's size.
+ */
+export type ResumeMode = 'fresh' | 'verify' | 'continue';
+
+export interface TransferProgress {
+  /** Bytes delivered in order (a prefix of the file): a retry may continue from here. */
+  confirmed: number;
+  /** Where the latest attempt started. */
+  startedAt: number;
+}
+
+export interface TransferHooks {
+  /** Bytes newly confirmed (negative when an attempt starts below what was counted before). */
+  onBytes(delta: number): void;
+  /** An attempt starts at `offset` (> 0 when it continues a part file). */
+  onStart(offset: number): void;
+}
+
+export function partNameFor(path: string, pathApi: { dirname(p: string): string; basename(p: string): string; join(...p: string[]): string }): string {
+  return pathApi.join(pathApi.dirname(path), `.${pathApi.basename(path)}${PART_SUFFIX}`);
+}
+
+/** Tracks which in-order prefix of the issued requests has completed. */
+class PrefixTracker {
+  private readonly pending: { end: number; done: boolean }[] = [];
+  constructor(public confirmed: number) {}
+  issue(end: number) {
+    const item = { end, done: false };
+    this.pending.push(item);
+    return item;
+  }
+  complete(item: { done: boolean }): number {
+    item.done = true;
+    const before = this.confirmed;
+    while (this.pending.length > 0 && this.pending[0]!.done) this.confirmed = this.pending.shift()!.end;
+    return this.confirmed - before;
+  }
+}
+
+async function diskFullOrFailure(fs: RemoteFs, err: unknown, target: string, needed: number): Promise<Error> {
+  if ((err as { code?: unknown }).code === SFTP_STATUS.FAILURE) {
+    const free = await fs.freeBytes(posix.dirname(target));
+    if (free !== null && free < needed) return pathError('DISK_FULL', target, 'no space left on the server');
+  }
+  return remoteError(err, target);
+}
+
+async function readExactly(handle: FileHandle, length: number, position: number, path: string): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) throw pathError('PARTIAL', path, 'the file got shorter while it was being sent');
+    filled += bytesRead;
+  }
+  return buffer;
+}
+
+async function readRemoteExactly(fs: RemoteFs, handle: Buffer, length: number, position: number, path: string): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = await fs.read(handle, buffer.subarray(filled), length - filled, position + filled, path);
+    if (n === 0) throw pathError('PARTIAL', path, 'the file got shorter while it was being read');
+    filled += n;
+  }
+  return buffer;
+}
+
+/** Does the part file's tail equal the source's bytes at the same place? */
+async function tailMatches(partLength: number, readPart: (len: number, pos: number) => Promise<Buffer>, readSource: (len: number, pos: number) => Promise<Buffer>): Promise<boolean> {
+  if (partLength === 0) return true;
+  const length = Math.min(PIPELINE.resumeVerifyBytes, partLength);
+  const position = partLength - length;
+  const [a, b] = await Promise.all([readPart(length, position), readSource(length, position)]);
+  return a.equals(b);
+}
+
+// ---------------------------------------------------------------- upload
+
+export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMode, preserve: boolean, progress: TransferProgress, hooks: TransferHooks): Promise<void> {
+  const part = partNameFor(job.target, posix);
+  let local: FileHandle;
+  try {
+    local = await open(job.source, 'r');
+  } catch (err) {
+    throw localError(err, job.source);
+  }
+  let remote: Buffer | null = null;
+  try {
+    let start = 0;
+    if (mode !== 'fresh') {
+      const existing = await fs.statOrNull(part);
+      const partSize = existing ? Number(existing.size) : -1;
+      if (partSize >= 0 && partSize <= job.size) {
+        if (mode === 'continue') start = Math.min(partSize, progress.confirmed);
+        else {
+          remote = await fs.open(part, 'r');
+          const handle = remote;
+          const same = await tailMatches(partSize, (len, pos) => readRemoteExactly(fs, handle, len, pos, part), (len, pos) => readExactly(local, len, pos, job.source));
+          await fs.close(remote, part);
+          remote = null;
+          if (same) start = partSize;
+        }
+      }
+    }
+    hooks.onBytes(start - progress.confirmed);
+    progress.confirmed = start;
+    progress.startedAt = start;
+    hooks.onStart(start);
+    remote = await fs.open(part, start > 0 ? 'r+' : 'w');
+    const handle = remote;
+    // Times (and mode) on the part file first: the file appears under its name complete and dated.
+    // Both go out right behind the last write: the server handles one handle's requests in order,
+    // so a small file costs one round trip for its data, attributes and close together.
+    let finishing: Promise<void> | null = null;
+    await pipelinedWrite(fs, handle, local, job, start, progress, hooks, () => {
+      const attrs = preserve ? { atime: job.mtime, mtime: job.mtime, mode: job.mode } : { atime: job.mtime, mtime: job.mtime };
+      remote = null;
+      finishing = Promise.all([fs.fsetstat(handle, attrs, part), fs.close(handle, part)]).then(() => undefined);
+      // Failures are taken when awaited below; this keeps an early one from going unhandled.
+      finishing.catch(() => undefined);
+    });
+    await finishing;
+    await fs.replace(part, job.target);
+  } finally {
+    await local.close().catch(() => undefined);
+    if (remote) await fs.close(remote, part).catch(() => undefined);
+  }
+}
+
+async function pipelinedWrite(
+  fs: RemoteFs, handle: Buffer, local: FileHandle, job: FileTransfer, start: number, progress: TransferProgress, hooks: TransferHooks,
+  afterLastWrite: () => void,
+): Promise<void> {
+  const { chunkBytes, requestsInFlight, readBlockChunks } = PIPELINE;
+  const tracker = new PrefixTracker(start);
+  const part = partNameFor(job.target, posix);
+  let inFlight = 0;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const signal = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const waitForSlot = () => new Promise<void>((resolve) => (wake = resolve));
+
+  let next = start;
+  while (next < job.size && failure === null) {
+    while (inFlight >= requestsInFlight && failure === null) await waitForSlot();
+    if (failure !== null) break;
+    const blockLength = Math.min(chunkBytes * readBlockChunks, job.size - next);
+    const block = await readExactly(local, blockLength, next, job.source);
+    for (let offset = 0; offset < blockLength; offset += chunkBytes) {
+      const length = Math.min(chunkBytes, blockLength - offset);
+      const position = next + offset;
+      if (!fs.usable) {
+        failure ??= new ConnectionLost(CHANNEL_CLOSED);
+        break;
+      }
+      const item = tracker.issue(position + length);
+      inFlight++;
+      fs.sftp.write(handle, block, offset, length, position, (err) => {
+        inFlight--;
+        if (err) failure ??= err;
+        else {
+          const delta = tracker.complete(item);
+          if (delta > 0) {
+            progress.confirmed = tracker.confirmed;
+            hooks.onBytes(delta);
+          }
+        }
+        signal();
+      });
+    }
+    next += blockLength;
+  }
+  if (failure === null) afterLastWrite();
+  while (inFlight > 0) await waitForSlot();
+  if (failure !== null) throw await diskFullOrFailure(fs, failure, part, chunkBytes * requestsInFlight);
+}
+
+// ---------------------------------------------------------------- download
+
+/**
+ * Reads [start, size) of a remote file with many reads in flight and hands the bytes to `sink` in
+ * order. Resolves once the sink has taken everything.
+ */
+export async function pipelinedRead(
+  fs: RemoteFs, handle: Buffer, path: string, start: number, size: number,
+  sink: (data: Buffer) => Promise<void> | void,
+  afterLastRead?: () => void,
+): Promise<void> {
+  const { chunkBytes, requestsInFlight } = PIPELINE;
+  const arrived = new Map<number, Buffer>();
+  let next = start;
+  let delivered = start;
+  let inFlight = 0;
+  let failure: unknown = null;
+  let sinking = false;
+  let finish: (() => void) | null = null;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+
+  const drain = async () => {
+    if (sinking) return;
+    sinking = true;
+    try {
+      for (let data = arrived.get(delivered); data !== undefined && failure === null; data = arrived.get(delivered)) {
+        arrived.delete(delivered);
+        delivered += data.length;
+        await sink(data);
+      }
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      sinking = false;
+    }
+    pump();
+  };
+
+  const issue = (position: number, length: number) => {
+    if (!fs.usable) {
+      failure ??= new ConnectionLost(CHANNEL_CLOSED);
+      return;
+    }
+    inFlight++;
+    const buffer = Buffer.allocUnsafe(length);
+    fs.sftp.read(handle, buffer, 0, length, position, (err, bytesRead) => {
+      inFlight--;
+      if (err) failure ??= err;
+      else if (bytesRead === 0) failure ??= pathError('PARTIAL', path, 'the file got shorter while it was being read');
+      else {
+        arrived.set(position, bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+        // A short read that is not the end: ask for the rest.
+        if (bytesRead < length) issue(position + bytesRead, length - bytesRead);
+      }
+      void drain();
+    });
+  };
+
+  const pump = () => {
+    // Bounded by requests in flight plus what waits for the sink: memory stays flat.
+    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight) {
+      const length = Math.min(chunkBytes, size - next);
+      issue(next, length);
+      next += length;
+      if (next >= size && failure === null) afterLastRead?.();
+    }
+    if (inFlight === 0 && !sinking && (failure !== null || delivered >= size)) finish?.();
+  };
+
+  pump();
+  await done;
+  if (failure !== null) throw remoteError(failure, path);
+}
+
+export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMode, preserve: boolean, progress: TransferProgress, hooks: TransferHooks): Promise<void> {
+  const part = partNameFor(job.target, { dirname, basename, join });
+  const remote = await fs.open(job.source, 'r');
+  let remoteClosing: Promise<void> | null = null;
+  const closeRemote = () => {
+    remoteClosing ??= fs.close(remote, job.source).catch(() => undefined);
+    return remoteClosing;
+  };
+  let local: FileHandle | null = null;
+  try {
+    let start = 0;
+    if (mode !== 'fresh') {
+      const existing = await stat(part).catch(() => null);
+      const partSize = existing?.isFile() ? existing.size : -1;
+      if (partSize >= 0 && partSize <= job.size) {
+        if (mode === 'continue') start = Math.min(partSize, progress.confirmed);
+        else {
+          const reader = await open(part, 'r');
+          try {
+            const same = await tailMatches(partSize, (len, pos) => readExactly(reader, len, pos, part), (len, pos) => readRemoteExactly(fs, remote, len, pos, job.source));
+            if (same) start = partSize;
+          } finally {
+            await reader.close();
+          }
+        }
+      }
+    }
+    hooks.onBytes(start - progress.confirmed);
+    progress.confirmed = start;
+    progress.startedAt = start;
+    hooks.onStart(start);
+    try {
+      local = await open(part, start > 0 ? 'r+' : 'w');
+      if (start > 0) await local.truncate(start);
+    } catch (err) {
+      throw localError(err, part);
+    }
+    const file = local;
+    let position = start;
+    await pipelinedRead(fs, remote, job.source, start, job.size, async (data) => {
+      try {
+        await file.write(data, 0, data.length, position);
+      } catch (err) {
+        throw localError(err, job.target);
+      }
+      position += data.length;
+      progress.confirmed = position;
+      hooks.onBytes(data.length);
+    }, () => void closeRemote()); // right behind the last read: no round trip of its own
+    try {
+      await local.utimes(job.mtime, job.mtime);
+      if (preserve) await local.chmod(job.mode);
+      local = null;
+      await file.close();
+      await rename(part, job.target);
+    } catch (err) {
+      throw localError(err, job.target);
+    }
+  } finally {
+    await closeRemote();
+    if (local) await local.close().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------- content digests (sync --checksum)
+
+export async function localDigest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) hash.update(chunk as Buffer);
+  } catch (err) {
+    throw localError(err, path);
+  }
+  return hash.digest('hex');
+}
+
+export async function remoteDigest(fs: RemoteFs, path: string, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await fs.open(path, 'r');
+  try {
+    await pipelinedRead(fs, handle, path, 0, size, (data) => {
+      hash.update(data);
+    });
+  } finally {
+    await fs.close(handle, path).catch(() => undefined);
+  }
+  return hash.digest('hex');
+}

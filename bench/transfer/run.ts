@@ -1,0 +1,261 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
+import { createdDatabases } from '../../test/support/databases.js';
+import { MYSQL_SERVER_URL, startServer } from '../../test/support/server.js';
+import { startSshd } from '../../test/support/sshd.js';
+import { formatTable } from '../table.js';
+
+/**
+ * `npm run bench` (transfer part): ferry against OpenSSH `sftp` and lftp, in one run on this
+ * machine, against one local sshd (loopback, internal-sftp), data and "remote" folders on the same
+ * disk. Scenarios: one 512 MiB file up and down, 2,000 files of 16 KiB up and down. Every result
+ * is verified (sizes and SHA-256) so that a fast wrong answer cannot pass. Exits 1 when a target is
+ * missed. BENCH_BIG_MIB and BENCH_SMALL_FILES make it shorter for a quick look.
+ */
+
+const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
+const BIG_MIB = Number(process.env.BENCH_BIG_MIB ?? 512);
+const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 2000);
+const SMALL_BYTES = 16 * 1024;
+const LFTP_PARALLEL = 8;
+const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
+
+interface Timed {
+  ms: number;
+  /** Peak resident set of the process, KiB (from /usr/bin/time). */
+  rssKiB: number | null;
+  code: number | null;
+  output: string;
+}
+
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn('/usr/bin/time', ['-f', 'BENCH_MAXRSS_KIB=%M', command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const rss = /BENCH_MAXRSS_KIB=(\d+)/.exec(output);
+      resolve({ ms, rssKiB: rss ? Number(rss[1]) : null, code, output: output.replace(/BENCH_MAXRSS_KIB=\d+\n?/, '') });
+    });
+  });
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path, { highWaterMark: 1024 * 1024 }).on('data', (d) => hash.update(d)).on('end', () => resolve(hash.digest('hex'))).on('error', reject);
+  });
+}
+
+/** One digest for a folder of files: names, sizes and contents. */
+async function folderDigest(dir: string): Promise<{ files: number; bytes: number; digest: string }> {
+  const hash = createHash('sha256');
+  let files = 0;
+  let bytes = 0;
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    const st = statSync(path);
+    if (!st.isFile()) continue;
+    files++;
+    bytes += st.size;
+    hash.update(`${name}\0${st.size}\0${await sha256File(path)}\n`);
+  }
+  return { files, bytes, digest: hash.digest('hex') };
+}
+
+function writeRandomFile(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  const block = 4 * 1024 * 1024;
+  for (let written = 0; written < bytes; written += block) writeSync(fd, randomBytes(Math.min(block, bytes - written)));
+  closeSync(fd);
+}
+
+interface Row {
+  scenario: string;
+  tool: string;
+  ms: number;
+  bytes: number;
+  rssKiB: number | null;
+  verified: boolean;
+  note: string;
+}
+
+async function main(): Promise<number> {
+  const root = mkdtempSync(join(tmpdir(), 'ferry-bench-transfer-'));
+  const cleanups: (() => Promise<void> | void)[] = [() => rmSync(root, { recursive: true, force: true })];
+  try {
+    progress(`preparing data in ${root}: one ${BIG_MIB} MiB file, ${SMALL_FILES} files of 16 KiB`);
+    const data = join(root, 'data');
+    const small = join(data, 'small');
+    mkdirSync(small, { recursive: true });
+    const big = join(data, 'big.bin');
+    writeRandomFile(big, BIG_MIB * 1024 * 1024);
+    for (let i = 0; i < SMALL_FILES; i++) writeFileSync(join(small, `f${String(i).padStart(5, '0')}.bin`), randomBytes(SMALL_BYTES));
+    const bigDigest = await sha256File(big);
+    const smallDigest = await folderDigest(small);
+
+    const sshd = await startSshd({ dir: join(root, 'sshd') });
+    cleanups.push(() => sshd.stop());
+    const knownHosts = join(root, 'known_hosts');
+    writeFileSync(knownHosts, `${sshd.knownHostsLines().join('\n')}\n`);
+    const remote = join(root, 'remote');
+    mkdirSync(remote);
+    const url = (path: string) => `sftp://${sshd.user}@127.0.0.1:${sshd.port}${path}`;
+
+    progress('starting a license server and activating a trial for ferry');
+    const license = await startServer();
+    cleanups.push(async () => {
+      await license.close();
+      const connection = await mysql.createConnection({ uri: MYSQL_SERVER_URL });
+      for (const name of createdDatabases) await connection.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      await connection.end();
+    });
+    const home = join(root, 'home');
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    copyFileSync(knownHosts, join(home, '.ssh', 'known_hosts'));
+    copyFileSync(sshd.clientKey, join(home, '.ssh', 'id_ed25519'));
+    chmodSync(join(home, '.ssh', 'id_ed25519'), 0o600);
+    const ferryEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, USER: sshd.user, FERRY_HOME: join(home, 'ferry'), FERRY_MACHINE_ID: `bench-${randomBytes(6).toString('hex')}` };
+    const activated = await timed(process.execPath, [CLI, 'activate', '--trial', '--server', license.url], ferryEnv);
+    if (activated.code !== 0) throw new Error(`ferry activate failed: ${activated.output}`);
+
+    const sshOptions = ['-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-i', sshd.clientKey];
+    const sftp = (batch: string) => {
+      const file = join(root, `batch-${randomBytes(4).toString('hex')}`);
+      writeFileSync(file, batch);
+      return timed('sftp', ['-q', ...sshOptions, '-P', String(sshd.port), '-b', file, `${sshd.user}@127.0.0.1`], { PATH: process.env.PATH });
+    };
+    const lftp = (commands: string) => {
+      const file = join(root, `lftp-${randomBytes(4).toString('hex')}`);
+      writeFileSync(file, [
+        `set sftp:connect-program "ssh -a -x ${sshOptions.join(' ')}"`,
+        `open -u ${sshd.user}, -p ${sshd.port} sftp://127.0.0.1`,
+        commands,
+        'bye',
+        '',
+      ].join('\n'));
+      return timed('lftp', ['-f', file], { PATH: process.env.PATH, HOME: home });
+    };
+    const ferry = (args: string[]) => timed(process.execPath, [CLI, ...args], ferryEnv);
+
+    const rows: Row[] = [];
+    const fresh = (name: string) => {
+      const dir = join(root, name);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      return dir;
+    };
+    const record = async (scenario: string, tool: string, run: Timed, bytes: number, verify: () => Promise<boolean>, note = '') => {
+      const verified = run.code === 0 && (await verify());
+      if (run.code !== 0) progress(`${tool} failed (${run.code}): ${run.output.slice(-500)}`);
+      rows.push({ scenario, tool, ms: run.ms, bytes, rssKiB: run.rssKiB, verified, note });
+      progress(`${scenario} ${tool}: ${(run.ms / 1000).toFixed(2)} s${verified ? '' : ' (NOT VERIFIED)'}`);
+    };
+    const bigBytes = BIG_MIB * 1024 * 1024;
+    const smallBytes = SMALL_FILES * SMALL_BYTES;
+    const bigOk = (path: string) => async () => statSync(path).size === bigBytes && (await sha256File(path)) === bigDigest;
+    const smallOk = (dir: string) => async () => {
+      const got = await folderDigest(dir);
+      return got.files === smallDigest.files && got.digest === smallDigest.digest;
+    };
+
+    // 1-2. One big file up, then down (each tool reads back what it wrote).
+    const bigUp = `big file up (${BIG_MIB} MiB)`;
+    const bigDown = `big file down (${BIG_MIB} MiB)`;
+    for (const [tool, up] of [
+      ['OpenSSH sftp', (dir: string) => sftp(`put ${big} ${dir}/big.bin\n`)],
+      ['lftp', (dir: string) => lftp(`put ${big} -o ${dir}/big.bin`)],
+      ['ferry', (dir: string) => ferry(['put', '-q', big, url(`${dir}/`)])],
+    ] as const) {
+      const dir = fresh(`remote-big-${tool.replace(/\W+/g, '-')}`);
+      await record(bigUp, tool, await up(dir), bigBytes, bigOk(join(dir, 'big.bin')));
+    }
+    const bigSource = join(root, 'remote-big-ferry', 'big.bin');
+    for (const [tool, down] of [
+      ['OpenSSH sftp', (dir: string) => sftp(`get ${bigSource} ${dir}/big.bin\n`)],
+      ['lftp', (dir: string) => lftp(`get ${bigSource} -o ${dir}/big.bin`)],
+      ['ferry', (dir: string) => ferry(['get', '-q', url(bigSource), `${dir}/`])],
+    ] as const) {
+      const dir = fresh(`local-big-${tool.replace(/\W+/g, '-')}`);
+      await record(bigDown, tool, await down(dir), bigBytes, bigOk(join(dir, 'big.bin')));
+      rmSync(dir, { recursive: true, force: true });
+    }
+    for (const name of readdirSync(root)) if (name.startsWith('remote-big-')) rmSync(join(root, name), { recursive: true, force: true });
+
+    // 3-4. Many small files up, then down.
+    const smallUp = `${SMALL_FILES} × 16 KiB up`;
+    const smallDown = `${SMALL_FILES} × 16 KiB down`;
+    for (const [tool, up, note] of [
+      ['OpenSSH sftp', (dir: string) => sftp(`put -r ${small} ${dir}/small\n`), ''],
+      ['lftp', (dir: string) => lftp(`mirror -R --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+      ['ferry', (dir: string) => ferry(['put', '-q', '-r', `${small}/`, url(`${dir}/small/`)]), ''],
+    ] as const) {
+      const dir = fresh(`remote-small-${tool.replace(/\W+/g, '-')}`);
+      await record(smallUp, tool, await up(dir), smallBytes, smallOk(join(dir, 'small')), note);
+    }
+    const smallSource = join(root, 'remote-small-ferry', 'small');
+    for (const [tool, down, note] of [
+      ['OpenSSH sftp', (dir: string) => sftp(`get -r ${smallSource} ${dir}/small\n`), ''],
+      ['lftp', (dir: string) => lftp(`mirror --parallel=${LFTP_PARALLEL} ${smallSource} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+      ['ferry', (dir: string) => ferry(['get', '-q', '-r', url(`${smallSource}/`), `${dir}/small/`]), ''],
+    ] as const) {
+      const dir = fresh(`local-small-${tool.replace(/\W+/g, '-')}`);
+      await record(smallDown, tool, await down(dir), smallBytes, smallOk(join(dir, 'small')), note);
+    }
+
+    return report(rows);
+  } finally {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  }
+}
+
+function report(rows: Row[]): number {
+  const byScenario = new Map<string, Row[]>();
+  for (const row of rows) byScenario.set(row.scenario, [...(byScenario.get(row.scenario) ?? []), row]);
+  const lines: string[][] = [];
+  const verdicts: string[] = [];
+  let passed = true;
+  for (const [scenario, group] of byScenario) {
+    const sftp = group.find((r) => r.tool === 'OpenSSH sftp')!;
+    const lftp = group.find((r) => r.tool === 'lftp')!;
+    const ferry = group.find((r) => r.tool === 'ferry')!;
+    for (const row of group) {
+      lines.push([
+        scenario,
+        row.tool + (row.note ? ` (${row.note})` : ''),
+        (row.ms / 1000).toFixed(2),
+        (row.bytes / 1024 / 1024 / (row.ms / 1000)).toFixed(1),
+        (sftp.ms / row.ms).toFixed(2),
+        row.tool === 'ferry' && row.rssKiB !== null ? `${Math.round(row.rssKiB / 1024)} MiB` : '',
+        row.verified ? 'yes' : 'NO',
+      ]);
+    }
+    const big = scenario.startsWith('big');
+    const ok = ferry.verified && (big ? ferry.ms <= sftp.ms : ferry.ms * 3 <= sftp.ms && ferry.ms < lftp.ms);
+    passed &&= ok && group.every((r) => r.verified);
+    verdicts.push(`${ok ? 'PASS' : 'FAIL'}  ${scenario}: ferry ${(sftp.ms / ferry.ms).toFixed(2)}× OpenSSH sftp${big ? ' (target ≥ 1×)' : `, ${(lftp.ms / ferry.ms).toFixed(2)}× lftp (target ≥ 3× sftp and faster than lftp)`}`);
+  }
+  const table = formatTable(
+    [{ title: 'scenario' }, { title: 'tool' }, { title: 's', align: 'right' }, { title: 'MiB/s', align: 'right' }, { title: '× sftp', align: 'right' }, { title: 'ferry peak RSS', align: 'right' }, { title: 'verified' }],
+    lines,
+  );
+  process.stdout.write(`\nTransfers on ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, loopback sshd (internal-sftp); OpenSSH sftp and lftp with their defaults\n\n${table}\n\n${verdicts.join('\n')}\n`);
+  return passed ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`\nbench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(2);
+  },
+);
