@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -89,7 +89,18 @@ interface Row {
   note: string;
 }
 
+/** The peers this bench compares against come from Debian: say which is missing rather than crash. */
+function missingTools(): string[] {
+  const needed: [string, string][] = [['lftp', 'lftp'], ['sftp', 'openssh-client'], ['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/time', 'time']];
+  return needed.filter(([tool]) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0).map(([, pkg]) => pkg);
+}
+
 async function main(): Promise<number> {
+  const missing = missingTools();
+  if (missing.length > 0) {
+    process.stderr.write(`bench: the transfer bench needs ${missing.join(', ')}: apt-get install -y ${missing.join(' ')}\n`);
+    return 2;
+  }
   const root = mkdtempSync(join(tmpdir(), 'ferry-bench-transfer-'));
   const cleanups: (() => Promise<void> | void)[] = [() => rmSync(root, { recursive: true, force: true })];
   try {
