@@ -18,6 +18,7 @@ import adminRoutes from './admin/routes.js';
 import reportRoutes from './admin/reports-routes.js';
 import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
+import adminAreaPlugin from './admin/area/plugin.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -57,6 +58,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // MyAccount, the customer portal (/account)
   await app.register(accountPlugin, { prefix: '/account' });
+
+  // The admin area (/admin)
+  await app.register(adminAreaPlugin, { prefix: '/admin' });
 
   return app;
 }

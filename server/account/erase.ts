@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { inTransaction } from '../licenses/repository.js';
 import type { MailService } from '../mail/service.js';
 import { ACCOUNT_TEMPLATES, formatDate } from './mail.js';
-import { limitKeyPattern } from './limits.js';
+import { limitKeyPatterns } from './limits.js';
 import { audit } from './repository.js';
 import { destroyCustomerSessions } from './sessions.js';
 
@@ -38,7 +38,7 @@ const list = (values: Ids) => (values.length > 0 ? values : [0]);
  * customer's email, name, address, machines' addresses or browser is erased or anonymised; the
  * customer row stays as a tombstone (status 'deleted', id, type, country) so that licenses, orders
  * and the audit log keep a valid reference. Then Redis: sessions, rate-limit counters of the
- * address, queued mail to it. Then the confirmation mail, whose own record is anonymised after
+ * email address and of the client addresses the customer's machines were seen from, queued mail. Then the confirmation mail, whose own record is anonymised after
  * sending. Rows of already-filed export-compliance reports are kept, as the law wants.
  *
  * Returns null when there is no such account (or it is already erased): calling it twice is safe.
@@ -51,23 +51,24 @@ export async function eraseCustomer(deps: EraseDeps, customerId: number, reason:
     const customer = rows[0] as { id: number; email: string | null } | undefined;
     if (!customer) return null;
     const email = customer.email?.toLowerCase() ?? null;
-    const licenseCount = await eraseRows(tx, customerId, email, now);
+    const { licenses: licenseCount, ips } = await eraseRows(tx, customerId, email, now);
     const [kept] = await tx.execute<RowDataPacket[]>('SELECT COUNT(*) AS n FROM export_report_rows WHERE customer_id = ?', [customerId]);
     await audit.record(tx, customerId, 'account.erased', now);
-    return { email, result: { customerId, licenses: licenseCount, keptExportReportRows: Number(kept[0]!.n) } };
+    return { email, ips, result: { customerId, licenses: licenseCount, keptExportReportRows: Number(kept[0]!.n) } };
   });
   if (!erased) return null;
 
   await destroyCustomerSessions(redis, config.redisPrefix, customerId);
+  for (const pattern of limitKeyPatterns(config, erased.email, erased.ips)) await deleteKeys(redis, pattern);
   if (erased.email) {
-    await deleteKeys(redis, limitKeyPattern(config, erased.email));
     await mail.forgetAddress(erased.email);
     await sendConfirmation(deps, customerId, erased.email, reason, now);
   }
   return erased.result;
 }
 
-async function eraseRows(tx: PoolConnection, customerId: number, email: string | null, now: Date): Promise<number> {
+/** Erases the rows; answers how many licenses were anonymised and the client addresses they were seen from. */
+async function eraseRows(tx: PoolConnection, customerId: number, email: string | null, now: Date): Promise<{ licenses: number; ips: string[] }> {
   // Sales staff recorded for the same address are the same person's data.
   const [sameAddress] = email
     ? await tx.query<RowDataPacket[]>("SELECT id FROM customers WHERE email = ? AND id <> ? AND password_hash IS NULL AND status <> 'deleted' FOR UPDATE", [email, customerId])
@@ -75,6 +76,12 @@ async function eraseRows(tx: PoolConnection, customerId: number, email: string |
   const customerIds = [customerId, ...ids(sameAddress)];
   const [owned] = await tx.query<RowDataPacket[]>('SELECT id FROM licenses WHERE customer_id IN (?) FOR UPDATE', [customerIds]);
   const licenseIds = ids(owned);
+  const [seenFrom] = await tx.query<RowDataPacket[]>(
+    `SELECT ip FROM activations WHERE license_id IN (?) AND ip IS NOT NULL
+     UNION SELECT ip FROM usage_events WHERE license_id IN (?) AND ip IS NOT NULL
+     UNION SELECT ip FROM license_events WHERE license_id IN (?) AND ip IS NOT NULL`,
+    [list(licenseIds), list(licenseIds), list(licenseIds)],
+  );
 
   await tx.query(
     `UPDATE customers SET name = NULL, organization = NULL, address = NULL, email = NULL, password_hash = NULL,
@@ -94,7 +101,7 @@ async function eraseRows(tx: PoolConnection, customerId: number, email: string |
   await tx.query('DELETE FROM account_tokens WHERE customer_id IN (?)', [customerIds]);
   await tx.query('DELETE FROM consent_history WHERE customer_id IN (?)', [customerIds]);
   await tx.query("UPDATE orders SET user_agent = NULL, status = IF(status = 'pending', 'cancelled', status) WHERE customer_id IN (?)", [customerIds]);
-  return licenseIds.length;
+  return { licenses: licenseIds.length, ips: seenFrom.map((r) => String(r.ip)) };
 }
 
 async function deleteKeys(redis: Redis, pattern: string): Promise<void> {

@@ -10,43 +10,57 @@ import { AppError } from '../errors.js';
  * dozens of people; a claim code (10 characters of 30) cannot be guessed at ten tries an hour.
  */
 export const LIMITS = {
-  loginPerAccount: { max: 10, windowMs: 15 * 60_000 },
-  loginPerAddress: { max: 50, windowMs: 15 * 60_000 },
-  claimPerCustomer: { max: 10, windowMs: 3_600_000 },
+  loginPerAccount: { max: 10, windowMs: 15 * 60_000, subject: 'email' },
+  loginPerAddress: { max: 50, windowMs: 15 * 60_000, subject: 'ip' },
+  claimPerCustomer: { max: 10, windowMs: 3_600_000, subject: 'customer' },
   /** Registration, verification and reset mails to one address. */
-  mailPerAccount: { max: 5, windowMs: 3_600_000 },
+  mailPerAccount: { max: 5, windowMs: 3_600_000, subject: 'email' },
   /** Registrations and mailed-link requests from one client address. */
-  formsPerAddress: { max: 30, windowMs: 3_600_000 },
+  formsPerAddress: { max: 30, windowMs: 3_600_000, subject: 'ip' },
 } as const;
 
 type LimitName = keyof typeof LIMITS;
 
 /**
- * Counters of an email address are keyed by a keyed hash of it, so that Redis never holds the
- * address; erasing an account still deletes them (by this tag).
+ * Counters are keyed by a keyed hash of what they count (an email address, a client address), so
+ * that Redis never holds the address itself; erasing an account still finds and deletes them.
  */
-export function emailTag(config: Pick<Config, 'mailSecret'>, email: string): string {
-  return createHmac('sha256', config.mailSecret).update(`account-rate-limit:${email.toLowerCase()}`).digest('hex').slice(0, 32);
+export function limitTag(config: Pick<Config, 'mailSecret'>, subject: string): string {
+  return createHmac('sha256', config.mailSecret).update(`account-rate-limit:${subject.toLowerCase()}`).digest('hex').slice(0, 32);
 }
 
-/** The Redis keys of every counter of an address, for the erasure. */
-export function limitKeyPattern(config: Pick<Config, 'mailSecret' | 'redisPrefix'>, email: string): string {
-  return `${config.redisPrefix}:rate:*${emailTag(config, email)}`;
-}
+export const emailTag = (config: Pick<Config, 'mailSecret'>, email: string) => limitTag(config, `email:${email}`);
+export const ipTag = (config: Pick<Config, 'mailSecret'>, ip: string) => limitTag(config, `ip:${ip}`);
+const customerTag = (config: Pick<Config, 'mailSecret'>, id: string) => limitTag(config, `customer:${id}`);
 
-export type Limiter = (request: FastifyRequest, subject: string) => Promise<void>;
+const globEscape = (text: string) => text.replace(/[*?[\]\\]/g, '\\$&');
 
 /**
- * One limiter per name; `subject` is what is counted (an address, a customer id, a client IP).
- * Throws 429 RATE_LIMITED with the wait in words and in Retry-After.
+ * The Redis keys of every rate-limit counter of a customer, for the erasure: the portal's (by tag)
+ * of their email and client addresses, and other counters keyed by one of those addresses as such
+ * (the API's per-address budget of trials and activations).
  */
+export function limitKeyPatterns(config: Pick<Config, 'mailSecret' | 'redisPrefix'>, email: string | null, ips: string[]): string[] {
+  const base = `${config.redisPrefix}:rate:*`;
+  return [
+    ...(email ? [`${base}${emailTag(config, email)}`] : []),
+    ...ips.flatMap((ip) => [`${base}${ipTag(config, ip)}`, `${base}:${globEscape(ip)}`]),
+  ];
+}
+
+/** Counts one try of `subject` (the email address, client address or customer id the limit is about). */
+export type Limiter = (request: FastifyRequest, subject: string) => Promise<void>;
+
+const TAGS = { email: emailTag, ip: ipTag, customer: customerTag };
+
+/** One limiter per name. Throws 429 RATE_LIMITED with the wait in words and in Retry-After. */
 export function createLimiters(app: FastifyInstance): Record<LimitName, Limiter> {
   const make = (name: LimitName, message: string): Limiter => {
-    const { max, windowMs } = LIMITS[name];
+    const { max, windowMs, subject: kind } = LIMITS[name];
     const subjects = new WeakMap<FastifyRequest, string>();
     const limiter = app.createRateLimit({ max, timeWindow: windowMs, keyGenerator: (request) => `account:${name}:${subjects.get(request)}` });
     return async (request, subject) => {
-      subjects.set(request, subject);
+      subjects.set(request, TAGS[kind](app.config, subject));
       const result = await limiter(request);
       if (!result.isAllowed && result.isExceeded) {
         const minutes = Math.max(1, Math.ceil(result.ttlInSeconds / 60));

@@ -9,6 +9,7 @@ import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isConnectionError, RETRY_AFTER_UNAVAILABLE_SECONDS } from '../errors.js';
+import { registerAccountJobs } from './jobs.js';
 import { createLimiters, type Limiter } from './limits.js';
 import { accounts, type AccountRow } from './repository.js';
 import { createSessionStore, SESSION_COOKIE, type Session, type SessionStore } from './sessions.js';
@@ -90,6 +91,8 @@ const csrfUserInfo = (request: FastifyRequest) => request.signedIn?.session.id ?
 const accountPlugin: FastifyPluginAsync = async (app) => {
   const config = app.config;
   const https = config.publicUrl.startsWith('https:');
+  // The retention job erases cancelled accounts past their retention with the portal's erasure.
+  registerAccountJobs();
   // Signs the CSRF secret's cookie and keys the CSRF tokens: derived from the data folder's secret.
   const cookieSecret = createHmac('sha256', config.mailSecret).update('account-cookies').digest('base64url');
 

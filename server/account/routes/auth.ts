@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { inTransaction, isDuplicateKey } from '../../licenses/repository.js';
 import { COUNTRIES, Form } from '../forms.js';
-import { emailTag } from '../limits.js';
 import { ACCOUNT_TEMPLATES, formatDateTime, LINK_LIFETIME } from '../mail.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
 import type { Portal } from '../plugin.js';
@@ -15,7 +14,6 @@ function safeNext(next: unknown): string {
 /** Register, verify the address, log in and out, reset a forgotten password. */
 export default async function authRoutes(app: FastifyInstance, portal: Portal): Promise<void> {
   const { limits } = portal;
-  const config = app.config;
 
   const sendVerification = async (customerId: number, email: string, newEmail: string | null) => {
     const now = new Date();
@@ -53,7 +51,7 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
       const values = { email, name, type, organization, address, country, news };
       return portal.render(request, reply, 'register', { title: 'Create your account', countries: COUNTRIES, values, errors: form.errors }, 400);
     }
-    await limits.mailPerAccount(request, emailTag(config, email));
+    await limits.mailPerAccount(request, email);
 
     const now = new Date();
     const passwordHash = await hashPassword(password);
@@ -94,7 +92,7 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
     const form = new Form(request.body);
     const email = form.email('email');
     if (!form.ok) return portal.render(request, reply, 'check-email', { title: 'Check your mail', values: { email }, errors: form.errors }, 400);
-    await limits.mailPerAccount(request, emailTag(config, email));
+    await limits.mailPerAccount(request, email);
     const account = await accounts.byEmail(app.db, email);
     if (account && !account.email_verified_at) await sendVerification(account.id, email, null);
     return reply.redirect('/account/check-email', 303);
@@ -169,7 +167,7 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
     if (!form.ok) return portal.render(request, reply, 'login', { title: 'Log in', next, values: { email }, errors: form.errors }, 400);
     // Counted per client address and per account, before the password is looked at.
     await limits.loginPerAddress(request, request.ip);
-    await limits.loginPerAccount(request, emailTag(config, email));
+    await limits.loginPerAccount(request, email);
     const account = await accounts.byEmail(app.db, email);
     // Unknown addresses cost the same hashing time and get the same words as a wrong password.
     const right = await verifyPassword(password, account?.password_hash ?? null);
@@ -186,6 +184,8 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
         values: { email },
       }, 403);
     }
+    // A fresh session id at every login; a session this browser had before ends.
+    if (request.signedIn) await portal.signOut(request, reply);
     await portal.signIn(reply, account.id);
     await audit.record(app.db, account.id, 'account.login');
     return reply.redirect(next, 303);
@@ -206,7 +206,7 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
     const form = new Form(request.body);
     const email = form.email('email');
     if (!form.ok) return portal.render(request, reply, 'forgot', { title: 'Forgot your password?', values: { email }, errors: form.errors }, 400);
-    await limits.mailPerAccount(request, emailTag(config, email));
+    await limits.mailPerAccount(request, email);
     const account = await accounts.byEmail(app.db, email);
     if (account) {
       const now = new Date();

@@ -4,7 +4,6 @@ import { formatDuration } from '../../../licensing/index.js';
 import { inTransaction } from '../../licenses/repository.js';
 import { eraseCustomer } from '../erase.js';
 import { Form } from '../forms.js';
-import { emailTag } from '../limits.js';
 import { ACCOUNT_TEMPLATES, formatDate } from '../mail.js';
 import { verifyPassword } from '../passwords.js';
 import type { Portal } from '../plugin.js';
@@ -77,7 +76,7 @@ export default async function closeRoutes(app: FastifyInstance, portal: Portal):
     if (password === '') form.fail('password', 'Enter your password to confirm.');
     else {
       // The password is asked again here: guessing it counts against the account like logins do.
-      await portal.limits.loginPerAccount(request, emailTag(app.config, account.email ?? ''));
+      await portal.limits.loginPerAccount(request, account.email ?? '');
       if (!(await verifyPassword(password, account.password_hash))) form.fail('password', 'This is not your password.');
     }
     if (!form.ok) return portal.render(request, reply, 'delete', { title: 'Delete your account', kept: await keptRows(account.id), errors: form.errors }, 400);

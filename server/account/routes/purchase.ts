@@ -23,7 +23,7 @@ export default async function purchaseRoutes(app: FastifyInstance, portal: Porta
     else if (!CLAIM_CODE.test(code)) form.fail('code', 'A claim code has 10 letters and digits, as ferry activate --trial prints it. Check what you typed.');
     if (!form.ok) return portal.render(request, reply, 'claim', { title: 'Claim a trial', values: { code }, errors: form.errors }, 400);
     // Each try counts, right or wrong: codes cannot be guessed from here.
-    await portal.limits.claimPerCustomer(request, `customer-${account.id}`);
+    await portal.limits.claimPerCustomer(request, String(account.id));
     const now = new Date();
     const [result] = await app.db.execute<ResultSetHeader>(
       "UPDATE licenses SET customer_id = ?, claimed_at = ? WHERE claim_code = ? AND kind = 'trial' AND customer_id IS NULL",
