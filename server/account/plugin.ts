@@ -5,6 +5,7 @@ import cookie from '@fastify/cookie';
 import csrf from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
+import { pageSecurityHeaders } from '../plugins/page-security.js';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -106,24 +107,8 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
     getToken: (request: FastifyRequest) => (request.body as Record<string, string> | undefined)?._csrf ?? '',
     csrfOpts: { hmacKey: cookieSecret },
   });
-  await app.register(helmet, {
-    global: true,
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'none'"],
-        styleSrc: ["'self'"],
-        imgSrc: ["'self'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        baseUri: ["'none'"],
-        ...(https ? { upgradeInsecureRequests: [] } : {}),
-      },
-    },
-    strictTransportSecurity: https ? { maxAge: 31_536_000 } : false,
-    // Mailed links carry tokens in the address: never pass it on.
-    referrerPolicy: { policy: 'no-referrer' },
-  });
+  // Mailed links carry tokens in the address: never pass it on.
+  await app.register(helmet, pageSecurityHeaders(https, 'no-referrer'));
   await app.register(view, {
     engine: { eta: new Eta({ autoEscape: true }) },
     templates: VIEWS,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
+import { pageSecurityHeaders } from '../../plugins/page-security.js';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -60,24 +61,8 @@ const ERROR_TITLES: Record<number, string> = {
 const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   const https = app.config.publicUrl.startsWith('https:');
   await app.register(formbody);
-  await app.register(helmet, {
-    global: true,
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'none'"],
-        styleSrc: ["'self'"],
-        imgSrc: ["'self'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        baseUri: ["'none'"],
-        ...(https ? { upgradeInsecureRequests: [] } : {}),
-      },
-    },
-    strictTransportSecurity: https ? { maxAge: 31_536_000 } : false,
-    // Our own pages may see where a click came from (and browsers then name the origin of a form); no one else.
-    referrerPolicy: { policy: 'same-origin' },
-  });
+  // Our own pages may see where a click came from (and browsers then name the origin of a form); no one else.
+  await app.register(helmet, pageSecurityHeaders(https, 'same-origin'));
   await app.register(view, {
     engine: { eta: new Eta({ autoEscape: true }) },
     templates: VIEWS,
