@@ -61,7 +61,7 @@ class Machine {
   }
 }
 
-function assertExit(run: Run, code: number, what: string): void {
+function expectExitCode(run: Run, code: number, what: string): void {
   assert.equal(run.code, code, `${what}: exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
 }
 
@@ -105,7 +105,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
     it('starts a trial and prints its end date and claim code, with where to enter it', async () => {
       const machine = new Machine();
       const run = await machine.run(['activate', '--trial', '--server', server.url]);
-      assertExit(run, 0, 'activate --trial');
+      expectExitCode(run, 0, 'activate --trial');
       assert.match(run.stdout, /^Trial started on this machine: it ends \d{4}-\d\d-\d\d \d\d:\d\d UTC\. Claim code [0-9A-Z]{10}: enter it in MyAccount to register this trial\.\n$/);
       const state = machine.license();
       assert.equal(state.kind, 'trial');
@@ -120,7 +120,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const first = await machine.run(['activate', '--trial', '--server', server.url]);
       const firstState = machine.license();
       const again = await machine.run(['activate', '--trial', '--server', server.url]);
-      assertExit(again, 0, 'second activate --trial');
+      expectExitCode(again, 0, 'second activate --trial');
       assert.match(again.stdout, /^This machine's trial is active: it ends/);
       assert.equal(again.stdout.match(/ends (.*?) UTC/)![1], first.stdout.match(/ends (.*?) UTC/)![1]);
       assert.equal(machine.license().licenseId, firstState.licenseId);
@@ -129,9 +129,9 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 
     it('sends the email only when given with --email, with the marketing choice', async () => {
       const withEmail = new Machine();
-      assertExit(await withEmail.run(['activate', '--trial', '--email', 'ada@example.org', '--marketing', '--server', server.url]), 0, 'with --email');
+      expectExitCode(await withEmail.run(['activate', '--trial', '--email', 'ada@example.org', '--marketing', '--server', server.url]), 0, 'with --email');
       const without = new Machine();
-      assertExit(await without.run(['activate', '--trial', '--server', server.url]), 0, 'without --email');
+      expectExitCode(await without.run(['activate', '--trial', '--server', server.url]), 0, 'without --email');
       const db = await openDb(server.config.databaseUrl);
       try {
         const [rows] = await db.query('SELECT id, email, marketing_opt_in FROM licenses WHERE id IN (?, ?) ORDER BY id', [
@@ -152,7 +152,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const fresh = JSON.parse((await machine.run(['status', '--json'])).stdout) as StatusReport;
       assert.equal(fresh.renewed, false, 'a fresh lease is not renewed');
       const run = await machine.run(['status', '--json'], { now: Date.now() + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs + HOUR });
-      assertExit(run, 0, 'status when renewal is due');
+      expectExitCode(run, 0, 'status when renewal is due');
       const due = JSON.parse(run.stdout) as StatusReport;
       assert.equal(due.renewed, true);
       assert.equal(due.offline, false);
@@ -164,13 +164,13 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       await machine.run(['activate', '--trial', '--server', server.url]);
       const afterEnd = Date.parse(machine.license().licenseExpiresAt!) + DAY;
       const online = await machine.run(['status'], { now: afterEnd });
-      assertExit(online, 11, 'status after the trial end');
+      expectExitCode(online, 11, 'status after the trial end');
       assertOneLineError(online, /trial .*ended on .*ferry activate --key KEY/);
       const offline = await machine.run(['status', '--server', await deadServerUrl()], { now: afterEnd });
-      assertExit(offline, 11, 'status after the trial end, offline');
+      expectExitCode(offline, 11, 'status after the trial end, offline');
       // Setting the clock back to before the end does not bring the trial back.
       const setBack = await machine.run(['status']);
-      assertExit(setBack, 11, 'status with the clock set back');
+      expectExitCode(setBack, 11, 'status with the clock set back');
       assert.match(setBack.stderr, /clock was set back/);
     });
 
@@ -178,9 +178,9 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const machine = new Machine();
       await machine.run(['activate', '--trial', '--server', server.url]);
       const ahead = await machine.run(['status'], { now: Date.now() + 2 * HOUR });
-      assertExit(ahead, 0, 'status two hours ahead');
+      expectExitCode(ahead, 0, 'status two hours ahead');
       const back = await machine.run(['status', '--json']);
-      assertExit(back, 0, 'status with the clock back to now');
+      expectExitCode(back, 0, 'status with the clock back to now');
       assert.match(back.stderr, /^ferry: the clock was set back: it says .* but .* was seen before/);
       const report = JSON.parse(back.stdout) as StatusReport;
       assert.equal(report.clock.setBack, true);
@@ -194,7 +194,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const removed = await request(`${server.url}/v1/activations/${activationId}`, { method: 'DELETE', token });
       assert.equal(removed.status, 204);
       const run = await machine.run(['status'], { now: Date.now() + 13 * HOUR });
-      assertExit(run, 17, 'status after deactivation elsewhere');
+      expectExitCode(run, 17, 'status after deactivation elsewhere');
       assertOneLineError(run, /deactivated elsewhere/);
     });
   });
@@ -211,7 +211,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
         const key = generateKey();
         const typo = key.slice(0, 3) + (key[3] === 'A' ? 'B' : 'A') + key.slice(4);
         const run = await new Machine().run(['activate', '--key', typo, '--server', `http://127.0.0.1:${(counter.address() as AddressInfo).port}`]);
-        assertExit(run, 3, 'activate with a mistyped key');
+        expectExitCode(run, 3, 'activate with a mistyped key');
         assert.equal(run.stderr, 'ferry: bad license key: the key is mistyped: its check character does not match\n');
         assert.equal(requests, 0);
       } finally {
@@ -221,17 +221,17 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 
     it('exits 14 for a well-formed key the server does not know', async () => {
       const run = await new Machine().run(['activate', '--key', generateKey(), '--server', server.url]);
-      assertExit(run, 14, 'activate with an unknown key');
+      expectExitCode(run, 14, 'activate with an unknown key');
       assertOneLineError(run, /does not know this key/);
     });
 
     it('activates a key, and exits 13 on a second machine when its one seat is taken', async () => {
       const { key } = await newPermanentLicense(server, 1);
       const first = await new Machine().run(['activate', '--key', key, '--server', server.url]);
-      assertExit(first, 0, 'first machine');
+      expectExitCode(first, 0, 'first machine');
       assert.match(first.stdout, /^License \d+ \(permanent\) activated on this machine: activation \d+\.\n$/);
       const second = await new Machine().run(['activate', '--key', key.toLowerCase().replace(/-/g, ''), '--server', server.url]);
-      assertExit(second, 13, 'second machine');
+      expectExitCode(second, 13, 'second machine');
       assertOneLineError(second, /seats .* in use/);
     });
 
@@ -239,25 +239,25 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const { key } = await newPermanentLicense(server, 1);
       const laptop = new Machine();
       const desktop = new Machine();
-      assertExit(await laptop.run(['activate', '--key', key, '--server', server.url]), 0, 'laptop activates');
-      assertExit(await desktop.run(['activate', '--key', key, '--server', server.url]), 13, 'desktop finds no seat');
+      expectExitCode(await laptop.run(['activate', '--key', key, '--server', server.url]), 0, 'laptop activates');
+      expectExitCode(await desktop.run(['activate', '--key', key, '--server', server.url]), 13, 'desktop finds no seat');
       const off = await laptop.run(['deactivate']);
-      assertExit(off, 0, 'laptop deactivates');
+      expectExitCode(off, 0, 'laptop deactivates');
       assert.match(off.stdout, /its seat is free/);
       assert.equal(laptop.hasLicense(), false);
-      assertExit(await laptop.run(['status']), 10, 'laptop has no license any more');
-      assertExit(await desktop.run(['activate', '--key', key, '--server', server.url]), 0, 'desktop activates');
+      expectExitCode(await laptop.run(['status']), 10, 'laptop has no license any more');
+      expectExitCode(await desktop.run(['activate', '--key', key, '--server', server.url]), 0, 'desktop activates');
     });
 
     it('moves a trial machine to a purchased key on the same server, and stops reporting', async () => {
       const machine = new Machine();
-      assertExit(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'trial');
+      expectExitCode(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'trial');
       const trialActivation = machine.license().activationId;
       const { key } = await newPermanentLicense(server, 1);
       const run = await machine.run(['activate', '--key', key]);
-      assertExit(run, 0, 'activate --key without --server: the license\'s server');
+      expectExitCode(run, 0, 'activate --key without --server: the license\'s server');
       assert.equal(machine.license().kind, 'permanent');
-      assertExit(await machine.run(['status']), 0, 'status');
+      expectExitCode(await machine.run(['status']), 0, 'status');
       assert.deepEqual(machine.spooledKinds(), []);
       assert.deepEqual(await usageKinds(server, trialActivation), ['activate'], 'nothing more reported after the key');
       const privacy = await machine.run(['privacy']);
@@ -267,31 +267,31 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
     it('exits 12 at the next renewal once the license is revoked, and stays refused offline', async () => {
       const { id, key } = await newPermanentLicense(server, 2);
       const machine = new Machine();
-      assertExit(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
+      expectExitCode(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
       const revoked = await request(`${server.url}/v1/admin/licenses/${id}/revoke`, { method: 'POST', token: server.adminToken });
       assert.equal(revoked.status, 200);
       // The lease is fresh: revocation takes effect at the next validation, not before.
-      assertExit(await machine.run(['status']), 0, 'status before renewal is due');
+      expectExitCode(await machine.run(['status']), 0, 'status before renewal is due');
       const due = Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR;
       const run = await machine.run(['status'], { now: due });
-      assertExit(run, 12, 'status when renewal is due');
+      expectExitCode(run, 12, 'status when renewal is due');
       assertOneLineError(run, /revoked/);
       assert.equal(machine.hasLicense(), true, 'nothing is removed, the license is marked');
-      assertExit(await machine.run(['status', '--server', await deadServerUrl()], { now: due }), 12, 'status offline');
+      expectExitCode(await machine.run(['status', '--server', await deadServerUrl()], { now: due }), 12, 'status offline');
     });
 
     it('keeps working offline within the grace of a permanent license, then needs the server', async () => {
       const { key } = await newPermanentLicense(server, 1);
       const machine = new Machine();
-      assertExit(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
+      expectExitCode(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
       const dead = await deadServerUrl();
       const inGrace = await machine.run(['status', '--server', dead], { now: Date.now() + POLICIES.permanent.leaseMs + DAY });
-      assertExit(inGrace, 0, 'status offline in grace');
+      expectExitCode(inGrace, 0, 'status offline in grace');
       assert.match(inGrace.stdout, /offline, grace until \d{4}-\d\d-\d\d/);
       const pastGrace = await machine.run(['status', '--server', dead], {
         now: Date.now() + POLICIES.permanent.leaseMs + POLICIES.permanent.offlineGraceMs + DAY,
       });
-      assertExit(pastGrace, 15, 'status offline past grace');
+      expectExitCode(pastGrace, 15, 'status offline past grace');
       assertOneLineError(pastGrace, /lease ended on .*cannot reach the license server/);
     });
   });
@@ -301,7 +301,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const machine = new Machine();
       await machine.run(['activate', '--trial', '--server', server.url]);
       const run = await machine.run(['status', '--json']);
-      assertExit(run, 0, 'status --json');
+      expectExitCode(run, 0, 'status --json');
       const report = JSON.parse(run.stdout) as StatusReport;
       const state = machine.license();
       assert.equal(report.status, 'active');
@@ -321,7 +321,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 
     it('still prints one JSON object, and exits 10, when there is no license', async () => {
       const run = await new Machine().run(['status', '--json', '--server', server.url]);
-      assertExit(run, 10, 'status --json without a license');
+      expectExitCode(run, 10, 'status --json without a license');
       const report = JSON.parse(run.stdout) as StatusReport;
       assert.equal(report.status, 'no_license');
       assert.equal(report.problem?.exit, 'NO_LICENSE');
@@ -332,7 +332,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
     it('exits 15 on activation and says which server it tried', async () => {
       const dead = await deadServerUrl();
       const run = await new Machine().run(['activate', '--trial', '--server', dead]);
-      assertExit(run, 15, 'activate --trial against a dead port');
+      expectExitCode(run, 15, 'activate --trial against a dead port');
       assert.equal(run.stderr, `ferry: cannot reach the license server at ${dead} (connection refused)\n`);
     });
 
@@ -340,27 +340,27 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const machine = new Machine();
       await machine.run(['activate', '--trial', '--server', server.url]);
       const run = await machine.run(['deactivate', '--server', await deadServerUrl()]);
-      assertExit(run, 15, 'deactivate while offline');
+      expectExitCode(run, 15, 'deactivate while offline');
       assert.equal(machine.hasLicense(), true);
-      assertExit(await machine.run(['deactivate']), 0, 'deactivate once the server is back');
+      expectExitCode(await machine.run(['deactivate']), 0, 'deactivate once the server is back');
     });
 
     it('keeps usage events in the spool while the server is down and sends them when it is back', async () => {
       const proxy = await startTcpProxy('127.0.0.1', Number(new URL(server.url).port));
       try {
         const machine = new Machine();
-        assertExit(await machine.run(['activate', '--trial', '--server', `http://127.0.0.1:${proxy.port}`]), 0, 'activate');
+        expectExitCode(await machine.run(['activate', '--trial', '--server', `http://127.0.0.1:${proxy.port}`]), 0, 'activate');
         assert.deepEqual(machine.spooledKinds(), [], 'sent at once while the server is up');
 
         await proxy.cut();
-        assertExit(await machine.run(['status']), 0, 'status while the server is down');
-        assertExit(await machine.run(['privacy']), 0, 'privacy while the server is down');
+        expectExitCode(await machine.run(['status']), 0, 'status while the server is down');
+        expectExitCode(await machine.run(['privacy']), 0, 'privacy while the server is down');
         assert.deepEqual(machine.spooledKinds(), ['status', 'privacy']);
         const privacy = await machine.run(['privacy']);
         assert.match(privacy.stdout, /waiting events: 3/);
 
         await proxy.restore();
-        assertExit(await machine.run(['status']), 0, 'status once the server is back');
+        expectExitCode(await machine.run(['status']), 0, 'status once the server is back');
         assert.deepEqual(machine.spooledKinds(), []);
         assert.deepEqual(await usageKinds(server, machine.license().activationId), ['activate', 'status', 'privacy', 'privacy', 'status']);
       } finally {
@@ -373,7 +373,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
     it('lists what is reported and this machine\'s fingerprint and locale', async () => {
       const machine = new Machine();
       const run = await machine.run(['privacy']);
-      assertExit(run, 0, 'privacy');
+      expectExitCode(run, 0, 'privacy');
       for (const phrase of [/HMAC-SHA256 of the OS machine id, never the id itself/, /locale/, /date and time/,
         /never file names, paths,\s+host names/, /IP address/, /During a trial only/, /permanent license sends nothing beyond/,
         /--email/, /fingerprint: +[0-9a-f]{64}/, /locale: +\S+/, /reporting: +off/, /waiting events: 0/]) {
@@ -391,13 +391,13 @@ describe('ferry and a server that rotates its signing key', () => {
     let second: TestServer | undefined;
     try {
       const { key } = await newPermanentLicense(first, 1);
-      assertExit(await machine.run(['activate', '--key', key, '--server', first.url]), 0, 'activate');
+      expectExitCode(await machine.run(['activate', '--key', key, '--server', first.url]), 0, 'activate');
       assert.equal(machine.license().jwks.keys.length, 1);
       await first.close();
       await rotateKey(first.config.dataDir);
       second = await startServer({ databaseUrl: first.config.databaseUrl, dataDir: first.config.dataDir, adminToken: first.adminToken, port });
       const run = await machine.run(['status'], { now: Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR });
-      assertExit(run, 0, 'status after the rotation');
+      expectExitCode(run, 0, 'status after the rotation');
       assert.equal(machine.license().jwks.keys.length, 2, 'the new key is pinned next to the old one');
     } finally {
       await (second ?? first).close();

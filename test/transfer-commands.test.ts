@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, st
 import { join } from 'node:path';
 import { PASSWORD_USER } from './support/sshd.js';
 import {
-  assertExit, assertOneLineError, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World,
+  expectExitCode, assertOneLineError, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World,
 } from './support/transfer-world.js';
 
 describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
@@ -22,7 +22,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     randomFile(join(local, 'a.bin'), 300_000);
     utimesSync(join(local, 'a.bin'), 1_600_000_000, 1_600_000_000);
     const run = await user.run(['put', join(local, 'a.bin'), user.url(`${remote}/`)]);
-    assertExit(run, 0, 'put');
+    expectExitCode(run, 0, 'put');
     assert.equal(sha256(join(remote, 'a.bin')), sha256(join(local, 'a.bin')));
     assert.equal(statSync(join(remote, 'a.bin')).mtimeMs, 1_600_000_000_000);
     assert.deepEqual(readdirSync(remote), ['a.bin']);
@@ -33,9 +33,9 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     const local = folder();
     const remote = folder();
     for (const name of ['x.txt', 'y.txt', 'z.log']) writeFileSync(join(local, name), name);
-    assertExit(await user.run(['put', join(local, 'x.txt'), user.url(`${remote}/renamed.txt`)]), 0, 'put to a name');
+    expectExitCode(await user.run(['put', join(local, 'x.txt'), user.url(`${remote}/renamed.txt`)]), 0, 'put to a name');
     assert.equal(readFileSync(join(remote, 'renamed.txt'), 'utf8'), 'x.txt');
-    assertExit(await user.run(['put', join(local, '*.txt'), join(local, 'z.log'), user.url(`${remote}/many/`)]), 0, 'put a glob into a new folder');
+    expectExitCode(await user.run(['put', join(local, '*.txt'), join(local, 'z.log'), user.url(`${remote}/many/`)]), 0, 'put a glob into a new folder');
     assert.deepEqual(readdirSync(join(remote, 'many')).sort(), ['x.txt', 'y.txt', 'z.log']);
   });
 
@@ -46,13 +46,13 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     writeFileSync(join(local, 'tree', 'top.txt'), 'top');
     randomFile(join(local, 'tree', 'sub', 'mid.bin'), 70_000);
     writeFileSync(join(local, 'tree', 'sub', 'deeper', 'empty.txt'), '');
-    assertExit(await user.run(['put', '-r', join(local, 'tree'), user.url(`${remote}/`)]), 0, 'put -r tree');
+    expectExitCode(await user.run(['put', '-r', join(local, 'tree'), user.url(`${remote}/`)]), 0, 'put -r tree');
     assert.deepEqual(tree(join(remote, 'tree')), tree(join(local, 'tree')));
     mkdirSync(join(remote, 'contents'));
-    assertExit(await user.run(['put', '-r', `${join(local, 'tree')}/`, user.url(`${remote}/contents/`)]), 0, 'put -r tree/');
+    expectExitCode(await user.run(['put', '-r', `${join(local, 'tree')}/`, user.url(`${remote}/contents/`)]), 0, 'put -r tree/');
     assert.deepEqual(tree(join(remote, 'contents')), tree(join(local, 'tree')));
     const refused = await user.run(['put', join(local, 'tree'), user.url(`${remote}/`)]);
-    assertExit(refused, 2, 'a folder without -r');
+    expectExitCode(refused, 2, 'a folder without -r');
     assertOneLineError(refused, /is a folder: use -r/);
   });
 
@@ -65,12 +65,12 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     writeFileSync(join(remote, 'b.log'), 'b');
     mkdirSync(join(remote, 'dir', 'sub'), { recursive: true });
     writeFileSync(join(remote, 'dir', 'sub', 'f.txt'), 'f');
-    assertExit(await user.run(['get', user.url(`${remote}/big.bin`), local]), 0, 'get one file');
+    expectExitCode(await user.run(['get', user.url(`${remote}/big.bin`), local]), 0, 'get one file');
     assert.equal(sha256(join(local, 'big.bin')), sha256(join(remote, 'big.bin')));
     assert.equal(statSync(join(local, 'big.bin')).mtimeMs, 1_500_000_000_000);
-    assertExit(await user.run(['get', user.url(`${remote}/*.log`), `${local}/logs/`]), 0, 'get a glob');
+    expectExitCode(await user.run(['get', user.url(`${remote}/*.log`), `${local}/logs/`]), 0, 'get a glob');
     assert.deepEqual(readdirSync(join(local, 'logs')).sort(), ['a.log', 'b.log']);
-    assertExit(await user.run(['get', '-r', user.url(`${remote}/dir`), local]), 0, 'get -r');
+    expectExitCode(await user.run(['get', '-r', user.url(`${remote}/dir`), local]), 0, 'get -r');
     assert.equal(readFileSync(join(local, 'dir', 'sub', 'f.txt'), 'utf8'), 'f');
     assert.ok(!readdirSync(local).some((n) => n.endsWith('.ferry-part')));
   });
@@ -81,7 +81,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     mkdirSync(join(remote, 'sub'));
     writeFileSync(join(remote, 'sub', 'two.txt'), '');
     const plain = await user.run(['ls', user.url(remote)]);
-    assertExit(plain, 0, 'ls');
+    expectExitCode(plain, 0, 'ls');
     assert.equal(plain.stdout, 'one.txt\nsub/\n');
     const long = await user.run(['ls', '-l', user.url(remote)]);
     assert.match(long.stdout, /^-rw-r--r-- +5 \d{4}-\d\d-\d\d \d\d:\d\d one\.txt$/m);
@@ -93,25 +93,25 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
 
   it('makes folders (-p for parents), removes files, globs and folders (-r), and moves', async () => {
     const remote = folder();
-    assertExit(await user.run(['mkdir', user.url(`${remote}/new`)]), 0, 'mkdir');
+    expectExitCode(await user.run(['mkdir', user.url(`${remote}/new`)]), 0, 'mkdir');
     assert.ok(statSync(join(remote, 'new')).isDirectory());
-    assertExit(await user.run(['mkdir', user.url(`${remote}/new`)]), 2, 'mkdir of an existing folder');
-    assertExit(await user.run(['mkdir', user.url(`${remote}/a/b/c`)]), 24, 'mkdir without a parent');
-    assertExit(await user.run(['mkdir', '-p', user.url(`${remote}/a/b/c`), user.url(`${remote}/new`)]), 0, 'mkdir -p');
+    expectExitCode(await user.run(['mkdir', user.url(`${remote}/new`)]), 2, 'mkdir of an existing folder');
+    expectExitCode(await user.run(['mkdir', user.url(`${remote}/a/b/c`)]), 24, 'mkdir without a parent');
+    expectExitCode(await user.run(['mkdir', '-p', user.url(`${remote}/a/b/c`), user.url(`${remote}/new`)]), 0, 'mkdir -p');
     assert.ok(statSync(join(remote, 'a', 'b', 'c')).isDirectory());
 
     for (const name of ['1.tmp', '2.tmp', 'keep.txt']) writeFileSync(join(remote, name), name);
-    assertExit(await user.run(['rm', user.url(`${remote}/*.tmp`)]), 0, 'rm a glob');
+    expectExitCode(await user.run(['rm', user.url(`${remote}/*.tmp`)]), 0, 'rm a glob');
     assert.deepEqual(readdirSync(remote).sort(), ['a', 'keep.txt', 'new']);
     const refused = await user.run(['rm', user.url(`${remote}/a`)]);
-    assertExit(refused, 2, 'rm of a folder without -r');
-    assertExit(await user.run(['rm', '-r', user.url(`${remote}/a`)]), 0, 'rm -r');
+    expectExitCode(refused, 2, 'rm of a folder without -r');
+    expectExitCode(await user.run(['rm', '-r', user.url(`${remote}/a`)]), 0, 'rm -r');
     assert.ok(!existsSync(join(remote, 'a')));
-    assertExit(await user.run(['rm', user.url(`${remote}/gone.txt`)]), 24, 'rm of nothing');
+    expectExitCode(await user.run(['rm', user.url(`${remote}/gone.txt`)]), 24, 'rm of nothing');
 
-    assertExit(await user.run(['mv', user.url(`${remote}/keep.txt`), user.url(`${remote}/kept.txt`)]), 0, 'mv rename');
+    expectExitCode(await user.run(['mv', user.url(`${remote}/keep.txt`), user.url(`${remote}/kept.txt`)]), 0, 'mv rename');
     assert.equal(readFileSync(join(remote, 'kept.txt'), 'utf8'), 'keep.txt');
-    assertExit(await user.run(['mv', user.url(`${remote}/kept.txt`), `${remote}/new/`]), 0, 'mv into a folder (bare path)');
+    expectExitCode(await user.run(['mv', user.url(`${remote}/kept.txt`), `${remote}/new/`]), 0, 'mv into a folder (bare path)');
     assert.ok(existsSync(join(remote, 'new', 'kept.txt')));
   });
 
@@ -125,12 +125,12 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     const remote = folder();
     writeFileSync(join(remote, 'f.txt'), 'via alias');
     const viaAlias = await alias.run(['ls', `sftp://boxed${remote}`]);
-    assertExit(viaAlias, 0, 'ls through an alias');
+    expectExitCode(viaAlias, 0, 'ls through an alias');
     assert.equal(viaAlias.stdout, 'f.txt\n');
-    assertExit(await alias.run(['get', `boxed:${remote}/f.txt`, join(alias.home, 'f.txt')]), 0, 'scp-style alias:path');
+    expectExitCode(await alias.run(['get', `boxed:${remote}/f.txt`, join(alias.home, 'f.txt')]), 0, 'scp-style alias:path');
     assert.equal(readFileSync(join(alias.home, 'f.txt'), 'utf8'), 'via alias');
     const flags = await alias.run(['ls', '-i', sshd.clientKey, '-P', String(sshd.port), `sftp://${sshd.user}@${sshd.host}${remote}`]);
-    assertExit(flags, 0, 'ls with -i and -P');
+    expectExitCode(flags, 0, 'ls with -i and -P');
   });
 
   it('puts to a named site of the config file, into its folder', async () => {
@@ -143,8 +143,8 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     writeFileSync(join(local, 'f.txt'), 'site');
     mkdirSync(join(remote, 'in'));
     try {
-      assertExit(await user.run(['put', join(local, 'f.txt'), `mysite:${remote}/in/`]), 0, 'put mysite:/abs/');
-      assertExit(await user.run(['put', join(local, 'f.txt'), 'mysite:rel.txt']), 0, 'put mysite:relative');
+      expectExitCode(await user.run(['put', join(local, 'f.txt'), `mysite:${remote}/in/`]), 0, 'put mysite:/abs/');
+      expectExitCode(await user.run(['put', join(local, 'f.txt'), 'mysite:rel.txt']), 0, 'put mysite:relative');
       assert.equal(readFileSync(join(remote, 'in', 'f.txt'), 'utf8'), 'site');
       assert.equal(readFileSync(join(remote, 'rel.txt'), 'utf8'), 'site');
       const listed = await user.run(['ls', 'mysite:']);
@@ -160,9 +160,9 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     writeFileSync(join(local, 'f.txt'), 'home');
     const loginHome = process.env.HOME ?? '/root';
     try {
-      assertExit(await user.run(['put', join(local, 'f.txt'), user.url(`/~/${name}`)]), 0, 'put to ~/');
+      expectExitCode(await user.run(['put', join(local, 'f.txt'), user.url(`/~/${name}`)]), 0, 'put to ~/');
       const listed = await user.run(['ls', user.url(`/~/${name}`)]);
-      assertExit(listed, 0, 'ls ~/name');
+      expectExitCode(listed, 0, 'ls ~/name');
       assert.equal(listed.stdout.trim(), name);
     } finally {
       await user.run(['rm', user.url(`/~/${name}`)]);
@@ -175,8 +175,8 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     const remote = folder();
     writeFileSync(join(local, 'script.sh'), '#!/bin/sh\n');
     chmodSync(join(local, 'script.sh'), 0o750);
-    assertExit(await user.run(['put', join(local, 'script.sh'), user.url(`${remote}/plain.sh`)]), 0, 'put');
-    assertExit(await user.run(['put', '--preserve', join(local, 'script.sh'), user.url(`${remote}/kept.sh`)]), 0, 'put --preserve');
+    expectExitCode(await user.run(['put', join(local, 'script.sh'), user.url(`${remote}/plain.sh`)]), 0, 'put');
+    expectExitCode(await user.run(['put', '--preserve', join(local, 'script.sh'), user.url(`${remote}/kept.sh`)]), 0, 'put --preserve');
     assert.equal(statSync(join(remote, 'kept.sh')).mode & 0o777, 0o750);
     assert.notEqual(statSync(join(remote, 'plain.sh')).mode & 0o777, 0o750);
   });
@@ -189,13 +189,13 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     const url = `sftp://${PASSWORD_USER}@${world.sshd.host}:${world.sshd.port}${remote}/`;
     const noKey = await FerryUser.create(world, { defaultKey: false });
     const ok = await noKey.run(['put', join(local, 'p.txt'), url], { env: { FERRY_PASSWORD: world.sshd.password! } });
-    assertExit(ok, 0, 'put with FERRY_PASSWORD');
+    expectExitCode(ok, 0, 'put with FERRY_PASSWORD');
     assert.equal(statSync(join(remote, 'p.txt')).uid, Number(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${PASSWORD_USER}:`))!.split(':')[2]));
     const wrong = await noKey.run(['put', join(local, 'p.txt'), url], { env: { FERRY_PASSWORD: 'not-the-password' } });
-    assertExit(wrong, 21, 'a wrong password');
+    expectExitCode(wrong, 21, 'a wrong password');
     assertOneLineError(wrong, /refused the login/);
     const none = await noKey.run(['ls', url]);
-    assertExit(none, 21, 'no key, no password, no terminal');
+    expectExitCode(none, 21, 'no key, no password, no terminal');
   });
 
   it('says PERMISSION (25) when the server refuses a write', async () => {
@@ -205,7 +205,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     writeFileSync(join(local, 'p.txt'), 'x');
     const noKey = await FerryUser.create(world, { defaultKey: false });
     const run = await noKey.run(['put', join(local, 'p.txt'), `sftp://${PASSWORD_USER}@${world.sshd.host}:${world.sshd.port}${remote}/`], { env: { FERRY_PASSWORD: world.sshd.password! } });
-    assertExit(run, 25, 'put into a folder of root');
+    expectExitCode(run, 25, 'put into a folder of root');
     assertOneLineError(run, /permission denied/);
   });
 });

@@ -7,7 +7,7 @@ import { hostMatches, parseSshConfig, resolveSshHost } from '../agent/transfer/s
 import { keysFor } from '../agent/transfer/known-hosts.js';
 import { openDb } from './support/server.js';
 import { freePort } from './support/processes.js';
-import { assertExit, assertOneLineError, FerryUser, folder, randomFile, startWorld, type World } from './support/transfer-world.js';
+import { expectExitCode, assertOneLineError, FerryUser, folder, randomFile, startWorld, type World } from './support/transfer-world.js';
 
 describe('transfer errors: one line, the right exit code', function () {
   this.timeout(60_000);
@@ -28,7 +28,7 @@ describe('transfer errors: one line, the right exit code', function () {
       ['mkdir', unlicensed.url('/tmp/x')], ['rm', unlicensed.url('/tmp/x')], ['mv', unlicensed.url('/tmp/x'), '/tmp/y'], ['sync', local, unlicensed.url('/tmp/x')],
     ]) {
       const run = await unlicensed.run(args);
-      assertExit(run, 10, args[0]!);
+      expectExitCode(run, 10, args[0]!);
       assertOneLineError(run, /ferry activate --trial.*ferry activate --key KEY/);
     }
   });
@@ -40,7 +40,7 @@ describe('transfer errors: one line, the right exit code', function () {
     writeFileSync(join(local, 'f'), 'f');
     for (const args of [['put', join(local, 'f'), counted.url(`${remote}/`)], ['ls', counted.url(remote)], ['get', counted.url(`${remote}/f`), join(local, 'g')],
       ['mv', counted.url(`${remote}/f`), `${remote}/h`], ['mkdir', counted.url(`${remote}/d`)], ['rm', counted.url(`${remote}/h`)], ['sync', local, counted.url(`${remote}/d`)]]) {
-      assertExit(await counted.run(args), 0, args[0]!);
+      expectExitCode(await counted.run(args), 0, args[0]!);
     }
     const db = await openDb(world.license.config.databaseUrl);
     try {
@@ -68,32 +68,32 @@ describe('transfer errors: one line, the right exit code', function () {
     ];
     for (const [args, message] of cases) {
       const run = await user.run(args);
-      assertExit(run, 2, args.join(' '));
+      expectExitCode(run, 2, args.join(' '));
       assertOneLineError(run, message);
     }
   });
 
   it('says NOT_FOUND (24) for a missing local or remote file', async () => {
     const local = await user.run(['put', '/nonexistent/file.txt', user.url('/tmp/')]);
-    assertExit(local, 24, 'put of a missing file');
+    expectExitCode(local, 24, 'put of a missing file');
     assertOneLineError(local, /\/nonexistent\/file\.txt: no such file/);
     const remote = await user.run(['get', user.url('/nonexistent/file.txt'), folder()]);
-    assertExit(remote, 24, 'get of a missing file');
+    expectExitCode(remote, 24, 'get of a missing file');
     assertOneLineError(remote, /no such file/);
     const glob = await user.run(['get', user.url('/tmp/*.no-such-extension'), folder()]);
-    assertExit(glob, 24, 'a glob without matches');
+    expectExitCode(glob, 24, 'a glob without matches');
   });
 
   it('says CONNECTION (20) when nothing listens, AUTH (21) when the key is not accepted', async () => {
     const port = await freePort();
     const refused = await user.run(['ls', `sftp://root@127.0.0.1:${port}/`]);
-    assertExit(refused, 20, 'connection refused');
+    expectExitCode(refused, 20, 'connection refused');
     assertOneLineError(refused, /cannot connect to root@127\.0\.0\.1:\d+: connection refused/);
     const stranger = await FerryUser.create(world, { defaultKey: false });
     const keyDir = folder();
     execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', join(keyDir, 'k')]);
     const auth = await stranger.run(['ls', '-i', join(keyDir, 'k'), stranger.url('/tmp')]);
-    assertExit(auth, 21, 'an unknown key');
+    expectExitCode(auth, 21, 'an unknown key');
     assertOneLineError(auth, /refused the login \(tried publickey\)/);
   });
 
@@ -104,9 +104,9 @@ describe('transfer errors: one line, the right exit code', function () {
     execFileSync('cp', [world.sshd.clientKey, key]);
     execFileSync('ssh-keygen', ['-q', '-p', '-N', 'open sesame', '-f', key]);
     const run = await locked.run(['ls', '-i', key, locked.url('/tmp')], { env: { FERRY_KEY_PASSPHRASE: 'open sesame' } });
-    assertExit(run, 0, 'ls with a passphrase from the environment');
+    expectExitCode(run, 0, 'ls with a passphrase from the environment');
     const without = await locked.run(['ls', '-i', key, locked.url('/tmp')]);
-    assertExit(without, 21, 'no passphrase, no terminal');
+    expectExitCode(without, 21, 'no passphrase, no terminal');
   });
 
   it('says DISK_FULL (26) when the server\'s disk or the local disk is full', async function () {
@@ -116,13 +116,13 @@ describe('transfer errors: one line, the right exit code', function () {
       const local = folder();
       randomFile(join(local, 'big.bin'), 3 * 1024 * 1024);
       const up = await user.run(['put', join(local, 'big.bin'), user.url(`${small}/`)]);
-      assertExit(up, 26, 'put into a full file system');
+      expectExitCode(up, 26, 'put into a full file system');
       assertOneLineError(up, /no space left/);
       const remote = folder();
       randomFile(join(remote, 'big.bin'), 3 * 1024 * 1024);
       mkdirSync(join(small, 'down'));
       const down = await user.run(['get', user.url(`${remote}/big.bin`), join(small, 'down', 'big.bin')]);
-      assertExit(down, 26, 'get into a full file system');
+      expectExitCode(down, 26, 'get into a full file system');
       assertOneLineError(down, /no space left/);
     } finally {
       execFileSync('umount', [small]);

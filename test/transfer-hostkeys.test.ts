@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../agent/transfer/known-hosts.js';
 import { tempDir } from './support/temp.js';
-import { assertExit, assertOneLineError, FerryUser, folder, startWorld, type World } from './support/transfer-world.js';
+import { expectExitCode, assertOneLineError, FerryUser, folder, startWorld, type World } from './support/transfer-world.js';
 
 /** The SHA256 fingerprint of a `type base64` public key line. */
 function fingerprintOfLine(line: string): string {
@@ -25,18 +25,18 @@ describe('host keys: checked before any credential is sent', function () {
     const user = await FerryUser.create(world, { knownHosts: false });
     const remote = folder();
     const refused = await user.run(['ls', user.url(remote)]);
-    assertExit(refused, 22, 'unknown host');
+    expectExitCode(refused, 22, 'unknown host');
     assertOneLineError(refused, /host key of \[127\.0\.0\.1\]:\d+ is not known \(ssh-ed25519 SHA256:\S+\).*--accept-new/);
     assert.ok(refused.stderr.includes(fingerprintOfLine(world.sshd.hostKeys['ssh-ed25519']!)));
 
     const accepted = await user.run(['ls', '--accept-new', user.url(remote)]);
-    assertExit(accepted, 0, 'with --accept-new');
+    expectExitCode(accepted, 0, 'with --accept-new');
     assert.match(accepted.stderr, /added the host key of \[127\.0\.0\.1\]:\d+ \(ssh-ed25519 SHA256:/);
     const recorded = join(user.ferryHome, 'known_hosts');
     assert.equal(statSync(recorded).mode & 0o777, 0o600);
     assert.match(readFileSync(recorded, 'utf8'), new RegExp(`^\\[127\\.0\\.0\\.1\\]:${world.sshd.port} ssh-ed25519 AAAA`));
     const again = await user.run(['ls', user.url(remote)]);
-    assertExit(again, 0, 'later runs without --accept-new');
+    expectExitCode(again, 0, 'later runs without --accept-new');
     assert.equal(again.stderr, '');
   });
 
@@ -48,7 +48,7 @@ describe('host keys: checked before any credential is sent', function () {
     writeFileSync(join(user.home, '.ssh', 'known_hosts'), `[127.0.0.1]:${world.sshd.port} ${oldLine}\n`);
     for (const args of [['ls'], ['ls', '--accept-new']]) {
       const run = await user.run([...args, user.url('/tmp')]);
-      assertExit(run, 22, `${args.join(' ')} with a changed key`);
+      expectExitCode(run, 22, `${args.join(' ')} with a changed key`);
       assertOneLineError(run, /CHANGED/);
       assert.ok(run.stderr.includes(fingerprintOfLine(oldLine)), 'the stored fingerprint');
       assert.ok(run.stderr.includes(fingerprintOfLine(world.sshd.hostKeys['ssh-ed25519']!)), 'the presented fingerprint');
@@ -62,7 +62,7 @@ describe('host keys: checked before any credential is sent', function () {
     writeFileSync(file, `[127.0.0.1]:${world.sshd.port} ${world.sshd.hostKeys['ssh-rsa']}\n`);
     execFileSync('ssh-keygen', ['-H', '-f', file], { stdio: 'ignore' });
     assert.match(readFileSync(file, 'utf8'), /^\|1\|/);
-    assertExit(await user.run(['ls', user.url('/tmp')]), 0, 'ls with a hashed RSA entry');
+    expectExitCode(await user.run(['ls', user.url('/tmp')]), 0, 'ls with a hashed RSA entry');
   });
 
   it('sends no password and no key to a host it refuses', async () => {
@@ -81,7 +81,7 @@ describe('host keys: checked before any credential is sent', function () {
     try {
       const user = await FerryUser.create(world, { knownHosts: false });
       const run = await user.run(['ls', `sftp://someone@127.0.0.1:${port}/`], { env: { FERRY_PASSWORD: 'secret' } });
-      assertExit(run, 22, 'unknown host');
+      expectExitCode(run, 22, 'unknown host');
       assert.deepEqual(attempts, [], 'no authentication request reached the server');
     } finally {
       server.close();

@@ -4,7 +4,7 @@ import { appendFileSync, existsSync, readFileSync, readdirSync, statSync, writeF
 import { join } from 'node:path';
 import { until } from './support/processes.js';
 import { startThrottledProxy, type ThrottledProxy } from './support/throttled-proxy.js';
-import { assertExit, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, type World } from './support/transfer-world.js';
+import { expectExitCode, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, type World } from './support/transfer-world.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,7 +53,7 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     const run = await user.run(['put', join(local, 'big.bin'), viaProxy(`${remote}/`)]);
     watching = false;
     await watcher;
-    assertExit(run, 0, 'put');
+    expectExitCode(run, 0, 'put');
     assert.ok(sawPart, 'the part file was seen while the upload ran');
     assert.ok(looks > 100, `looked ${looks} times`);
     assert.equal(sha256(final), digest);
@@ -71,7 +71,7 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     proxy.dropAll();
     cut = true;
     const run = await running;
-    assertExit(run, 0, 'put across a cut connection');
+    expectExitCode(run, 0, 'put across a cut connection');
     assert.ok(cut);
     const events = jsonLines(run);
     const retry = events.find((e) => e.event === 'retry');
@@ -92,7 +92,7 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     const killed = world.sshd.killSessions();
     assert.ok(killed > 0, 'session processes to kill');
     const run = await running;
-    assertExit(run, 0, 'get across killed sessions');
+    expectExitCode(run, 0, 'get across killed sessions');
     const events = jsonLines(run);
     assert.ok(events.some((e) => e.event === 'retry'), run.stdout);
     assert.ok(events.some((e) => e.event === 'resumed' && e.from > 1 * MiB), run.stdout);
@@ -112,12 +112,12 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     await until('some of the upload on the server', async () => existsSync(part) && statSync(part).size > 512 * 1024, 30_000, 20);
     await dead.close(); // connections dropped and no new ones taken
     const run = await running;
-    assertExit(run, 20, 'put to a server that went away');
+    expectExitCode(run, 20, 'put to a server that went away');
     assert.match(run.stderr, /^ferry: .*connection/m);
     assert.ok(existsSync(part) && !existsSync(join(remote, 'gone.bin')), 'only the part file is there');
 
     const resumed = await user.run(['put', '--resume', '--json', join(local, 'gone.bin'), user.url(`${remote}/`)]);
-    assertExit(resumed, 0, 'put --resume');
+    expectExitCode(resumed, 0, 'put --resume');
     const from = jsonLines(resumed).find((e) => e.event === 'resumed')?.from as number | undefined;
     assert.ok(from !== undefined && from > 0, `continued the part file: ${resumed.stdout}`);
     assert.equal(sha256(join(remote, 'gone.bin')), sha256(join(local, 'gone.bin')));
@@ -130,14 +130,14 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     // A part file from "another" file: same length prefix, other bytes.
     writeFileSync(join(local, '.r.bin.ferry-part'), Buffer.alloc(300_000, 7));
     const run = await user.run(['get', '--resume', '--json', user.url(`${remote}/r.bin`), `${local}/`]);
-    assertExit(run, 0, 'get --resume');
+    expectExitCode(run, 0, 'get --resume');
     assert.ok(!jsonLines(run).some((e) => e.event === 'resumed'), 'did not trust the foreign part file');
     assert.ok(readFileSync(join(local, 'r.bin')).equals(data));
 
     writeFileSync(join(local, '.r2.bin.ferry-part'), data.subarray(0, 400_000));
     writeFileSync(join(remote, 'r2.bin'), data);
     const good = await user.run(['get', '--resume', '--json', user.url(`${remote}/r2.bin`), `${local}/`]);
-    assertExit(good, 0, 'get --resume with a matching part file');
+    expectExitCode(good, 0, 'get --resume with a matching part file');
     assert.equal(jsonLines(good).find((e) => e.event === 'resumed')?.from, 400_000);
     assert.ok(readFileSync(join(local, 'r2.bin')).equals(data));
   });

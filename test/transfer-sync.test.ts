@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { planSync, type ListedEntry } from '../agent/transfer/sync-plan.js';
-import { assertExit, FerryUser, folder, jsonLines, startWorld, tree, type World } from './support/transfer-world.js';
+import { expectExitCode, FerryUser, folder, jsonLines, startWorld, tree, type World } from './support/transfer-world.js';
 
 const T = 1_700_000_000;
 
@@ -33,7 +33,7 @@ describe('ferry sync', function () {
     const remote = folder();
     makeSource(local);
     const first = await user.run(['sync', '--json', local, user.url(`${remote}/mirror`)]);
-    assertExit(first, 0, 'first sync');
+    expectExitCode(first, 0, 'first sync');
     assert.deepEqual(copied(first), ['a.txt', 'docs/b.txt', 'docs/old/c.txt']);
     assert.deepEqual(tree(join(remote, 'mirror')), tree(local));
     assert.equal(statSync(join(remote, 'mirror', 'a.txt')).mtimeMs, T * 1000);
@@ -53,13 +53,13 @@ describe('ferry sync', function () {
     const local = folder();
     const remote = folder();
     makeSource(local);
-    assertExit(await user.run(['sync', local, user.url(remote)]), 0, 'sync');
+    expectExitCode(await user.run(['sync', local, user.url(remote)]), 0, 'sync');
     writeFileSync(join(remote, 'extra.txt'), 'extra');
     mkdirSync(join(remote, 'extra-dir', 'deep'), { recursive: true });
     writeFileSync(join(remote, 'extra-dir', 'deep', 'x'), 'x');
-    assertExit(await user.run(['sync', local, user.url(remote)]), 0, 'sync without --delete');
+    expectExitCode(await user.run(['sync', local, user.url(remote)]), 0, 'sync without --delete');
     assert.equal(readFileSync(join(remote, 'extra.txt'), 'utf8'), 'extra');
-    assertExit(await user.run(['sync', '--delete', local, user.url(remote)]), 0, 'sync --delete');
+    expectExitCode(await user.run(['sync', '--delete', local, user.url(remote)]), 0, 'sync --delete');
     assert.deepEqual(tree(remote), tree(local));
   });
 
@@ -67,7 +67,7 @@ describe('ferry sync', function () {
     const local = folder();
     const remote = folder();
     makeSource(local);
-    assertExit(await user.run(['sync', local, user.url(remote)]), 0, 'sync');
+    expectExitCode(await user.run(['sync', local, user.url(remote)]), 0, 'sync');
     writeFileSync(join(remote, 'a.txt'), 'ALPHA'); // same size
     utimesSync(join(remote, 'a.txt'), T, T); // same time
     const byTime = await user.run(['sync', '--json', local, user.url(remote)]);
@@ -85,7 +85,7 @@ describe('ferry sync', function () {
     writeFileSync(join(remote, 'stale.txt'), 'stale');
     const before = tree(remote);
     const run = await user.run(['sync', '--dry-run', '--delete', local, user.url(remote)]);
-    assertExit(run, 0, 'dry run');
+    expectExitCode(run, 0, 'dry run');
     assert.match(run.stdout, /^mkdir +docs\/$/m);
     assert.match(run.stdout, /^copy +a\.txt \(new, 5 B\)$/m);
     assert.match(run.stdout, /^delete stale\.txt$/m);
@@ -102,10 +102,10 @@ describe('ferry sync', function () {
     const local = folder();
     makeSource(remote);
     writeFileSync(join(local, 'mine.txt'), 'local only');
-    assertExit(await user.run(['sync', user.url(remote), local]), 0, 'sync down');
+    expectExitCode(await user.run(['sync', user.url(remote), local]), 0, 'sync down');
     assert.equal(readFileSync(join(local, 'docs', 'old', 'c.txt'), 'utf8'), 'charlie');
     assert.equal(statSync(join(local, 'docs', 'b.txt')).mtimeMs, T * 1000);
-    assertExit(await user.run(['sync', '--delete', user.url(`${remote}/`), `${local}/`]), 0, 'sync down --delete');
+    expectExitCode(await user.run(['sync', '--delete', user.url(`${remote}/`), `${local}/`]), 0, 'sync down --delete');
     assert.deepEqual(tree(local), tree(remote));
   });
 });

@@ -37,31 +37,34 @@ const services = [
   },
 ];
 
+// Everything that is missing is reported at once; npm test then stops before mocha.
+const missing = [];
+
 for (const service of services) {
   if (await reachable(service.port)) continue;
   if (!has(service.binary)) {
-    console.error(`provision: ${service.name} is not installed and not listening on ${service.port}; run .ci/run (it installs it)`);
-    process.exit(1);
+    missing.push(`${service.name} is not installed and not listening on ${service.port}; run .ci/run (it installs it)`);
+    continue;
   }
   console.log(`provision: starting ${service.name}`);
   execFileSync(service.start[0], service.start[1], { stdio: 'inherit' });
   await waitFor(service.name, service.port, 30);
 }
-console.log('provision: MariaDB and Redis are up');
+if (missing.length === 0) console.log('provision: MariaDB and Redis are up');
 
 // The portal tests drive Debian's Chromium through playwright-core; without it they cannot run.
 const CHROMIUM = '/usr/bin/chromium';
 if (!existsSync(CHROMIUM)) {
-  console.error(`provision: ${CHROMIUM} is missing; the MyAccount browser tests need Debian's chromium: run .ci/run (it installs it) or apt-get install chromium`);
-  process.exit(1);
+  missing.push(`${CHROMIUM} is missing; the MyAccount browser tests need Debian's chromium: run .ci/run (it installs it) or apt-get install chromium`);
 }
-console.log(`provision: ${CHROMIUM} is there`);
 
 // The transfer tests start their own OpenSSH sshd on a loopback port with generated keys.
 for (const [binary, pkg] of [['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/ssh-keygen', 'openssh-client']]) {
   if (!existsSync(binary)) {
-    console.error(`provision: ${binary} is missing: install the Debian package ${pkg} (.ci/run does); the transfer tests run a real sshd`);
-    process.exit(1);
+    missing.push(`${binary} is missing: install the Debian package ${pkg} (.ci/run does); the transfer tests run a real sshd`);
   }
 }
-console.log('provision: sshd is installed');
+
+for (const problem of missing) console.error(`provision: ${problem}`);
+if (missing.length === 0) console.log('provision: Chromium and sshd are installed');
+process.exitCode = missing.length > 0 ? 1 : 0;

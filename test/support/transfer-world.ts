@@ -74,7 +74,7 @@ export class FerryUser {
     }
     if (options.licensed !== false) {
       const run = await user.run(['activate', '--trial', '--server', world.license.url]);
-      assertExit(run, 0, 'activate --trial');
+      expectExitCode(run, 0, 'activate --trial');
     }
     return user;
   }
@@ -123,7 +123,7 @@ export class FerryUser {
   }
 }
 
-export function assertExit(run: Run, code: number, what: string): void {
+export function expectExitCode(run: Run, code: number, what: string): void {
   assert.equal(run.code, code, `${what}: exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
 }
 
