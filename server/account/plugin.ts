@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { errorPage } from '../plugins/page-errors.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import cookie from '@fastify/cookie';
@@ -68,17 +69,6 @@ const NOTICES: Record<string, string> = {
   'trial-claimed': 'The trial is claimed: it is now registered to your account.',
   'machine-deactivated': 'The machine is deactivated: its seat is free.',
   'cancelled': 'Your subscription is cancelled.',
-};
-
-const ERROR_TITLES: Record<number, string> = {
-  400: 'That did not work',
-  403: 'Not allowed',
-  404: 'Page not found',
-  413: 'Too much data',
-  415: 'That did not work',
-  429: 'Please wait a moment',
-  503: 'Ferry is busy',
-  500: 'Something went wrong',
 };
 
 /** What CSRF tokens are bound to: the session, or (before logging in) no session, which the library wants non-empty. */
@@ -232,16 +222,5 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
 
   app.setNotFoundHandler(async (request, reply) => errorPage(portal, request, reply, 404, 'There is no such page in MyAccount.'));
 };
-
-/** An error as a page in the layout, never a stack trace; plain text if even the page fails. */
-async function errorPage(portal: Portal, request: FastifyRequest, reply: FastifyReply, status: number, message: string): Promise<FastifyReply> {
-  const title = ERROR_TITLES[status] ?? (status >= 500 ? 'Something went wrong' : 'That did not work');
-  try {
-    return await portal.render(request, reply, 'error', { title, message }, status);
-  } catch (err) {
-    request.log.error({ err }, 'could not render the error page');
-    return reply.code(status).type('text/plain; charset=utf-8').send(`${title}\n\n${message}\n`);
-  }
-}
 
 export default accountPlugin;

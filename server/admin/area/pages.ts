@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { errorPage } from '../../plugins/page-errors.js';
 import { fileURLToPath } from 'node:url';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
@@ -39,17 +40,6 @@ const NOTICES: Record<string, string> = {
   revoked: 'The license is revoked: every machine loses it at its next validation.',
   'report-filed': 'The export-compliance report is filed. Its downloads are byte-identical every time.',
   'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
-};
-
-const ERROR_TITLES: Record<number, string> = {
-  400: 'That did not work',
-  403: 'Not allowed',
-  404: 'Page not found',
-  413: 'Too much data',
-  415: 'That did not work',
-  429: 'Please wait',
-  503: 'Ferry is busy',
-  500: 'Something went wrong',
 };
 
 /**
@@ -131,16 +121,5 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
 
   app.setNotFoundHandler(async (request, reply) => errorPage(adminPages, request, reply, 404, 'There is no such page in the admin area.'));
 };
-
-/** An error as a page in the layout, never a stack trace; plain text if even the page fails. */
-async function errorPage(pages: AdminPages, request: FastifyRequest, reply: FastifyReply, status: number, message: string): Promise<FastifyReply> {
-  const title = ERROR_TITLES[status] ?? (status >= 500 ? 'Something went wrong' : 'That did not work');
-  try {
-    return await pages.render(request, reply, 'error', { title, message }, status);
-  } catch (err) {
-    request.log.error({ err }, 'could not render the error page');
-    return reply.code(status).type('text/plain; charset=utf-8').send(`${title}\n\n${message}\n`);
-  }
-}
 
 export default pages;
