@@ -56,20 +56,23 @@ export function csvRow(row: ReportRow, classification: string): string {
   return csvLine([row.event, row.date, row.organization, row.contactName, row.address, row.country, row.licenseId, row.licenseKind, row.seats, classification]);
 }
 
-/** One query for both kinds of event, in the order the report keeps: date, then license, then event. */
+/**
+ * One query for both kinds of event, in the order the report keeps: date, then license, then event.
+ * An erased customer (status 'deleted') is an empty tombstone: it has nothing left to report.
+ */
 const SOURCE_SQL = `
   SELECT 'purchase' AS event, DATE_FORMAT(l.created_at, '%Y-%m-%d') AS date, c.id AS customer_id,
          COALESCE(c.organization, c.name) AS organization, c.name AS contact_name, c.address, c.country,
          l.id AS license_id, l.kind AS license_kind, l.seats
     FROM licenses l JOIN customers c ON c.id = l.customer_id
-   WHERE l.kind = 'permanent' AND c.type = 'business' AND c.country NOT IN (?)
+   WHERE l.kind = 'permanent' AND c.type = 'business' AND c.status <> 'deleted' AND c.country NOT IN (?)
      AND l.created_at >= ? AND l.created_at < ?
   UNION ALL
   SELECT 'registration', DATE_FORMAT(l.claimed_at, '%Y-%m-%d'), c.id,
          COALESCE(c.organization, c.name), c.name, c.address, c.country,
          l.id, l.kind, l.seats
     FROM licenses l JOIN customers c ON c.id = l.customer_id
-   WHERE l.kind = 'trial' AND l.claimed_at IS NOT NULL AND c.type = 'business' AND c.country NOT IN (?)
+   WHERE l.kind = 'trial' AND l.claimed_at IS NOT NULL AND c.type = 'business' AND c.status <> 'deleted' AND c.country NOT IN (?)
      AND l.claimed_at >= ? AND l.claimed_at < ?
   ORDER BY date, license_id, event`;
 

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { createPool } from './db/pool.js';
 import { createJobContext } from './jobs/context.js';
 import { startWorkers } from './jobs/worker.js';
+import { registerAccountJobs } from './account/jobs.js';
 
 const USAGE = `usage: ferry-server [command]
 
@@ -53,6 +54,8 @@ async function worker(config: Config): Promise<void> {
   const log = pino({ level: config.logLevel, name: 'ferry-worker' });
   const db = createPool(config.databaseUrl);
   const jobs = createJobContext(config, db, log);
+  // MyAccount's mail templates and its part of the retention purge, as inside the server.
+  registerAccountJobs();
   await startWorkers(jobs);
   log.info({ mail: jobs.mail.transport.description }, 'worker started');
   const stop = async () => {

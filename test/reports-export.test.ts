@@ -28,6 +28,9 @@ describe('export-compliance report', () => {
       await issueLicense(server, 2, { customer: { type: 'business', name: 'Sam Ortiz', organization: 'Acme Corp', address: '1 Main St, Springfield', country: 'US' } });
       await issueLicense(server, 1, { customer: { type: 'individual', name: 'Jean Dupont', address: '3 rue de la Paix, Paris', country: 'FR' } });
       await issueLicense(server, 3, { customer: { type: 'business', name: 'Ana Rivera', organization: 'Isla Ltd', address: 'San Juan', country: 'PR' } });
+      // A business that deleted its account before any report was filed: an empty tombstone, left out.
+      const erased = await issueLicense(server, 2, { customer: { type: 'business', name: 'Gone AB', organization: 'Gone AB', address: 'Gatan 1, Malmö', country: 'SE' } });
+      await db.query("UPDATE customers c JOIN licenses l ON l.customer_id = c.id SET c.status = 'deleted', c.name = '', c.organization = NULL, c.address = '' WHERE l.id = ?", [erased.id]);
       // A registration: a trial claimed in MyAccount by a business in Japan.
       const trial = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
       const [customer] = await db.query(
