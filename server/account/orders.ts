@@ -1,5 +1,5 @@
 import type { Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { issuePermanentLicense } from '../admin/issue-license.js';
+import { issuePermanentLicense } from '../licenses/issue-license.js';
 import { AppError } from '../errors.js';
 import { inTransaction } from '../licenses/repository.js';
 import type { MailService } from '../mail/service.js';

@@ -5,7 +5,7 @@ import { ErrorSchema, License } from '../licenses/schemas.js';
 import { inTransaction, licenses } from '../licenses/repository.js';
 import { licenseView } from '../licenses/service.js';
 import { customers } from './customers.js';
-import { issuePermanentLicense } from './issue-license.js';
+import { issuePermanentLicense } from '../licenses/issue-license.js';
 import { revokeLicense } from './revoke-license.js';
 
 const Customer = Type.Object(

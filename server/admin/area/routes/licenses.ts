@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../../errors.js';
 import { inTransaction } from '../../../licenses/repository.js';
 import { customers, type NewCustomer } from '../../customers.js';
-import { issuePermanentLicense } from '../../issue-license.js';
+import { issuePermanentLicense } from '../../../licenses/issue-license.js';
 import { isCountryCode } from '../format.js';
 import { field, param, type FieldErrors } from '../forms.js';
 import type { AdminPages } from '../pages.js';

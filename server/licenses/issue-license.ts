@@ -1,6 +1,6 @@
 import type { Pool, PoolConnection } from 'mysql2/promise';
 import { generateKey, keyDigest, keyHint } from '../../licensing/index.js';
-import { isDuplicateKey, licenses } from '../licenses/repository.js';
+import { isDuplicateKey, licenses } from './repository.js';
 
 export interface PermanentLicenseRequest {
   seats: number;
