@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { errorPage } from '../plugins/page-errors.js';
+import { installPageErrorHandlers } from '../plugins/page-errors.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import cookie from '@fastify/cookie';
@@ -9,8 +9,8 @@ import helmet from '@fastify/helmet';
 import { pageSecurityHeaders } from '../plugins/page-security.js';
 import view from '@fastify/view';
 import { Eta } from 'eta';
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, isConnectionError, RETRY_AFTER_UNAVAILABLE_SECONDS } from '../errors.js';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
 import { registerAccountJobs } from './jobs.js';
 import { createLimiters, type Limiter } from './limits.js';
 import { accounts, type AccountRow } from './repository.js';
@@ -189,38 +189,7 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
   await purchaseRoutes(app, portal);
   await closeRoutes(app, portal);
 
-  app.setErrorHandler(async (err: FastifyError | AppError, request, reply) => {
-    let status: number;
-    let message: string;
-    if (err instanceof AppError) {
-      status = err.statusCode;
-      message = err.message;
-      if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
-    } else if (err.code === 'FST_CSRF_INVALID_TOKEN' || err.code === 'FST_CSRF_MISSING_SECRET') {
-      status = 403;
-      message = 'This form has expired (perhaps you logged in or out in another window). Go back, reload the page and send it again.';
-    } else if (err.statusCode === 429) {
-      status = 429;
-      message = 'Too many requests. Wait a minute and try again.';
-    } else if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-      status = err.statusCode;
-      message = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Send the form from its page.' : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'The form was too large.' : 'The request could not be understood. Go back and try again.';
-    } else if (isConnectionError(err)) {
-      app.dependencies.recheck();
-      request.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'dependency unavailable');
-      status = 503;
-      message = 'Ferry cannot reach its database just now. Try again in a few seconds.';
-      reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
-    } else {
-      request.log.error({ err }, 'unhandled error in the portal');
-      status = 500;
-      message = 'Something went wrong on our side. It has been logged; try again later.';
-    }
-    if (status >= 400 && status < 500 && !(err instanceof AppError)) request.log.info({ code: err.code, status }, 'portal request refused');
-    return errorPage(portal, request, reply, status, message);
-  });
-
-  app.setNotFoundHandler(async (request, reply) => errorPage(portal, request, reply, 404, 'There is no such page in MyAccount.'));
+  installPageErrorHandlers(app, portal, { name: 'MyAccount', notFound: 'There is no such page in MyAccount.' });
 };
 
 export default accountPlugin;

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { errorPage } from '../../plugins/page-errors.js';
+import { installPageErrorHandlers } from '../../plugins/page-errors.js';
 import { fileURLToPath } from 'node:url';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import { pageSecurityHeaders } from '../../plugins/page-security.js';
 import view from '@fastify/view';
 import { Eta } from 'eta';
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, isConnectionError, RETRY_AFTER_UNAVAILABLE_SECONDS } from '../../errors.js';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../../errors.js';
 import type { LoginAttempts } from './login-attempts.js';
 import type { SessionCookie } from './plugin.js';
 import { csrfTokenMatches, type AdminSessions } from './sessions.js';
@@ -95,31 +95,7 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   await reportRoutes(app, adminPages);
   await statisticsRoutes(app, adminPages);
 
-  app.setErrorHandler(async (err: FastifyError | AppError, request, reply) => {
-    let status: number;
-    let message: string;
-    if (err instanceof AppError) {
-      status = err.statusCode;
-      message = err.message;
-      if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
-    } else if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-      status = err.statusCode;
-      message = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Send the form from its page.' : 'The request could not be understood. Go back and try again.';
-    } else if (isConnectionError(err)) {
-      app.dependencies.recheck();
-      request.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'dependency unavailable');
-      status = 503;
-      message = 'Ferry cannot reach MySQL or Redis just now. Try again in a few seconds.';
-      reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
-    } else {
-      request.log.error({ err }, 'unhandled error in the admin area');
-      status = 500;
-      message = 'Something went wrong on our side. It has been logged.';
-    }
-    return errorPage(adminPages, request, reply, status, message);
-  });
-
-  app.setNotFoundHandler(async (request, reply) => errorPage(adminPages, request, reply, 404, 'There is no such page in the admin area.'));
+  installPageErrorHandlers(app, adminPages, { name: 'the admin area', notFound: 'There is no such page in the admin area.' });
 };
 
 export default pages;
