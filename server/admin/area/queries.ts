@@ -1,4 +1,5 @@
 import type { Pool, RowDataPacket } from 'mysql2/promise';
+import type { DayStatistics } from '../../../reports/usage-statistics.js';
 import { FREQUENCY_BUCKETS } from '../../../reports/usage-statistics.js';
 
 /**
@@ -112,14 +113,8 @@ export async function findLicense(db: Pool, id: number, now: Date): Promise<Lice
   return (await listLicenses(db, { id, limit: 1 }, now))[0] ?? null;
 }
 
-export interface DailyUsage {
-  day: string;
-  installations: number;
-  newInstallations: number;
-  activeMachinesDay: number;
-  activeMachinesWeek: number;
-  uses: number;
-}
+/** One day's row of `usage_daily`: the counts of the roll-up, without its breakdowns. */
+export type DailyUsage = Pick<DayStatistics, 'day' | 'installations' | 'newInstallations' | 'activeMachinesDay' | 'activeMachinesWeek' | 'uses'>;
 
 export interface Statistics {
   from: string;
