@@ -213,11 +213,13 @@ async function pipelinedWrite(
 
 /**
  * Reads [start, size) of a remote file with many reads in flight and hands the bytes to `sink` in
- * order. Resolves once the sink has taken everything.
+ * order, as runs of consecutive chunks: everything that arrived while the sink was busy goes in
+ * one call (one `writev` instead of dozens of writes: a local write per 32 KiB chunk made
+ * downloads four times slower than the network). Resolves once the sink has taken everything.
  */
 export async function pipelinedRead(
   fs: RemoteFs, handle: Buffer, path: string, start: number, size: number,
-  sink: (data: Buffer) => Promise<void> | void,
+  sink: (run: Buffer[]) => Promise<void> | void,
   afterLastRead?: () => void,
 ): Promise<void> {
   const { chunkBytes, requestsInFlight } = PIPELINE;
@@ -234,10 +236,17 @@ export async function pipelinedRead(
     if (sinking) return;
     sinking = true;
     try {
-      for (let data = arrived.get(delivered); data !== undefined && failure === null; data = arrived.get(delivered)) {
-        arrived.delete(delivered);
-        delivered += data.length;
-        await sink(data);
+      while (failure === null) {
+        const run: Buffer[] = [];
+        for (let data = arrived.get(delivered); data !== undefined; data = arrived.get(delivered)) {
+          arrived.delete(delivered);
+          delivered += data.length;
+          run.push(data);
+        }
+        if (run.length === 0) break;
+        // Reads for the freed slots go out before the sink starts: the network and the disk overlap.
+        pump();
+        await sink(run);
       }
     } catch (err) {
       failure ??= err;
@@ -322,15 +331,16 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
     }
     const file = local;
     let position = start;
-    await pipelinedRead(fs, remote, job.source, start, job.size, async (data) => {
+    await pipelinedRead(fs, remote, job.source, start, job.size, async (run) => {
+      let written: number;
       try {
-        await file.write(data, 0, data.length, position);
+        ({ bytesWritten: written } = await file.writev(run, position));
       } catch (err) {
         throw localError(err, job.target);
       }
-      position += data.length;
+      position += written;
       progress.confirmed = position;
-      hooks.onBytes(data.length);
+      hooks.onBytes(written);
     }, () => void closeRemote()); // right behind the last read: no round trip of its own
     try {
       await local.utimes(job.mtime, job.mtime);
@@ -363,8 +373,8 @@ export async function remoteDigest(fs: RemoteFs, path: string, size: number): Pr
   const hash = createHash('sha256');
   const handle = await fs.open(path, 'r');
   try {
-    await pipelinedRead(fs, handle, path, 0, size, (data) => {
-      hash.update(data);
+    await pipelinedRead(fs, handle, path, 0, size, (run) => {
+      for (const data of run) hash.update(data);
     });
   } finally {
     await fs.close(handle, path).catch(() => undefined);
