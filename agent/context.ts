@@ -37,6 +37,13 @@ export interface AgentContext {
   transferEnv: TransferEnvironment;
   /** The terminal, when ferry runs on one: progress bars and prompts need it. */
   terminal: Terminal | null;
+  /**
+   * Work that runs beside the command and must end before ferry exits (reporting usage to the
+   * license server while the files move). The task must not throw.
+   */
+  alongside(task: Promise<void>): void;
+  /** Waits for everything started with `alongside`. */
+  settle(): Promise<void>;
 }
 
 /**
@@ -122,6 +129,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
   const notice = (message: string) => options.stderr(`ferry: ${message}\n`);
 
   let machine: Promise<MachineIdentity> | undefined;
+  const alongside: Promise<void>[] = [];
   return {
     paths,
     clock: await readClock(paths.clock, wallNow),
@@ -146,5 +154,9 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     unreachableServers: new Set(),
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,
+    alongside: (task) => void alongside.push(task),
+    settle: async () => {
+      while (alongside.length > 0) await alongside.shift();
+    },
   };
 }

@@ -209,7 +209,8 @@ export function trialInForce(check: LicenseCheck): LicenseState | null {
  */
 export async function requireLicense(ctx: AgentContext, usageKind: UsageKind): Promise<LicenseInForce> {
   const check = await checkLicense(ctx);
-  await reportUsage(ctx, trialInForce(check), usageKind);
+  // Sent while the command works: the files do not wait for the license server's answer.
+  ctx.alongside(reportUsage(ctx, trialInForce(check), usageKind));
   if (check.problem) throw check.problem;
   const { state, assessment } = check;
   if (!state || assessment?.verdict !== 'usable') throw new Error('a license without problem must be usable');

@@ -162,7 +162,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const { wallNow, highWater, now } = ctx.clock;
         ctx.notice(`the clock was set back: it says ${formatTime(wallNow)}, but ${formatTime(highWater)} was seen before; licenses go by ${formatTime(now)}`);
       }
-      await work(ctx);
+      try {
+        await work(ctx);
+      } finally {
+        await ctx.settle();
+      }
     };
     const program = buildProgram(io, agentVersion, run);
     if (argv.length <= 2) {

@@ -162,6 +162,7 @@ describe('license renewal and re-activation', () => {
     server.route('POST /v1/usage', () => ({ status: 202, body: { accepted: 1, duplicates: 0 } }));
     const { ctx } = await agentContext(s.env);
     await requireLicense(ctx, 'status');
+    await ctx.settle(); // the use is reported while the command works, and before it ends
     assert.deepEqual(server.paths(), ['POST /v1/validate', 'POST /v1/trials', 'POST /v1/usage']);
   });
 
@@ -234,7 +235,9 @@ describe('license renewal and re-activation', () => {
       batches.push(seen);
       return { status: 202, body: { accepted: seen.body.events.length, duplicates: 0 } };
     });
-    await requireLicense((await agentContext(trial.env)).ctx, 'put');
+    const trialCtx = (await agentContext(trial.env)).ctx;
+    await requireLicense(trialCtx, 'put');
+    await trialCtx.settle();
     assert.equal(batches.length, 1);
     assert.equal(batches[0]!.auth, `Bearer ${trialState.token}`);
     assert.deepEqual(batches[0]!.body.events.map((e: { kind: string }) => e.kind), ['put']);
@@ -243,7 +246,9 @@ describe('license renewal and re-activation', () => {
 
     const permanent = setup(T + HOUR);
     await storeLicense(server, permanent, 'permanent', T);
-    await requireLicense((await agentContext(permanent.env)).ctx, 'put');
+    const permanentCtx = (await agentContext(permanent.env)).ctx;
+    await requireLicense(permanentCtx, 'put');
+    await permanentCtx.settle();
     assert.equal(batches.length, 1);
     assert.equal(existsSync(join(permanent.home, 'usage-spool.jsonl')), false);
   });

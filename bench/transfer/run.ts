@@ -156,7 +156,9 @@ async function main(): Promise<number> {
       ].join('\n'));
       return timed('lftp', ['-f', file], { PATH: process.env.PATH, HOME: home });
     };
-    const ferry = (args: string[]) => timed(process.execPath, [CLI, ...args], ferryEnv);
+    // BENCH_FERRY_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the agent's runs.
+    const ferryNodeArgs = (process.env.BENCH_FERRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const ferry = (args: string[]) => timed(process.execPath, [...ferryNodeArgs, CLI, ...args], ferryEnv);
 
     const rows: Row[] = [];
     const fresh = (name: string) => {
