@@ -20,9 +20,10 @@ export const PIPELINE = {
   /** Local reads for uploads are made in blocks of this many chunks (fewer thread-pool trips). */
   readBlockChunks: 8,
   /**
-   * Files up to this size are read whole, synchronously, before their upload starts: for small
-   * files the thread pool's round trips cost more than the reads (measured: 2,000 × 16 KiB, a
-   * third of the time went to open/read/close hops). Blocks the event loop for microseconds.
+   * Files up to this size are read whole before their upload starts, and written whole (part
+   * file, times, rename) after their download, synchronously: for small files the thread pool's
+   * round trips cost more than the system calls (2,000 × 16 KiB: uploads spent a third of their
+   * time on open/read/close hops; downloads measured 20 % faster on tmpfs, the same on ext4).
    */
   wholeReadBytes: 256 * 1024,
   /** Bytes compared at the end of a part file before `--resume` trusts it. */
