@@ -142,16 +142,26 @@ export class Connector {
     return parsed;
   }
 
-  private authMethods(): (() => Promise<AnyAuthMethod | null>)[] {
+  /**
+   * What to offer, in order. `needs` is the server's name of the method: one the server does not
+   * accept is skipped before its key is read or its password asked for.
+   */
+  private authMethods(): { needs: AuthenticationType; offer: () => Promise<AnyAuthMethod | null> }[] {
     const { user } = this.endpoint;
-    const methods: (() => Promise<AnyAuthMethod | null>)[] = this.endpoint.identityFiles.map((file) => async () => {
-      const key = await this.loadKey(file);
-      return key ? { type: 'publickey', username: user, key } : null;
-    });
-    if (this.endpoint.useAgent) methods.push(async () => ({ type: 'agent', username: user, agent: this.options.sshAuthSock! }));
-    methods.push(async () => {
-      if (this.password === undefined && this.options.prompt) this.password = await this.options.prompt(`${this.endpoint.label}'s password: `);
-      return this.password === undefined ? null : { type: 'password', username: user, password: this.password };
+    const methods: { needs: AuthenticationType; offer: () => Promise<AnyAuthMethod | null> }[] = this.endpoint.identityFiles.map((file) => ({
+      needs: 'publickey',
+      offer: async () => {
+        const key = await this.loadKey(file);
+        return key ? { type: 'publickey', username: user, key } : null;
+      },
+    }));
+    if (this.endpoint.useAgent) methods.push({ needs: 'publickey', offer: async () => ({ type: 'agent', username: user, agent: this.options.sshAuthSock! }) });
+    methods.push({
+      needs: 'password',
+      offer: async () => {
+        if (this.password === undefined && this.options.prompt) this.password = await this.options.prompt(`${this.endpoint.label}'s password: `);
+        return this.password === undefined ? null : { type: 'password', username: user, password: this.password };
+      },
     });
     return methods;
   }
@@ -197,11 +207,15 @@ export class Connector {
         return true;
       },
       authHandler: (methodsLeft, _partial, next) => {
+        // First "none", as OpenSSH does: the server's answer lists the methods it accepts, so
+        // nobody is asked for a password that the server would not take anyway.
+        if (methodsLeft === null) return next({ type: 'none', username: endpoint.user });
         void (async () => {
           while (methods.length > 0) {
-            const method = await methods.shift()!();
+            const { needs, offer } = methods.shift()!;
+            if (!methodsLeft.includes(needs)) continue;
+            const method = await offer();
             if (!method) continue;
-            if (methodsLeft && !methodsLeft.includes(method.type === 'agent' ? 'publickey' : method.type)) continue;
             tried.push(method.type);
             return next(method);
           }

@@ -39,16 +39,22 @@ function formatDuration(seconds: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
 }
 
-/** Rate over the last few seconds, so the bar's time left follows the current speed. */
+/**
+ * Rate over the last few seconds, so the bar's time left follows the current speed; the average
+ * since the start while that window is still too short to say (a transfer done in a blink shows
+ * its real rate, not 0 B/s).
+ */
 class RateMeter {
   private readonly samples: { at: number; bytes: number }[] = [];
+  private readonly started = Date.now();
   sample(bytes: number): number {
     const at = Date.now();
     this.samples.push({ at, bytes });
     while (this.samples.length > 2 && at - this.samples[0]!.at > 5_000) this.samples.shift();
     const first = this.samples[0]!;
     const seconds = (at - first.at) / 1000;
-    return seconds > 0.2 ? (bytes - first.bytes) / seconds : 0;
+    if (seconds > 0.2) return (bytes - first.bytes) / seconds;
+    return at > this.started ? bytes / ((at - this.started) / 1000) : 0;
   }
 }
 

@@ -15,13 +15,16 @@ import { formatTable } from '../table.js';
  * machine, against one local sshd (loopback, internal-sftp), data and "remote" folders on the same
  * disk. Scenarios: one 512 MiB file up and down, 2,000 files of 16 KiB up and down. Every result
  * is verified (sizes and SHA-256) so that a fast wrong answer cannot pass. Exits 1 when a target is
- * missed. BENCH_BIG_MIB and BENCH_SMALL_FILES make it shorter for a quick look.
+ * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look; TMPDIR
+ * chooses the disk (the data and both "sides" live there).
  */
 
 const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
 const BIG_MIB = Number(process.env.BENCH_BIG_MIB ?? 512);
 const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 2000);
 const SMALL_BYTES = 16 * 1024;
+/** Rounds of every scenario and tool; the table shows each one's median. */
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const LFTP_PARALLEL = 8;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
@@ -161,6 +164,8 @@ async function main(): Promise<number> {
     const ferry = (args: string[]) => timed(process.execPath, [...ferryNodeArgs, CLI, ...args], ferryEnv);
 
     const rows: Row[] = [];
+    /** Every run of a scenario and tool; the table shows the median (this machine's timings vary by ±20 % from run to run). */
+    const runs = new Map<string, Row[]>();
     const fresh = (name: string) => {
       const dir = join(root, name);
       rmSync(dir, { recursive: true, force: true });
@@ -170,7 +175,9 @@ async function main(): Promise<number> {
     const record = async (scenario: string, tool: string, run: Timed, bytes: number, verify: () => Promise<boolean>, note = '') => {
       const verified = run.code === 0 && (await verify());
       if (run.code !== 0) progress(`${tool} failed (${run.code}): ${run.output.slice(-500)}`);
-      rows.push({ scenario, tool, ms: run.ms, bytes, rssKiB: run.rssKiB, verified, note });
+      const key = `${scenario}\0${tool}`;
+      if (!runs.has(key)) runs.set(key, []);
+      runs.get(key)!.push({ scenario, tool, ms: run.ms, bytes, rssKiB: run.rssKiB, verified, note });
       progress(`${scenario} ${tool}: ${(run.ms / 1000).toFixed(2)} s${verified ? '' : ' (NOT VERIFIED)'}`);
     };
     const bigBytes = BIG_MIB * 1024 * 1024;
@@ -181,50 +188,61 @@ async function main(): Promise<number> {
       return got.files === smallDigest.files && got.digest === smallDigest.digest;
     };
 
-    // 1-2. One big file up, then down (each tool reads back what it wrote).
-    const bigUp = `big file up (${BIG_MIB} MiB)`;
-    const bigDown = `big file down (${BIG_MIB} MiB)`;
-    for (const [tool, up] of [
-      ['OpenSSH sftp', (dir: string) => sftp(`put ${big} ${dir}/big.bin\n`)],
-      ['lftp', (dir: string) => lftp(`put ${big} -o ${dir}/big.bin`)],
-      ['ferry', (dir: string) => ferry(['put', '-q', big, url(`${dir}/`)])],
-    ] as const) {
-      const dir = fresh(`remote-big-${tool.replace(/\W+/g, '-')}`);
-      await record(bigUp, tool, await up(dir), bigBytes, bigOk(join(dir, 'big.bin')));
-    }
-    const bigSource = join(root, 'remote-big-ferry', 'big.bin');
-    for (const [tool, down] of [
-      ['OpenSSH sftp', (dir: string) => sftp(`get ${bigSource} ${dir}/big.bin\n`)],
-      ['lftp', (dir: string) => lftp(`get ${bigSource} -o ${dir}/big.bin`)],
-      ['ferry', (dir: string) => ferry(['get', '-q', url(bigSource), `${dir}/`])],
-    ] as const) {
-      const dir = fresh(`local-big-${tool.replace(/\W+/g, '-')}`);
-      await record(bigDown, tool, await down(dir), bigBytes, bigOk(join(dir, 'big.bin')));
-      rmSync(dir, { recursive: true, force: true });
-    }
-    for (const name of readdirSync(root)) if (name.startsWith('remote-big-')) rmSync(join(root, name), { recursive: true, force: true });
+    // Each round runs every scenario with every tool in turn, so that a slow spell of the machine
+    // falls on all tools alike.
+    for (let round = 1; round <= RUNS; round++) {
+      if (RUNS > 1) progress(`round ${round} of ${RUNS}`);
+      // 1-2. One big file up, then down (each tool reads back what it wrote).
+      const bigUp = `big file up (${BIG_MIB} MiB)`;
+      const bigDown = `big file down (${BIG_MIB} MiB)`;
+      for (const [tool, up] of [
+        ['OpenSSH sftp', (dir: string) => sftp(`put ${big} ${dir}/big.bin\n`)],
+        ['lftp', (dir: string) => lftp(`put ${big} -o ${dir}/big.bin`)],
+        ['ferry', (dir: string) => ferry(['put', '-q', big, url(`${dir}/`)])],
+      ] as const) {
+        const dir = fresh(`remote-big-${tool.replace(/\W+/g, '-')}`);
+        await record(bigUp, tool, await up(dir), bigBytes, bigOk(join(dir, 'big.bin')));
+      }
+      const bigSource = join(root, 'remote-big-ferry', 'big.bin');
+      for (const [tool, down] of [
+        ['OpenSSH sftp', (dir: string) => sftp(`get ${bigSource} ${dir}/big.bin\n`)],
+        ['lftp', (dir: string) => lftp(`get ${bigSource} -o ${dir}/big.bin`)],
+        ['ferry', (dir: string) => ferry(['get', '-q', url(bigSource), `${dir}/`])],
+      ] as const) {
+        const dir = fresh(`local-big-${tool.replace(/\W+/g, '-')}`);
+        await record(bigDown, tool, await down(dir), bigBytes, bigOk(join(dir, 'big.bin')));
+        rmSync(dir, { recursive: true, force: true });
+      }
+      for (const name of readdirSync(root)) if (name.startsWith('remote-big-')) rmSync(join(root, name), { recursive: true, force: true });
 
-    // 3-4. Many small files up, then down.
-    const smallUp = `${SMALL_FILES} × 16 KiB up`;
-    const smallDown = `${SMALL_FILES} × 16 KiB down`;
-    for (const [tool, up, note] of [
-      ['OpenSSH sftp', (dir: string) => sftp(`put -r ${small} ${dir}/small\n`), ''],
-      ['lftp', (dir: string) => lftp(`mirror -R --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
-      ['ferry', (dir: string) => ferry(['put', '-q', '-r', `${small}/`, url(`${dir}/small/`)]), ''],
-    ] as const) {
-      const dir = fresh(`remote-small-${tool.replace(/\W+/g, '-')}`);
-      await record(smallUp, tool, await up(dir), smallBytes, smallOk(join(dir, 'small')), note);
-    }
-    const smallSource = join(root, 'remote-small-ferry', 'small');
-    for (const [tool, down, note] of [
-      ['OpenSSH sftp', (dir: string) => sftp(`get -r ${smallSource} ${dir}/small\n`), ''],
-      ['lftp', (dir: string) => lftp(`mirror --parallel=${LFTP_PARALLEL} ${smallSource} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
-      ['ferry', (dir: string) => ferry(['get', '-q', '-r', url(`${smallSource}/`), `${dir}/small/`]), ''],
-    ] as const) {
-      const dir = fresh(`local-small-${tool.replace(/\W+/g, '-')}`);
-      await record(smallDown, tool, await down(dir), smallBytes, smallOk(join(dir, 'small')), note);
-    }
+      // 3-4. Many small files up, then down.
+      const smallUp = `${SMALL_FILES} × 16 KiB up`;
+      const smallDown = `${SMALL_FILES} × 16 KiB down`;
+      for (const [tool, up, note] of [
+        ['OpenSSH sftp', (dir: string) => sftp(`put -r ${small} ${dir}/small\n`), ''],
+        ['lftp', (dir: string) => lftp(`mirror -R --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+        ['ferry', (dir: string) => ferry(['put', '-q', '-r', `${small}/`, url(`${dir}/small/`)]), ''],
+      ] as const) {
+        const dir = fresh(`remote-small-${tool.replace(/\W+/g, '-')}`);
+        await record(smallUp, tool, await up(dir), smallBytes, smallOk(join(dir, 'small')), note);
+      }
+      const smallSource = join(root, 'remote-small-ferry', 'small');
+      for (const [tool, down, note] of [
+        ['OpenSSH sftp', (dir: string) => sftp(`get -r ${smallSource} ${dir}/small\n`), ''],
+        ['lftp', (dir: string) => lftp(`mirror --parallel=${LFTP_PARALLEL} ${smallSource} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+        ['ferry', (dir: string) => ferry(['get', '-q', '-r', url(`${smallSource}/`), `${dir}/small/`]), ''],
+      ] as const) {
+        const dir = fresh(`local-small-${tool.replace(/\W+/g, '-')}`);
+        await record(smallDown, tool, await down(dir), smallBytes, smallOk(join(dir, 'small')), note);
+      }
 
+    }
+    for (const group of runs.values()) {
+      const sorted = [...group].sort((a, b) => a.ms - b.ms);
+      const median = sorted[Math.floor(sorted.length / 2)]!;
+      const peak = group.reduce<number | null>((max, r) => (r.rssKiB === null ? max : Math.max(max ?? 0, r.rssKiB)), null);
+      rows.push({ ...median, rssKiB: peak, verified: group.every((r) => r.verified) });
+    }
     return report(rows);
   } finally {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
@@ -261,7 +279,7 @@ function report(rows: Row[]): number {
     [{ title: 'scenario' }, { title: 'tool' }, { title: 's', align: 'right' }, { title: 'MiB/s', align: 'right' }, { title: '× sftp', align: 'right' }, { title: 'ferry peak RSS', align: 'right' }, { title: 'verified' }],
     lines,
   );
-  process.stdout.write(`\nTransfers on ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, loopback sshd (internal-sftp); OpenSSH sftp and lftp with their defaults\n\n${table}\n\n${verdicts.join('\n')}\n`);
+  process.stdout.write(`\nTransfers on ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, loopback sshd (internal-sftp); OpenSSH sftp and lftp with their defaults; median of ${RUNS} run${RUNS > 1 ? 's' : ''}, data in ${tmpdir()}\n\n${table}\n\n${verdicts.join('\n')}\n`);
   return passed ? 0 : 1;
 }
 

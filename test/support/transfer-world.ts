@@ -85,7 +85,7 @@ export class FerryUser {
     return `sftp://${sshd.user}@${sshd.host}:${sshd.port}${path}`;
   }
 
-  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string) => void } = {}): Promise<Run> {
+  private environment(extra: Record<string, string | undefined> = {}): Record<string, string> {
     const env: Record<string, string | undefined> = {
       PATH: process.env.PATH,
       HOME: this.home,
@@ -93,9 +93,39 @@ export class FerryUser {
       FERRY_HOME: this.ferryHome,
       FERRY_MACHINE_ID: this.machineId,
       LANG: 'en_US.UTF-8',
-      ...options.env,
+      ...extra,
     };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+    return env as Record<string, string>;
+  }
+
+  /**
+   * Runs ferry on a terminal: a pseudo-terminal from util-linux `script`, as a person at a shell
+   * would. `answers` are typed when their prompt has appeared on the screen (not before: a
+   * terminal echoes what is typed before a program turns echo off). `screen` is everything the
+   * terminal showed, stdout and stderr together.
+   */
+  runOnTerminal(args: string[], options: { env?: Record<string, string | undefined>; answers?: { prompt: RegExp; type: string }[] } = {}): Promise<{ code: number | null; screen: string }> {
+    const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
+    const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+    const answers = [...(options.answers ?? [])];
+    return new Promise((resolve, reject) => {
+      // -q quiet, -e the command's exit code, -f flush at once, -c the command; no typescript file.
+      const child = spawn('script', ['-qefc', command, '/dev/null'], { env: { ...this.environment(options.env), TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let screen = '';
+      const onOutput = (d: Buffer) => {
+        screen += d;
+        while (answers.length > 0 && answers[0]!.prompt.test(screen)) child.stdin.write(answers.shift()!.type);
+      };
+      child.stdout.on('data', onOutput);
+      child.stderr.on('data', onOutput);
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, screen }));
+    });
+  }
+
+  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string) => void } = {}): Promise<Run> {
+    const env = this.environment(options.env);
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
