@@ -8,8 +8,11 @@
 export const PIPELINE = {
   /**
    * Bytes per SFTP read/write request. 32 KiB is what every SFTP server must accept (RFC draft:
-   * 32768 is the guaranteed minimum), and ssh2's channel packets are 32 KiB: a bigger request is
-   * split across packets anyway. 64 KiB measured no faster on loopback and is refused by some servers.
+   * 32768 is the guaranteed minimum), and SSH channel packets are 32 KiB (OpenSSH's and ssh2's):
+   * a bigger request is split across packets anyway. 64 KiB measured no faster on loopback and is
+   * refused by some servers. Writes carry a little less, so that data and header fit one packet
+   * (RemoteFs.writeChunkBytes: 32,739 bytes with OpenSSH; uploads measured 7 % less CPU, median
+   * of 6); reads stay at 32 KiB, since odd-sized reads measured 10 % slower on the server side.
    */
   chunkBytes: 32 * 1024,
   /**

@@ -147,6 +147,19 @@ export class RemoteFs {
   }
 
   /**
+   * The most file data (up to `limit`) that one write request carries without spilling over into
+   * a second SSH packet: the channel's packet size less the request's own header (length, type,
+   * id, handle, offset, data length). 32 KiB of data would need 32 KiB + 29 bytes, i.e. a full
+   * packet and a 29-byte one, each encrypted and sent on its own.
+   */
+  writeChunkBytes(handle: Buffer, limit: number): number {
+    const packetSize = (this.sftp as unknown as { outgoing?: { packetSize?: unknown } }).outgoing?.packetSize;
+    if (typeof packetSize !== 'number') return limit;
+    const fits = packetSize - (4 + 1 + 4 + 4 + handle.length + 8 + 4);
+    return fits >= 4096 ? Math.min(limit, fits) : limit;
+  }
+
+  /**
    * Whether a write of `length` bytes goes out as one request whose data ssh2 copies at once, so
    * that the caller may reuse its buffer as soon as `write` returns. A longer write is split by
    * ssh2, which then holds on to the buffer until the next part is sent.

@@ -204,7 +204,8 @@ async function pipelinedWrite(
   fs: RemoteFs, handle: Buffer, local: LocalSource, job: FileTransfer, start: number, progress: TransferProgress, hooks: TransferHooks,
   afterLastWrite: () => void,
 ): Promise<void> {
-  const { chunkBytes, requestsInFlight, readBlockChunks } = PIPELINE;
+  const { requestsInFlight, readBlockChunks } = PIPELINE;
+  const chunkBytes = fs.writeChunkBytes(handle, PIPELINE.chunkBytes);
   const tracker = new PrefixTracker(start);
   const part = partNameFor(job.target, posix);
   let inFlight = 0;
