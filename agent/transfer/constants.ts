@@ -47,8 +47,10 @@ export const CONCURRENCY = {
    * SSH connections the parallel files share (`--connections`). On the 2-core machine ferry's one
    * thread (ssh2's packet handling and crypto) is the limit, and sshd already runs its crypto and
    * its SFTP server in two processes per connection: 2, 4 and 8 connections were each slower than
-   * one (every extra connection costs a handshake and competes for the same two cores). On more
-   * cores or a far server, more connections pay: raise it there.
+   * one, and after TCP_NODELAY (2026-11-30) 2 connections measured the same as one for 2,000 small
+   * files (0.83 s against 0.84 s, median of 3): every extra connection costs a handshake and
+   * competes for the same two cores. On more cores or a far server, more connections pay: raise
+   * it there.
    */
   defaultConnections: 1,
   maxConnections: 16,
