@@ -121,8 +121,6 @@ async function main(): Promise<number> {
     cleanups.push(() => sshd.stop());
     const knownHosts = join(root, 'known_hosts');
     writeFileSync(knownHosts, `${sshd.knownHostsLines().join('\n')}\n`);
-    const remote = join(root, 'remote');
-    mkdirSync(remote);
     const url = (path: string) => `sftp://${sshd.user}@127.0.0.1:${sshd.port}${path}`;
 
     progress('starting a license server and activating a trial for ferry');
@@ -188,54 +186,44 @@ async function main(): Promise<number> {
       return got.files === smallDigest.files && got.digest === smallDigest.digest;
     };
 
-    // Each round runs every scenario with every tool in turn, so that a slow spell of the machine
-    // falls on all tools alike.
-    for (let round = 1; round <= RUNS; round++) {
-      if (RUNS > 1) progress(`round ${round} of ${RUNS}`);
-      // 1-2. One big file up, then down (each tool reads back what it wrote).
-      const bigUp = `big file up (${BIG_MIB} MiB)`;
-      const bigDown = `big file down (${BIG_MIB} MiB)`;
-      for (const [tool, up] of [
-        ['OpenSSH sftp', (dir: string) => sftp(`put ${big} ${dir}/big.bin\n`)],
-        ['lftp', (dir: string) => lftp(`put ${big} -o ${dir}/big.bin`)],
-        ['ferry', (dir: string) => ferry(['put', '-q', big, url(`${dir}/`)])],
-      ] as const) {
-        const dir = fresh(`remote-big-${tool.replace(/\W+/g, '-')}`);
-        await record(bigUp, tool, await up(dir), bigBytes, bigOk(join(dir, 'big.bin')));
-      }
-      const bigSource = join(root, 'remote-big-ferry', 'big.bin');
-      for (const [tool, down] of [
-        ['OpenSSH sftp', (dir: string) => sftp(`get ${bigSource} ${dir}/big.bin\n`)],
-        ['lftp', (dir: string) => lftp(`get ${bigSource} -o ${dir}/big.bin`)],
-        ['ferry', (dir: string) => ferry(['get', '-q', url(bigSource), `${dir}/`])],
-      ] as const) {
-        const dir = fresh(`local-big-${tool.replace(/\W+/g, '-')}`);
-        await record(bigDown, tool, await down(dir), bigBytes, bigOk(join(dir, 'big.bin')));
+    type Tool = readonly [tool: string, run: (dir: string) => Promise<Timed>, note: string];
+    /**
+     * One scenario in one round: each tool into a fresh folder, its result checked, then removed.
+     * The tools take turns going first (sftp, lftp, ferry; then lftp, ferry, sftp; …), so that what
+     * the one before leaves behind (a session still closing, memory to reclaim) falls on each alike.
+     */
+    const scenario = async (round: number, name: string, bytes: number, tools: Tool[], verify: (dir: string) => () => Promise<boolean>) => {
+      for (let i = 0; i < tools.length; i++) {
+        const [tool, run, note] = tools[(i + round - 1) % tools.length]!;
+        const dir = fresh(`out-${tool.replace(/\W+/g, '-')}`);
+        await record(name, tool, await run(dir), bytes, verify(dir), note);
         rmSync(dir, { recursive: true, force: true });
       }
-      for (const name of readdirSync(root)) if (name.startsWith('remote-big-')) rmSync(join(root, name), { recursive: true, force: true });
+    };
 
-      // 3-4. Many small files up, then down.
-      const smallUp = `${SMALL_FILES} × 16 KiB up`;
-      const smallDown = `${SMALL_FILES} × 16 KiB down`;
-      for (const [tool, up, note] of [
-        ['OpenSSH sftp', (dir: string) => sftp(`put -r ${small} ${dir}/small\n`), ''],
-        ['lftp', (dir: string) => lftp(`mirror -R --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
-        ['ferry', (dir: string) => ferry(['put', '-q', '-r', `${small}/`, url(`${dir}/small/`)]), ''],
-      ] as const) {
-        const dir = fresh(`remote-small-${tool.replace(/\W+/g, '-')}`);
-        await record(smallUp, tool, await up(dir), smallBytes, smallOk(join(dir, 'small')), note);
-      }
-      const smallSource = join(root, 'remote-small-ferry', 'small');
-      for (const [tool, down, note] of [
-        ['OpenSSH sftp', (dir: string) => sftp(`get -r ${smallSource} ${dir}/small\n`), ''],
-        ['lftp', (dir: string) => lftp(`mirror --parallel=${LFTP_PARALLEL} ${smallSource} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
-        ['ferry', (dir: string) => ferry(['get', '-q', '-r', url(`${smallSource}/`), `${dir}/small/`]), ''],
-      ] as const) {
-        const dir = fresh(`local-small-${tool.replace(/\W+/g, '-')}`);
-        await record(smallDown, tool, await down(dir), smallBytes, smallOk(join(dir, 'small')), note);
-      }
-
+    // Downloads read the data files themselves: the sshd runs on this machine.
+    for (let round = 1; round <= RUNS; round++) {
+      if (RUNS > 1) progress(`round ${round} of ${RUNS}`);
+      await scenario(round, `big file up (${BIG_MIB} MiB)`, bigBytes, [
+        ['OpenSSH sftp', (dir) => sftp(`put ${big} ${dir}/big.bin\n`), ''],
+        ['lftp', (dir) => lftp(`put ${big} -o ${dir}/big.bin`), ''],
+        ['ferry', (dir) => ferry(['put', '-q', big, url(`${dir}/`)]), ''],
+      ], (dir) => bigOk(join(dir, 'big.bin')));
+      await scenario(round, `big file down (${BIG_MIB} MiB)`, bigBytes, [
+        ['OpenSSH sftp', (dir) => sftp(`get ${big} ${dir}/big.bin\n`), ''],
+        ['lftp', (dir) => lftp(`get ${big} -o ${dir}/big.bin`), ''],
+        ['ferry', (dir) => ferry(['get', '-q', url(big), `${dir}/`]), ''],
+      ], (dir) => bigOk(join(dir, 'big.bin')));
+      await scenario(round, `${SMALL_FILES} × 16 KiB up`, smallBytes, [
+        ['OpenSSH sftp', (dir) => sftp(`put -r ${small} ${dir}/small\n`), ''],
+        ['lftp', (dir) => lftp(`mirror -R --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+        ['ferry', (dir) => ferry(['put', '-q', '-r', `${small}/`, url(`${dir}/small/`)]), ''],
+      ], (dir) => smallOk(join(dir, 'small')));
+      await scenario(round, `${SMALL_FILES} × 16 KiB down`, smallBytes, [
+        ['OpenSSH sftp', (dir) => sftp(`get -r ${small} ${dir}/small\n`), ''],
+        ['lftp', (dir) => lftp(`mirror --parallel=${LFTP_PARALLEL} ${small} ${dir}/small`), `mirror --parallel=${LFTP_PARALLEL}`],
+        ['ferry', (dir) => ferry(['get', '-q', '-r', url(`${small}/`), `${dir}/small/`]), ''],
+      ], (dir) => smallOk(join(dir, 'small')));
     }
     for (const group of runs.values()) {
       const sorted = [...group].sort((a, b) => a.ms - b.ms);
