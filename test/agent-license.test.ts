@@ -218,6 +218,26 @@ describe('license renewal and re-activation', () => {
     assert.match(stderr.join(''), /works without renewing until 2025-06-22 12:00 UTC/);
   });
 
+  it('gives up on a server that stalls in the middle of its answer, and works offline within the grace', async () => {
+    // Headers and half a body, then nothing: the timeout must cover the whole answer.
+    const stalling = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"valid": tr');
+    });
+    await new Promise<void>((resolve) => stalling.listen(0, '127.0.0.1', resolve));
+    try {
+      const s = setup(T + POLICIES.permanent.leaseMs + DAY);
+      await storeLicense(server, s, 'permanent', T, { server: `http://127.0.0.1:${(stalling.address() as AddressInfo).port}` });
+      const { ctx, stderr } = await agentContext(s.env);
+      const license = await requireLicense(ctx, 'status');
+      assert.equal(license.offline, true);
+      assert.match(stderr.join(''), /could not renew the license lease \(cannot reach the license server at http:\/\/127\.0\.0\.1:\d+ \(no answer within 3 s\)\)/);
+    } finally {
+      stalling.closeAllConnections();
+      await new Promise((resolve) => stalling.close(resolve));
+    }
+  });
+
   it('treats a 503 as the server being unreachable', async () => {
     const s = setup(T + 2 * DAY);
     await storeLicense(server, s, 'trial', T);
