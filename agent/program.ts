@@ -1,8 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { activate, deactivate, type ActivateOptions } from './commands/activation.js';
-import { privacy } from './commands/privacy.js';
-import { status } from './commands/status.js';
-import { get, ls, mkdir, mv, put, rm, sync, type ListFlags, type MkdirFlags, type SyncFlags } from './commands/transfer.js';
+import type { ActivateOptions } from './commands/activation.js';
+import type { ListFlags, MkdirFlags, SyncFlags } from './commands/transfer.js';
 import type { TransferFlags } from './transfer/settings.js';
 import { createContext, readAgentVersion, type AgentContext } from './context.js';
 import { describeFailure } from './errors.js';
@@ -54,6 +52,13 @@ function helpFooter(): string {
   ].join('\n');
 }
 
+/**
+ * Each command's module is loaded when that command runs: a transfer does not load the activation
+ * code, and `ferry status` does not load ssh2 (about 50 ms of every start).
+ */
+const activation = () => import('./commands/activation.js');
+const transfers = () => import('./commands/transfer.js');
+
 function buildProgram(io: CliIo, version: string, run: (command: Command, work: (ctx: AgentContext) => Promise<void>) => Promise<void>): Command {
   const program = new Command('ferry')
     .description('Ferry: licensed SFTP file transfer')
@@ -76,23 +81,23 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     .option('--key <key>', 'activate a purchased license key')
     .option('--email <address>', 'with --trial: your email, for registration reminders')
     .option('--marketing', 'with --email: also send news and offers')
-    .action((options: ActivateOptions, command: Command) => run(command, (ctx) => activate(ctx, options)));
+    .action((options: ActivateOptions, command: Command) => run(command, async (ctx) => (await activation()).activate(ctx, options)));
 
   program
     .command('status')
     .description('show this machine\'s license; renews its lease when due')
     .option('--json', 'print one JSON object')
-    .action((options: { json?: boolean }, command: Command) => run(command, (ctx) => status(ctx, options)));
+    .action((options: { json?: boolean }, command: Command) => run(command, async (ctx) => (await import('./commands/status.js')).status(ctx, options)));
 
   program
     .command('deactivate')
     .description('free this machine\'s seat and remove its license')
-    .action((_options: unknown, command: Command) => run(command, (ctx) => deactivate(ctx)));
+    .action((_options: unknown, command: Command) => run(command, async (ctx) => (await activation()).deactivate(ctx)));
 
   program
     .command('privacy')
     .description('show exactly what ferry reports, and this machine\'s values')
-    .action((_options: unknown, command: Command) => run(command, (ctx) => privacy(ctx)));
+    .action((_options: unknown, command: Command) => run(command, async (ctx) => (await import('./commands/privacy.js')).privacy(ctx)));
 
   const connection = (command: Command) =>
     command
@@ -113,12 +118,12 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
   transfer(program.command('put').description('upload files (and folders with -r) to an SFTP server'))
     .argument('<paths...>', 'LOCAL... then DESTINATION (sftp://user@host/path, site:path)')
     .option('-r, --recursive', 'copy folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => put(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).put(ctx, paths, options)));
 
   transfer(program.command('get').description('download files (and folders with -r) from an SFTP server'))
     .argument('<paths...>', 'REMOTE... (globs allowed) then a LOCAL destination')
     .option('-r, --recursive', 'copy folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => get(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).get(ctx, paths, options)));
 
   transfer(program.command('sync').description('mirror a folder to or from an SFTP server, by size and time (or content)'))
     .argument('<source>', 'the folder to mirror (local or remote)')
@@ -126,27 +131,27 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     .option('--delete', 'remove what the source does not have')
     .option('-c, --checksum', 'compare files of the same size by content, not time')
     .option('-n, --dry-run', 'print the plan and change nothing')
-    .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, (ctx) => sync(ctx, [source, destination], options)));
+    .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers()).sync(ctx, [source, destination], options)));
 
   connection(program.command('ls').description('list a remote folder'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
     .option('-l, --long', 'mode, size and modification time')
     .option('-r, --recursive', 'everything below, with relative paths')
-    .action((paths: string[], options: ListFlags, command: Command) => run(command, (ctx) => ls(ctx, paths, options)));
+    .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers()).ls(ctx, paths, options)));
 
   connection(program.command('mkdir').description('make remote folders'))
     .argument('<paths...>', 'sftp://user@host/path')
     .option('-p, --parents', 'make missing parents too; an existing folder is fine')
-    .action((paths: string[], options: MkdirFlags, command: Command) => run(command, (ctx) => mkdir(ctx, paths, options)));
+    .action((paths: string[], options: MkdirFlags, command: Command) => run(command, async (ctx) => (await transfers()).mkdir(ctx, paths, options)));
 
   connection(program.command('rm').description('remove remote files (and folders with -r)'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
     .option('-r, --recursive', 'remove folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => rm(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).rm(ctx, paths, options)));
 
   connection(program.command('mv').description('move or rename on the SFTP server'))
     .argument('<paths...>', 'SOURCE... then DESTINATION, on one server (a bare /path means the same server)')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, (ctx) => mv(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).mv(ctx, paths, options)));
 
   return program;
 }
