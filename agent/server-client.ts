@@ -11,7 +11,7 @@ import { AgentError } from './errors.js';
 
 /** Activation and other calls the user waits for on purpose. */
 export const INTERACTIVE_TIMEOUT_MS = 10_000;
-/** Lease renewal and usage reports run before a command's real work: an outage must not stall it. */
+/** Lease renewal (before a command's real work) and usage reports (beside it, awaited at its end): an outage must not stall either. */
 export const BACKGROUND_TIMEOUT_MS = 3_000;
 
 export class ServerError extends Error {

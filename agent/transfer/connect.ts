@@ -97,6 +97,15 @@ export interface SshSession {
 }
 
 /**
+ * One way to log in. `needs` is the server's name of the method: one the server does not accept is
+ * skipped before `offer` reads its key or asks for its password.
+ */
+interface AuthOffer {
+  needs: AuthenticationType;
+  offer: () => Promise<AnyAuthMethod | null>;
+}
+
+/**
  * Makes connections to one endpoint. Keys are read and unlocked once, so a reconnect after a lost
  * connection prompts for nothing.
  */
@@ -142,13 +151,10 @@ export class Connector {
     return parsed;
   }
 
-  /**
-   * What to offer, in order. `needs` is the server's name of the method: one the server does not
-   * accept is skipped before its key is read or its password asked for.
-   */
-  private authMethods(): { needs: AuthenticationType; offer: () => Promise<AnyAuthMethod | null> }[] {
+  /** What to offer, in order. */
+  private authMethods(): AuthOffer[] {
     const { user } = this.endpoint;
-    const methods: { needs: AuthenticationType; offer: () => Promise<AnyAuthMethod | null> }[] = this.endpoint.identityFiles.map((file) => ({
+    const methods: AuthOffer[] = this.endpoint.identityFiles.map((file) => ({
       needs: 'publickey',
       offer: async () => {
         const key = await this.loadKey(file);
