@@ -15,7 +15,8 @@ import { formatTable } from '../table.js';
  * machine, against one local sshd (loopback, internal-sftp), data and "remote" folders on the same
  * disk. Scenarios: one 512 MiB file up and down, 2,000 files of 16 KiB up and down. Every result
  * is verified (sizes and SHA-256) so that a fast wrong answer cannot pass. Exits 1 when a target is
- * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look; TMPDIR
+ * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look;
+ * BENCH_ONLY=TEXT runs only the scenarios whose name contains TEXT (e.g. "big file down"); TMPDIR
  * chooses the disk (the data and both "sides" live there).
  */
 
@@ -25,6 +26,7 @@ const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 2000);
 const SMALL_BYTES = 16 * 1024;
 /** Rounds of every scenario and tool; the table shows each one's median. */
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const ONLY = process.env.BENCH_ONLY ?? '';
 const LFTP_PARALLEL = 8;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
@@ -193,6 +195,7 @@ async function main(): Promise<number> {
      * the one before leaves behind (a session still closing, memory to reclaim) falls on each alike.
      */
     const scenario = async (round: number, name: string, bytes: number, tools: Tool[], verify: (dir: string) => () => Promise<boolean>) => {
+      if (!name.includes(ONLY)) return;
       for (let i = 0; i < tools.length; i++) {
         const [tool, run, note] = tools[(i + round - 1) % tools.length]!;
         const dir = fresh(`out-${tool.replace(/\W+/g, '-')}`);
