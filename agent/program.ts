@@ -41,7 +41,8 @@ function helpFooter(): string {
     'Remote paths:',
     '  sftp://[user@]host[:port]/abs/path   sftp://host/~/path is relative to the login folder',
     '  site:path          a site of $FERRY_HOME/config.json ("sites": {"name": {host, port, user, key, folder}})',
-    '  [user@]host:path   as scp: host may be an alias of ~/.ssh/config (HostName, Port, User, IdentityFile)',
+    '  [user@]host:path   as scp: host may be an alias of ~/.ssh/config (HostName, Port, User,',
+    '                     IdentityFile, ProxyJump; Host, Match and Include as ssh reads them)',
     '  A destination ending in "/" is a folder; "dir/" as a source means the contents of dir.',
     '  Host keys are checked against ~/.ssh/known_hosts and $FERRY_HOME/known_hosts before logging in.',
     '',
@@ -103,6 +104,7 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     command
       .option('-i, --identity <file>', 'private key to log in with (as ssh -i)')
       .option('-P, --port <port>', 'SSH port, when the URL names none')
+      .option('-J, --jump <hosts>', 'connect through jump hosts, [user@]host[:port][,...] (as ssh -J)')
       .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
       .option('-q, --quiet', 'no progress and no notices, only errors')
       .option('--json', 'one JSON object per line on stdout');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PASSWORD_USER } from './support/sshd.js';
+import { startTcpProxy } from './support/tcp-proxy.js';
 import {
   expectExitCode, assertOneLineError, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World,
 } from './support/transfer-world.js';
@@ -131,6 +132,51 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     assert.equal(readFileSync(join(alias.home, 'f.txt'), 'utf8'), 'via alias');
     const flags = await alias.run(['ls', '-i', sshd.clientKey, '-P', String(sshd.port), `sftp://${sshd.user}@${sshd.host}${remote}`]);
     expectExitCode(flags, 0, 'ls with -i and -P');
+  });
+
+  it('goes through a jump host named by ProxyJump in an included ssh config file, or by -J', async () => {
+    const traveller = await FerryUser.create(world, { defaultKey: false });
+    const { sshd } = world;
+    // The jump host is the same sshd behind a TCP proxy that counts what passes: the transfer
+    // must pass through it, inside the jump host's connection.
+    const proxy = await startTcpProxy(sshd.host, sshd.port);
+    try {
+      const ssh = join(traveller.home, '.ssh');
+      mkdirSync(join(ssh, 'config.d'), { recursive: true });
+      writeFileSync(join(ssh, 'config'), [
+        'Include config.d/*.conf',
+        'Host inside', `  HostName ${sshd.host}`, `  Port ${sshd.port}`, '  ProxyJump bastion', '',
+        `Match originalhost inside,bastion,${sshd.host}`, `  User ${sshd.user}`, `  IdentityFile ${sshd.clientKey}`, '',
+        'Match exec "touch /tmp/ferry-must-not-run"', '  User nobody', '',
+      ].join('\n'));
+      writeFileSync(join(ssh, 'config.d', 'bastion.conf'), ['Host bastion', `  HostName ${sshd.host}`, `  Port ${proxy.port}`, ''].join('\n'));
+      const remote = folder();
+      randomFile(join(remote, 'far.bin'), 400_000);
+
+      const unknownJump = await traveller.run(['get', `inside:${remote}/far.bin`, join(traveller.home, 'far.bin')]);
+      expectExitCode(unknownJump, 22, 'an unknown jump host key is refused like any other');
+      assertOneLineError(unknownJump, new RegExp(`host key of \\[${sshd.host}\\]:${proxy.port} is not known`));
+
+      const viaConfig = await traveller.run(['get', '--accept-new', `inside:${remote}/far.bin`, join(traveller.home, 'far.bin')]);
+      expectExitCode(viaConfig, 0, 'get through the ProxyJump of the config');
+      assert.equal(sha256(join(traveller.home, 'far.bin')), sha256(join(remote, 'far.bin')));
+      assert.match(viaConfig.stderr, new RegExp(`added the host key of \\[${sshd.host}\\]:${proxy.port}`));
+      assert.ok(proxy.bytesFromService > 400_000, `the file came through the jump host (${proxy.bytesFromService} bytes did)`);
+      assert.ok(!existsSync('/tmp/ferry-must-not-run'), 'Match exec never runs a command');
+
+      const before = proxy.connections;
+      const viaFlag = await traveller.run(['ls', '-J', `${sshd.user}@${sshd.host}:${proxy.port}`, '-i', sshd.clientKey, `sftp://${sshd.user}@${sshd.host}:${sshd.port}${remote}`]);
+      expectExitCode(viaFlag, 0, 'ls with -J');
+      assert.equal(viaFlag.stdout, 'far.bin\n');
+      assert.equal(proxy.connections, before + 1, '-J went through the jump host');
+
+      const refused = await traveller.run(['ls', '-J', `${sshd.user}@${sshd.host}:${proxy.port}`, `sftp://${sshd.user}@${sshd.host}:1${remote}`]);
+      expectExitCode(refused, 20, 'the jump host cannot reach the destination');
+      assertOneLineError(refused, /jump host .* could not open a connection to .*:1/);
+      expectExitCode(await traveller.run(['ls', '-J', 'a b', `sftp://${sshd.host}/`]), 2, 'a malformed -J');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('puts to a named site of the config file, into its folder', async () => {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseLocation } from '../agent/transfer/url.js';
-import { hostMatches, parseSshConfig, resolveSshHost } from '../agent/transfer/ssh-config.js';
+import { parseJumpHosts, parseLocation } from '../agent/transfer/url.js';
+import { expandGlob, hostMatches, lookupSshConfig, parseSshConfig, resolveSshHost } from '../agent/transfer/ssh-config.js';
 import { keysFor } from '../agent/transfer/known-hosts.js';
 import { openDb } from './support/server.js';
 import { freePort } from './support/processes.js';
@@ -142,13 +142,65 @@ describe('transfer arguments and OpenSSH files (unit)', () => {
     assert.equal(parseLocation('./a:b', {}).kind, 'local');
   });
 
-  it('resolves ~/.ssh/config Host blocks: first value wins, negation, IdentityFile tokens', () => {
-    const blocks = parseSshConfig('Host web !web-old\n  HostName %h.example.org\n  User deploy\n  IdentityFile ~/.ssh/%r_key\nHost *\n  User nobody\n  Port 2200\n');
+  it('resolves ~/.ssh/config Host blocks: first value wins, negation, IdentityFile tokens', async () => {
+    const blocks = await parseSshConfig('Host web !web-old\n  HostName %h.example.org\n  User deploy\n  IdentityFile ~/.ssh/%r_key\nHost *\n  User nobody\n  Port 2200\n');
     const web = resolveSshHost(blocks, 'web', { home: '/home/a', localUser: 'a' });
     assert.deepEqual(web, { hostName: 'web.example.org', user: 'deploy', port: 2200, identityFiles: ['/home/a/.ssh/deploy_key'] });
     assert.equal(resolveSshHost(blocks, 'web-old', { home: '/h', localUser: 'a' }).user, 'nobody');
     assert.ok(hostMatches(['*.example.org', '!bad.example.org'], 'good.example.org'));
     assert.ok(!hostMatches(['*.example.org', '!bad.example.org'], 'bad.example.org'));
+  });
+
+  it('reads Match blocks and Include files as ssh does: in place, conditionally, globbed, user file first', async () => {
+    const home = folder();
+    const ssh = join(home, '.ssh');
+    mkdirSync(join(ssh, 'conf.d'), { recursive: true });
+    writeFileSync(join(ssh, 'conf.d', 'b.conf'), 'Host *\n  Port 2202\n');
+    writeFileSync(join(ssh, 'conf.d', 'a.conf'), 'Host *\n  Port 2201\n');
+    writeFileSync(join(ssh, 'conf.d', '.hidden.conf'), 'Host *\n  Port 2200\n');
+    writeFileSync(join(ssh, 'web-only'), 'User from-include\nHost other\n  IdentitiesOnly yes\n');
+    writeFileSync(join(ssh, 'config'), [
+      'Host web',
+      '  Include web-only',
+      '  HostName web.example.org',
+      'Match host *.example.org !user root',
+      '  ProxyJump bastion.example.org:2222',
+      'Match exec "true"',
+      '  User never',
+      'Match all',
+      '  Include conf.d/*.conf',
+    ].join('\n'));
+    const system = join(home, 'ssh_config');
+    writeFileSync(system, 'Host *\n  IdentityFile ~/.ssh/system_key\n  User system\n');
+    const files = { user: join(ssh, 'config'), system };
+    const web = await lookupSshConfig(files, 'web', { home, localUser: 'ada' });
+    assert.deepEqual(web, {
+      user: 'from-include', hostName: 'web.example.org', proxyJump: 'bastion.example.org:2222', port: 2201,
+      identityFiles: [join(ssh, 'system_key')],
+    }, 'the include inside "Host web" applies to web, in place (its "Host other" block does not); "Match host" sees the HostName; globbed files in order');
+    const other = await lookupSshConfig(files, 'other', { home, localUser: 'ada' });
+    assert.equal(other.user, 'system', 'the include inside "Host web" does not apply to other hosts; the system file comes last');
+    assert.equal(other.proxyJump, undefined);
+    assert.equal(other.port, 2201);
+    const asRoot = await lookupSshConfig(files, 'web', { home, localUser: 'ada', user: 'root' });
+    assert.equal(asRoot.proxyJump, undefined, '"!user root" rules the block out for the user given on the command line');
+    assert.deepEqual(await expandGlob(join(ssh, 'conf.d', '*.conf')), [join(ssh, 'conf.d', 'a.conf'), join(ssh, 'conf.d', 'b.conf')]);
+    assert.deepEqual(await expandGlob(join(ssh, 'nothing-*')), []);
+    assert.equal((await lookupSshConfig({ user: join(home, 'none'), system: join(home, 'none') }, 'web', { home, localUser: 'ada' })).hostName, undefined);
+
+    // An Include that includes itself stops at 16 levels instead of hanging.
+    writeFileSync(join(ssh, 'loop'), 'Include loop\nPort 1\n');
+    const looped = await parseSshConfig('Include loop', { home, base: ssh, read: expandGlob });
+    assert.equal(resolveSshHost(looped, 'h', { home, localUser: 'a' }).port, 1);
+  });
+
+  it('parses jump hosts as ssh -J does', () => {
+    assert.deepEqual(parseJumpHosts('ada@bastion:2222,ssh://[::1]:22,gw', '-J'), [
+      { host: 'bastion', user: 'ada', port: 2222 }, { host: '::1', port: 22 }, { host: 'gw' },
+    ]);
+    assert.throws(() => parseJumpHosts('gw:port', '-J'), /bad port "port" in -J/);
+    assert.throws(() => parseJumpHosts('a b', '-J'), /bad jump host "a b" in -J/);
+    assert.throws(() => parseJumpHosts('gw,', '-J'), /bad jump host "" in -J/);
   });
 
   it('reads known_hosts: [host]:port, patterns, hashed names, @revoked, comments', () => {

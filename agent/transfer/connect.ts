@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
@@ -11,8 +12,8 @@ import {
   fingerprintOf, judgeHostKey, keyTypeOf, keyTypeOfAlgorithm, knownHostsName, type KnownHosts, type KnownKey,
 } from './known-hosts.js';
 import type { SecretPrompt } from './prompt.js';
-import { lookupSshConfig } from './ssh-config.js';
-import type { RemoteTarget, SiteDefinition } from './url.js';
+import { defaultSshConfigFiles, lookupSshConfig, type SshConfigFiles } from './ssh-config.js';
+import { parseJumpHosts, type RemoteTarget, type SiteDefinition } from './url.js';
 
 const { Client, utils } = ssh2;
 
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   identity?: string;
   /** `-P PORT`: used when the URL names no port. */
   port?: number;
+  /** `-J HOST[,HOST…]`: jump hosts, ahead of any ProxyJump in the ssh config. */
+  jump?: string;
   /** `--accept-new`: trust an unknown host key on first use, and record it. */
   acceptNew: boolean;
   /** The user's home (for ~/.ssh), the local login name, the agent socket. */
@@ -38,6 +41,8 @@ export interface ConnectOptions {
   prompt: SecretPrompt | null;
   knownHosts: KnownHosts;
   sites: Record<string, SiteDefinition>;
+  /** OpenSSH's configuration files (default: ~/.ssh/config and /etc/ssh/ssh_config). */
+  sshConfig?: SshConfigFiles;
   /** Notices for stderr (a recorded host key, a skipped key). */
   notice: (message: string) => void;
 }
@@ -50,28 +55,59 @@ export interface Endpoint {
   /** Keys to offer, in order: `-i`, the site's, IdentityFile lines, else OpenSSH's default files. */
   identityFiles: string[];
   useAgent: boolean;
-  /** `user@host:port` for messages. */
+  /** `user@host:port` for messages (`jump host user@host:port` for a jump host). */
   label: string;
+  /** Jump hosts to go through, in order (ProxyJump, `-J`); empty for a direct connection. */
+  jumps: Endpoint[];
 }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+/** More hops than this is a loop in the ssh config (a jump host that names itself, say). */
+const MAX_JUMPS = 8;
 
 export async function resolveEndpoint(target: RemoteTarget, options: ConnectOptions): Promise<Endpoint> {
   const site = target.site ? options.sites[target.site] : undefined;
-  const config = await lookupSshConfig(options.home, target.host, options.localUser);
-  const host = config.hostName ?? target.host;
-  const port = target.port ?? options.port ?? site?.port ?? config.port ?? SSH.defaultPort;
-  const user = target.user ?? site?.user ?? config.user ?? options.localUser;
   const explicit = [options.identity, site?.key].filter((f): f is string => !!f).map((f) => (f.startsWith('~/') ? join(options.home, f.slice(2)) : f));
-  const identityFiles = [...explicit, ...config.identityFiles];
+  for (const file of explicit) {
+    if (!existsSync(file)) throw new AgentError('USAGE', `identity file ${file}: no such file`);
+  }
+  const user = target.user ?? site?.user;
+  return resolveHost({ host: target.host, port: target.port ?? options.port ?? site?.port, user, explicit }, options, options.jump, 0);
+}
+
+/**
+ * One host through the ssh config. As in OpenSSH, flags given for the destination (`-i`, `-P`, a
+ * site's key) do not apply to jump hosts: those are configured in ~/.ssh/config.
+ */
+async function resolveHost(
+  wanted: { host: string; port: number | undefined; user: string | undefined; explicit: string[]; jumpHost?: boolean },
+  options: ConnectOptions, jumpFlag: string | undefined, depth: number,
+): Promise<Endpoint> {
+  const config = await lookupSshConfig(options.sshConfig ?? defaultSshConfigFiles(options.home), wanted.host, {
+    home: options.home, localUser: options.localUser, ...(wanted.user !== undefined ? { user: wanted.user } : {}),
+  });
+  const host = config.hostName ?? wanted.host;
+  const port = wanted.port ?? config.port ?? SSH.defaultPort;
+  const user = wanted.user ?? config.user ?? options.localUser;
+  const identityFiles = [...wanted.explicit, ...config.identityFiles];
   if (identityFiles.length === 0) {
     for (const name of DEFAULT_IDENTITIES) {
       const file = join(options.home, '.ssh', name);
       if (existsSync(file)) identityFiles.push(file);
     }
   }
-  for (const file of explicit) {
-    if (!existsSync(file)) throw new AgentError('USAGE', `identity file ${file}: no such file`);
+  const label = `${wanted.jumpHost ? 'jump host ' : ''}${user}@${host}${port === SSH.defaultPort ? '' : `:${port}`}`;
+  const jumpSpec = jumpFlag ?? config.proxyJump;
+  const jumps: Endpoint[] = [];
+  if (jumpSpec !== undefined && jumpSpec.toLowerCase() !== 'none') {
+    const what = jumpFlag !== undefined ? '-J' : `the ProxyJump of ${wanted.host} in the ssh config`;
+    const hops = parseJumpHosts(jumpSpec, what);
+    if (depth + hops.length > MAX_JUMPS) throw new AgentError('USAGE', `more than ${MAX_JUMPS} jump hosts on the way to ${wanted.host}: does a ProxyJump in the ssh config lead back to itself?`);
+    for (const [i, hop] of hops.entries()) {
+      // The first hop may have a ProxyJump of its own; later ones are reached through the hop before.
+      const resolved = await resolveHost({ host: hop.host, port: hop.port, user: hop.user, explicit: [], jumpHost: true }, options, i === 0 ? undefined : 'none', depth + hops.length);
+      jumps.push(...resolved.jumps, { ...resolved, jumps: [] });
+    }
   }
   return {
     host,
@@ -79,7 +115,8 @@ export async function resolveEndpoint(target: RemoteTarget, options: ConnectOpti
     user,
     identityFiles: [...new Set(identityFiles)],
     useAgent: !!options.sshAuthSock && !config.identitiesOnly,
-    label: `${user}@${host}${port === SSH.defaultPort ? '' : `:${port}`}`,
+    label,
+    jumps,
   };
 }
 
@@ -114,8 +151,14 @@ export class Connector {
   private password: string | undefined;
   private hostKeyChecked = false;
 
+  /** One per jump host, in order; each checks its host's key and logs in on its own. */
+  private readonly jumpConnectors: Connector[];
+
   constructor(readonly endpoint: Endpoint, private readonly options: ConnectOptions) {
     this.password = options.password;
+    // FERRY_PASSWORD is the destination's: a jump host is never sent it (its password is asked for).
+    const { password: _destinationOnly, ...forJumps } = options;
+    this.jumpConnectors = endpoint.jumps.map((hop) => new Connector(hop, forJumps));
   }
 
   /** Key types on file for this host first, so the server shows a key we can check (as OpenSSH does). */
@@ -172,8 +215,45 @@ export class Connector {
     return methods;
   }
 
-  /** Opens a connection and its SFTP channel. Throws AgentError CONNECTION, AUTH or HOST_KEY. */
+  /**
+   * Opens a connection and its SFTP channel, through the jump hosts if there are any. Throws
+   * AgentError CONNECTION, AUTH or HOST_KEY.
+   */
   async connect(): Promise<SshSession> {
+    const hops: Login[] = [];
+    const endHops = () => {
+      for (const hop of hops) hop.client.end();
+    };
+    try {
+      let sock: Duplex | undefined;
+      for (const [i, jump] of this.jumpConnectors.entries()) {
+        const hop = await jump.login(sock);
+        hops.push(hop);
+        sock = await forwardThrough(hop, jump.endpoint, this.jumpConnectors[i + 1]?.endpoint ?? this.endpoint);
+      }
+      const login = await this.login(sock);
+      // The jump connections serve this one only: they close with it.
+      void login.whenClosed.then(endHops);
+      const sftp = await openSftp(login, this.endpoint);
+      return {
+        sftp,
+        client: login.client,
+        closed: login.closed,
+        whenClosed: login.whenClosed,
+        posixRename: typeof (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['posix-rename@openssh.com'] === 'string',
+        end: () => {
+          login.client.end();
+          endHops();
+        },
+      };
+    } catch (err) {
+      endHops();
+      throw err;
+    }
+  }
+
+  /** Logs in to this endpoint, over `sock` when given (a jump host's forwarded channel). */
+  private async login(sock?: Duplex): Promise<Login> {
     const { endpoint, options } = this;
     const knownName = knownHostsName(endpoint.host, endpoint.port);
     const known = await options.knownHosts.keysFor(knownName);
@@ -230,7 +310,8 @@ export class Connector {
       },
     };
 
-    const session = await new Promise<SshSession>((resolve, reject) => {
+    if (sock) config.sock = sock;
+    const login = await new Promise<Login>((resolve, reject) => {
       let settled = false;
       let isClosed = false;
       let markClosed: () => void = () => {};
@@ -258,20 +339,8 @@ export class Connector {
         if (!settled) fail(hostKeyProblem ?? new AgentError('CONNECTION', `the connection to ${endpoint.label} closed during the handshake`));
       });
       client.on('ready', () => {
-        client.sftp((err, sftp) => {
-          if (err) return fail(new AgentError('CONNECTION', `${endpoint.label} refused the SFTP subsystem: ${err.message}`));
-          sftp.on('error', () => undefined);
-          watchChannel(sftp, client);
-          settled = true;
-          resolve({
-            sftp,
-            client,
-            closed: () => isClosed,
-            whenClosed,
-            posixRename: typeof (sftp as unknown as { _extensions?: Record<string, string> })._extensions?.['posix-rename@openssh.com'] === 'string',
-            end: () => client.end(),
-          });
-        });
+        settled = true;
+        resolve({ client, closed: () => isClosed, whenClosed });
       });
       client.connect(config);
       // Without TCP_NODELAY, Nagle holds back each small request packet until the previous data is
@@ -284,8 +353,39 @@ export class Connector {
       options.notice(`added the host key of ${knownName} (${keyTypeOf(recordKey)} ${fingerprintOf(recordKey)}) to ${options.knownHosts.ownFile}`);
     }
     this.hostKeyChecked = true;
-    return session;
+    return login;
   }
+}
+
+/** A logged-in SSH connection, before any channel is opened. */
+interface Login {
+  client: InstanceType<typeof Client>;
+  closed(): boolean;
+  whenClosed: Promise<void>;
+}
+
+function openSftp(login: Login, endpoint: Endpoint): Promise<SFTPWrapper> {
+  return new Promise((resolve, reject) => {
+    login.client.sftp((err, sftp) => {
+      if (err) {
+        login.client.end();
+        return reject(new AgentError('CONNECTION', `${endpoint.label} refused the SFTP subsystem: ${err.message}`));
+      }
+      sftp.on('error', () => undefined);
+      watchChannel(sftp, login.client);
+      resolve(sftp);
+    });
+  });
+}
+
+/** A channel from the jump host `hop` to the next host: the next connection runs inside it. */
+function forwardThrough(hop: Login, hopEndpoint: Endpoint, next: Endpoint): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    hop.client.forwardOut('127.0.0.1', 0, next.host, next.port, (err, channel) => {
+      if (err) return reject(new AgentError('CONNECTION', `${hopEndpoint.label} could not open a connection to ${next.host}:${next.port}: ${err.message}`));
+      resolve(channel);
+    });
+  });
 }
 
 /**

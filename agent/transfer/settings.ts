@@ -20,6 +20,7 @@ import type { SiteDefinition } from './url.js';
 export interface TransferFlags {
   identity?: string;
   port?: string;
+  jump?: string;
   acceptNew?: boolean;
   quiet?: boolean;
   json?: boolean;
@@ -117,6 +118,7 @@ export function connectOptions(ctx: AgentContext, flags: TransferFlags, config: 
   };
   if (flags.identity !== undefined) options.identity = flags.identity;
   if (flags.port !== undefined) options.port = integer(flags.port, '-P', 1, 65535);
+  if (flags.jump !== undefined) options.jump = flags.jump;
   if (env.sshAuthSock !== undefined) options.sshAuthSock = env.sshAuthSock;
   if (env.password !== undefined) options.password = env.password;
   if (env.keyPassphrase !== undefined) options.keyPassphrase = env.keyPassphrase;

@@ -1,11 +1,17 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
 
 /**
- * The part of OpenSSH's `~/.ssh/config` a file-transfer client needs: `Host` blocks (patterns with
- * `*`, `?` and `!negation`), `HostName`, `Port`, `User`, `IdentityFile`, `IdentitiesOnly`. As in
- * OpenSSH the first value obtained for a setting wins, and every matching `IdentityFile` is tried
- * in order. `Match` blocks are not evaluated: their settings are skipped, never misapplied.
+ * The part of OpenSSH's client configuration a file-transfer client needs, read the way `ssh`
+ * reads it: `~/.ssh/config`, then `/etc/ssh/ssh_config`, the first value obtained for a setting
+ * winning, every matching `IdentityFile` tried in order.
+ *
+ * Understood: `Host` blocks (patterns with `*`, `?` and `!negation`), `Match` blocks on `all`,
+ * `host`, `originalhost`, `user` and `localuser` (each may be negated with `!`), `Include` (globs,
+ * relative to `~/.ssh` or `/etc/ssh`, conditional when inside a block, 16 levels deep at most),
+ * `HostName`, `Port`, `User`, `IdentityFile`, `IdentitiesOnly`, `ProxyJump`. A `Match` on anything
+ * else (`exec`, `canonical`, `final`, `localnetwork`, `tagged`) never applies: its settings are
+ * skipped rather than misapplied, and ferry never runs a command named in a config file.
  */
 
 export interface SshHostConfig {
@@ -14,12 +20,25 @@ export interface SshHostConfig {
   user?: string;
   identityFiles: string[];
   identitiesOnly?: boolean;
+  /** `ProxyJump` as written (`none` included: it switches jumping off). */
+  proxyJump?: string;
 }
 
-interface Block {
-  patterns: string[] | null; // null: a Match block, never applied
+type MatchCriterion = { negate: boolean; name: 'all' } | { negate: boolean; name: 'host' | 'originalhost' | 'user' | 'localuser'; patterns: string[] };
+
+/** When a block applies: a Host line, a Match line, or never (a Match on something not understood). */
+type Condition = { kind: 'host'; patterns: string[] } | { kind: 'match'; criteria: MatchCriterion[] } | { kind: 'never' };
+
+export interface ConfigBlock {
+  /** All must hold: the block's own line and those of the blocks that included its file. */
+  when: Condition[];
   settings: [keyword: string, value: string][];
 }
+
+/** Reads the files an `Include` argument names (already made absolute), in lexical order. */
+export type IncludeReader = (pattern: string) => Promise<string[]>;
+
+const MAX_INCLUDE_DEPTH = 16;
 
 function splitArgs(rest: string): string[] {
   const args: string[] = [];
@@ -29,8 +48,45 @@ function splitArgs(rest: string): string[] {
   return args;
 }
 
-export function parseSshConfig(text: string): Block[] {
-  const blocks: Block[] = [{ patterns: ['*'], settings: [] }];
+function parseMatch(args: string[]): Condition {
+  const criteria: MatchCriterion[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const word = args[i]!.toLowerCase();
+    const negate = word.startsWith('!');
+    const name = negate ? word.slice(1) : word;
+    if (name === 'all') {
+      criteria.push({ negate, name });
+      continue;
+    }
+    if (name === 'host' || name === 'originalhost' || name === 'user' || name === 'localuser') {
+      const list = args[++i];
+      if (list === undefined) return { kind: 'never' };
+      criteria.push({ negate, name, patterns: list.split(',') });
+      continue;
+    }
+    return { kind: 'never' };
+  }
+  return criteria.length === 0 ? { kind: 'never' } : { kind: 'match', criteria };
+}
+
+/**
+ * The blocks of one configuration text, in order, with its `Include`s read in place. `base` is the
+ * folder relative include paths start from (`~/.ssh` for a user's file, `/etc/ssh` for the system's).
+ */
+export async function parseSshConfig(
+  text: string,
+  options: { home?: string; base?: string; read?: IncludeReader } = {},
+): Promise<ConfigBlock[]> {
+  const blocks: ConfigBlock[] = [];
+  await collect(text, [], blocks, options, 0);
+  return blocks;
+}
+
+async function collect(
+  text: string, outer: Condition[], blocks: ConfigBlock[], options: { home?: string; base?: string; read?: IncludeReader }, depth: number,
+): Promise<void> {
+  let current: ConfigBlock = { when: outer, settings: [] };
+  blocks.push(current);
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
@@ -38,11 +94,28 @@ export function parseSshConfig(text: string): Block[] {
     if (!m) continue;
     const keyword = m[1]!.toLowerCase();
     const args = splitArgs(m[2]!);
-    if (keyword === 'host') blocks.push({ patterns: args, settings: [] });
-    else if (keyword === 'match') blocks.push({ patterns: null, settings: [] });
-    else if (args.length > 0) blocks.at(-1)!.settings.push([keyword, args.join(' ')]);
+    if (keyword === 'host') {
+      current = { when: [...outer, { kind: 'host', patterns: args }], settings: [] };
+      blocks.push(current);
+    } else if (keyword === 'match') {
+      current = { when: [...outer, parseMatch(args)], settings: [] };
+      blocks.push(current);
+    } else if (keyword === 'include') {
+      if (!options.read || depth >= MAX_INCLUDE_DEPTH) continue;
+      for (const arg of args) {
+        const pattern = arg.startsWith('~/') && options.home ? join(options.home, arg.slice(2)) : isAbsolute(arg) ? arg : join(options.base ?? '.', arg);
+        for (const file of await options.read(pattern)) {
+          const included = await readFile(file, 'utf8').catch(() => null);
+          if (included !== null) await collect(included, current.when, blocks, options, depth + 1);
+        }
+      }
+      // What follows the Include still belongs to the block it was in, after the included blocks.
+      current = { when: current.when, settings: [] };
+      blocks.push(current);
+    } else if (args.length > 0) {
+      current.settings.push([keyword, args.join(' ')]);
+    }
   }
-  return blocks;
 }
 
 function globToRegExp(pattern: string): RegExp {
@@ -63,6 +136,33 @@ export function hostMatches(patterns: string[], host: string): boolean {
   return matched;
 }
 
+/**
+ * The files a glob names, in lexical order (as glob(3) gives them to OpenSSH). Wildcards may stand
+ * in any part of the path; names starting with a dot match only a pattern that starts with one.
+ */
+export async function expandGlob(pattern: string): Promise<string[]> {
+  const parts = pattern.split('/');
+  let paths = [parts[0] === '' ? '/' : parts[0]!];
+  for (const part of parts.slice(1)) {
+    if (part === '') continue;
+    if (!/[*?]/.test(part)) {
+      paths = paths.map((p) => join(p, part));
+      continue;
+    }
+    const re = globToRegExp(part);
+    const next: string[] = [];
+    for (const dir of paths) {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names.sort()) {
+        if (name.startsWith('.') && !part.startsWith('.')) continue;
+        if (re.test(name)) next.push(join(dir, name));
+      }
+    }
+    paths = next;
+  }
+  return paths;
+}
+
 function expandTokens(value: string, tokens: { home: string; host: string; user: string; localUser: string }): string {
   let out = value.startsWith('~/') ? join(tokens.home, value.slice(2)) : value;
   out = out.replace(/%(.)/g, (whole, token: string) => {
@@ -78,12 +178,37 @@ function expandTokens(value: string, tokens: { home: string; host: string; user:
   return out;
 }
 
+interface LookupEnv {
+  home: string;
+  localUser: string;
+  /** The remote user given on the command line or by a site, which `Match user` sees. */
+  user?: string;
+}
+
 /** The settings for `host` (as the user typed it: an alias or a name). */
-export function resolveSshHost(blocks: Block[], host: string, env: { home: string; localUser: string }): SshHostConfig {
+export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupEnv): SshHostConfig {
   const found: SshHostConfig = { identityFiles: [] };
   const rawIdentities: string[] = [];
+  const holds = (condition: Condition): boolean => {
+    if (condition.kind === 'never') return false;
+    if (condition.kind === 'host') return hostMatches(condition.patterns, host);
+    return condition.criteria.every((criterion) => {
+      let result: boolean;
+      if (criterion.name === 'all') result = true;
+      else {
+        const subject = {
+          host: found.hostName?.replace(/%h/g, host) ?? host,
+          originalhost: host,
+          user: env.user ?? found.user ?? env.localUser,
+          localuser: env.localUser,
+        }[criterion.name];
+        result = hostMatches(criterion.patterns, subject);
+      }
+      return criterion.negate ? !result : result;
+    });
+  };
   for (const block of blocks) {
-    if (block.patterns === null || !hostMatches(block.patterns, host)) continue;
+    if (!block.when.every(holds)) continue;
     for (const [keyword, value] of block.settings) {
       switch (keyword) {
         case 'hostname':
@@ -103,6 +228,9 @@ export function resolveSshHost(blocks: Block[], host: string, env: { home: strin
         case 'identitiesonly':
           found.identitiesOnly ??= value.toLowerCase() === 'yes';
           break;
+        case 'proxyjump':
+          found.proxyJump ??= value;
+          break;
         default:
           break;
       }
@@ -110,18 +238,27 @@ export function resolveSshHost(blocks: Block[], host: string, env: { home: strin
   }
   const hostName = found.hostName ? found.hostName.replace(/%h/g, host) : host;
   if (found.hostName) found.hostName = hostName;
-  const tokens = { home: env.home, host: hostName, user: found.user ?? env.localUser, localUser: env.localUser };
+  const tokens = { home: env.home, host: hostName, user: env.user ?? found.user ?? env.localUser, localUser: env.localUser };
   found.identityFiles = rawIdentities.map((file) => expandTokens(file, tokens));
   return found;
 }
 
-/** `~/.ssh/config` for `host`; no file means no settings. */
-export async function lookupSshConfig(home: string, host: string, localUser: string): Promise<SshHostConfig> {
-  let text: string;
-  try {
-    text = await readFile(join(home, '.ssh', 'config'), 'utf8');
-  } catch {
-    return { identityFiles: [] };
+/** Where `ssh` reads its configuration; tests point `system` elsewhere. */
+export interface SshConfigFiles {
+  user: string;
+  system: string;
+}
+
+export function defaultSshConfigFiles(home: string): SshConfigFiles {
+  return { user: join(home, '.ssh', 'config'), system: '/etc/ssh/ssh_config' };
+}
+
+/** The user's and then the system's configuration for `host`; a missing file has no settings. */
+export async function lookupSshConfig(files: SshConfigFiles, host: string, env: LookupEnv): Promise<SshHostConfig> {
+  const blocks: ConfigBlock[] = [];
+  for (const [file, base] of [[files.user, join(env.home, '.ssh')], [files.system, '/etc/ssh']] as const) {
+    const text = await readFile(file, 'utf8').catch(() => null);
+    if (text !== null) blocks.push(...(await parseSshConfig(text, { home: env.home, base, read: expandGlob })));
   }
-  return resolveSshHost(parseSshConfig(text), host, { home, localUser });
+  return resolveSshHost(blocks, host, env);
 }

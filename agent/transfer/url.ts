@@ -133,3 +133,20 @@ export function describeLocation(location: Location): string {
 export function hasGlob(path: string): boolean {
   return /[*?[]/.test(path);
 }
+
+/**
+ * A jump-host list as OpenSSH's `-J` and `ProxyJump` take it: `[user@]host[:port]` or
+ * `ssh://[user@]host[:port]`, comma-separated, visited in order.
+ */
+export function parseJumpHosts(spec: string, what: string): RemoteTarget[] {
+  return spec.split(',').map((raw) => {
+    const hop = raw.trim();
+    const match = /^(?:ssh:\/\/)?(?:([^@/]+)@)?(\[[^\]]+\]|[^:/@[\]\s]+)(?::([^/]*))?\/?$/i.exec(hop);
+    if (!match) throw new AgentError('USAGE', `bad jump host "${hop}" in ${what}: expected [user@]host[:port]`);
+    const [, user, hostPart, port] = match;
+    const target: RemoteTarget = { host: hostPart!.replace(/^\[(.*)\]$/, '$1') };
+    if (user !== undefined) target.user = user;
+    if (port !== undefined) target.port = parsePort(port, what);
+    return target;
+  });
+}

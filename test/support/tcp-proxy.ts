@@ -6,6 +6,9 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
  */
 export interface TcpProxy {
   port: number;
+  /** Connections accepted, and bytes carried from the service to its clients, so far. */
+  readonly connections: number;
+  readonly bytesFromService: number;
   cut(): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
@@ -15,11 +18,15 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   const sockets = new Set<Socket>();
   let server: Server;
   let port = 0;
+  let connections = 0;
+  let bytesFromService = 0;
 
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       server = createServer((client) => {
+        connections++;
         const upstream = createConnection({ host: targetHost, port: targetPort });
+        upstream.on('data', (d: Buffer) => (bytesFromService += d.length));
         for (const s of [client, upstream]) {
           sockets.add(s);
           s.on('close', () => sockets.delete(s));
@@ -49,6 +56,12 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   return {
     get port() {
       return port;
+    },
+    get connections() {
+      return connections;
+    },
+    get bytesFromService() {
+      return bytesFromService;
     },
     cut,
     restore: listen,
