@@ -76,6 +76,21 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     assert.ok(!readdirSync(local).some((n) => n.endsWith('.ferry-part')));
   });
 
+  it('downloads a tree whose big files each outlast the reused receive buffers many times over, byte for byte', async () => {
+    // A direct connection reads into a 4 MiB ring that comes round every 4 MiB received; the
+    // handles of files still being read, and of folders still being listed, must not live in it.
+    const remote = folder();
+    const local = folder();
+    for (let i = 0; i < 4; i++) randomFile(join(remote, `big-${i}.bin`), 9 * 1024 * 1024 + i * 4099);
+    for (const sub of ['a', 'b', 'c']) {
+      mkdirSync(join(remote, sub));
+      for (let i = 0; i < 150; i++) randomFile(join(remote, sub, `small-${String(i).padStart(3, '0')}-with-a-longer-name.bin`), 1000 + i * 37);
+    }
+    const run = await user.run(['get', '-r', '--parallel', '8', user.url(`${remote}/`), `${local}/`]);
+    expectExitCode(run, 0, 'get -r');
+    assert.deepEqual(tree(local), tree(remote));
+  });
+
   it('lists a folder, plainly, long, recursively and as JSON', async () => {
     const remote = folder();
     writeFileSync(join(remote, 'one.txt'), '12345');

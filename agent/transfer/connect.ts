@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect as connectSocket, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
-import { SSH } from './constants.js';
+import { RECEIVE, SSH } from './constants.js';
 import { ConnectionLost } from './errors.js';
 import { channelOpen, watchChannel } from './file-sides.js';
 import {
@@ -231,7 +232,7 @@ export class Connector {
         hops.push(hop);
         sock = await forwardThrough(hop, jump.endpoint, this.jumpConnectors[i + 1]?.endpoint ?? this.endpoint);
       }
-      const login = await this.login(sock);
+      const login = await this.login(sock, true);
       // The jump connections serve this one only: they close with it.
       void login.whenClosed.then(endHops);
       const sftp = await openSftp(login, this.endpoint);
@@ -252,8 +253,11 @@ export class Connector {
     }
   }
 
-  /** Logs in to this endpoint, over `sock` when given (a jump host's forwarded channel). */
-  private async login(sock?: Duplex): Promise<Login> {
+  /**
+   * Logs in to this endpoint, over `sock` when given (a jump host's forwarded channel), else over
+   * a socket of its own: with the receive ring when `ring` (see ringSocket), else ssh2's.
+   */
+  private async login(sock?: Duplex, ring = false): Promise<Login> {
     const { endpoint, options } = this;
     const knownName = knownHostsName(endpoint.host, endpoint.port);
     const known = await options.knownHosts.keysFor(knownName);
@@ -289,7 +293,7 @@ export class Connector {
           hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} is not known (${presented}): check it with the server's administrator, then run again with --accept-new to trust it`);
           return false;
         }
-        recordKey = key;
+        recordKey = Buffer.from(key);
         return true;
       },
       authHandler: (methodsLeft, _partial, next) => {
@@ -310,7 +314,6 @@ export class Connector {
       },
     };
 
-    if (sock) config.sock = sock;
     const login = await new Promise<Login>((resolve, reject) => {
       let settled = false;
       let isClosed = false;
@@ -342,6 +345,10 @@ export class Connector {
         settled = true;
         resolve({ client, closed: () => isClosed, whenClosed });
       });
+      // The socket is made here, with the client's handlers: an early failure (an unknown host
+      // name) has a listener.
+      if (sock) config.sock = sock;
+      else if (ring) config.sock = ringSocket(endpoint);
       client.connect(config);
       // Without TCP_NODELAY, Nagle holds back each small request packet until the previous data is
       // acknowledged: pipelined SFTP stalls on delayed ACKs (downloads measured 3× slower).
@@ -355,6 +362,43 @@ export class Connector {
     this.hostKeyChecked = true;
     return login;
   }
+}
+
+/**
+ * The TCP connection to a server reached directly, reading into a ring of reused buffers rather
+ * than a new 64 KiB buffer per read (Node's default). With a new buffer per read, a 512 MiB
+ * download allocated 512 MiB of buffers that V8 had to collect (a third of ferry's CPU); with the
+ * ring, and reads sized to fit one packet (RemoteFs.readChunkBytes), it measured 20 % faster.
+ *
+ * Reuse is safe only if nothing keeps a view of received bytes for long, since the ring comes
+ * round after `RECEIVE.ringBytes`. ssh2 handles each packet as it arrives: file data is copied
+ * into our buffers, names and attributes become strings and numbers, a packet split over reads
+ * is gathered in a buffer of its own. Views that live on are the ones in our hands: file and
+ * folder handles (RemoteFs copies them at once) and the host key (copied in the host-key check).
+ * The server's key-exchange message lives for one key exchange, a few small packets after it.
+ * A jump host's connection does not use the ring: it carries other connections' bytes, which
+ * stream buffers may hold for longer.
+ */
+function ringSocket(endpoint: Endpoint): Socket {
+  const ring = Buffer.allocUnsafe(RECEIVE.ringBytes);
+  let at = 0;
+  const socket: Socket = connectSocket({
+    host: endpoint.host,
+    port: endpoint.port,
+    onread: {
+      // Asked for the buffer of the next read, after each read.
+      buffer: () => {
+        if (at + RECEIVE.readBytes > ring.length) at = 0;
+        return ring.subarray(at, at + RECEIVE.readBytes);
+      },
+      callback: (bytes: number, buffer: Uint8Array) => {
+        at += bytes;
+        socket.emit('data', Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+        return true;
+      },
+    },
+  });
+  return socket;
 }
 
 /** A logged-in SSH connection, before any channel is opened. */

@@ -266,7 +266,8 @@ export async function pipelinedRead(
   sink: (run: Buffer[]) => Promise<void> | void,
   afterLastRead?: () => void,
 ): Promise<void> {
-  const { chunkBytes, requestsInFlight } = PIPELINE;
+  const { requestsInFlight } = PIPELINE;
+  const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
   /** Read data by file position, waiting for its turn; `chunk` is the whole buffer it was read into. */
   const arrived = new Map<number, { chunk: Buffer; data: Buffer }>();
   // Buffers the sink is done with are read into again: a large download allocates a few MiB, not

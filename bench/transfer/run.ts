@@ -15,7 +15,8 @@ import { formatTable } from '../table.js';
  * machine, against one local sshd (loopback, internal-sftp), data and "remote" folders on the same
  * disk. Scenarios: one 512 MiB file up and down, 2,000 files of 16 KiB up and down. Every result
  * is verified (sizes and SHA-256) so that a fast wrong answer cannot pass. Exits 1 when a target is
- * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look;
+ * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look
+ * (BENCH_RUNS=6 runs every order of the tools once);
  * BENCH_ONLY=TEXT runs only the scenarios whose name contains TEXT (e.g. "big file down"); TMPDIR
  * chooses the disk (the data and both "sides" live there).
  */
@@ -27,6 +28,10 @@ const SMALL_BYTES = 16 * 1024;
 /** Rounds of every scenario and tool; the table shows each one's median. */
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const ONLY = process.env.BENCH_ONLY ?? '';
+/** The orders of the three tools, one per round: in the first three, sftp and ferry each run right after lftp once, and in all six twice. */
+const ORDERS = [[0, 1, 2], [2, 1, 0], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1]] as const;
+/** Between runs: the previous session's processes exit and its removed files are reclaimed. */
+const SETTLE_MS = 1000;
 const LFTP_PARALLEL = 8;
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
@@ -190,17 +195,21 @@ async function main(): Promise<number> {
 
     type Tool = readonly [tool: string, run: (dir: string) => Promise<Timed>, note: string];
     /**
-     * One scenario in one round: each tool into a fresh folder, its result checked, then removed.
-     * The tools take turns going first (sftp, lftp, ferry; then lftp, ferry, sftp; …), so that what
-     * the one before leaves behind (a session still closing, memory to reclaim) falls on each alike.
+     * One scenario in one round: each tool into a fresh folder, its result checked, then removed,
+     * then a pause. Each round takes the tools in another of their orders (all six over six
+     * rounds), so that each tool follows each other one alike: what a run leaves behind falls on
+     * the next one. (The earlier rotation kept the cyclic order, so ferry always ran right after
+     * lftp, and a run right after lftp's download measured up to 0.3 s of extra system time,
+     * whichever tool it was.)
      */
     const scenario = async (round: number, name: string, bytes: number, tools: Tool[], verify: (dir: string) => () => Promise<boolean>) => {
       if (!name.includes(ONLY)) return;
-      for (let i = 0; i < tools.length; i++) {
-        const [tool, run, note] = tools[(i + round - 1) % tools.length]!;
+      for (const index of ORDERS[(round - 1) % ORDERS.length]!) {
+        const [tool, run, note] = tools[index]!;
         const dir = fresh(`out-${tool.replace(/\W+/g, '-')}`);
         await record(name, tool, await run(dir), bytes, verify(dir), note);
         rmSync(dir, { recursive: true, force: true });
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       }
     };
 
