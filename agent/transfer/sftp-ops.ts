@@ -256,6 +256,19 @@ async function pipelinedWrite(
 // ---------------------------------------------------------------- download
 
 /**
+ * Read buffers the sinks are done with, read into again by every download (PIPELINE.chunkBytes each): a
+ * large download allocates a few MiB, not its own size, and 2,000 small ones do not allocate a
+ * buffer each; the garbage collector stays out of the way. Bounded: what the reads in flight of
+ * `maxParallel` files can hold.
+ */
+const spareChunks: Buffer[] = [];
+const MAX_SPARE_CHUNKS = 4 * PIPELINE.requestsInFlight;
+
+function releaseChunks(chunks: Buffer[]): void {
+  for (const chunk of chunks) if (spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(chunk);
+}
+
+/**
  * Reads [start, size) of a remote file with many reads in flight and hands the bytes to `sink` in
  * order, as runs of consecutive chunks: everything that arrived while the sink was busy goes in
  * one call (one `writev` instead of dozens of writes: a local write per 32 KiB chunk made
@@ -270,9 +283,6 @@ export async function pipelinedRead(
   const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
   /** Read data by file position, waiting for its turn; `chunk` is the whole buffer it was read into. */
   const arrived = new Map<number, { chunk: Buffer; data: Buffer }>();
-  // Buffers the sink is done with are read into again: a large download allocates a few MiB, not
-  // its own size, and the garbage collector stays out of the way.
-  const spare: Buffer[] = [];
   let next = start;
   let delivered = start;
   let inFlight = 0;
@@ -298,7 +308,7 @@ export async function pipelinedRead(
         // Reads for the freed slots go out before the sink starts: the network and the disk overlap.
         pump();
         await sink(run);
-        spare.push(...chunks);
+        releaseChunks(chunks);
       }
     } catch (err) {
       failure ??= err;
@@ -314,7 +324,7 @@ export async function pipelinedRead(
       return;
     }
     inFlight++;
-    const chunk = spare.pop() ?? Buffer.allocUnsafe(chunkBytes);
+    const chunk = spareChunks.pop() ?? Buffer.allocUnsafe(PIPELINE.chunkBytes);
     fs.sftp.read(handle, chunk, 0, length, position, (err, bytesRead) => {
       inFlight--;
       if (err) failure ??= err;
@@ -406,7 +416,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
     if (start === 0 && job.size <= PIPELINE.wholeReadBytes) {
       const runs: Buffer[] = [];
       await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote());
-      writeWholeFile(part, job.target, Buffer.concat(runs), job.mtime, preserve ? job.mode : null);
+      writeWholeFile(part, job.target, runs.length === 1 ? runs[0]! : Buffer.concat(runs), job.mtime, preserve ? job.mode : null);
       progress.confirmed = job.size;
       hooks.onBytes(job.size);
       return;
