@@ -100,6 +100,27 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     assert.deepEqual(readdirSync(local), ['killed.bin']);
   });
 
+  it('retries through the jump host when the jump host\'s connection is lost, and ends identical', async () => {
+    const local = folder();
+    const remote = folder();
+    randomFile(join(remote, 'jumped.bin'), 6 * MiB);
+    const part = join(local, '.jumped.bin.ferry-part');
+    // The proxy is the jump host's address: the destination is reached only inside that connection.
+    const { sshd } = world;
+    const before = proxy.connections();
+    const running = user.run(['get', '--json', '-J', `${sshd.user}@127.0.0.1:${proxy.port}`, `sftp://${sshd.user}@127.0.0.1:${sshd.port}${remote}/jumped.bin`, `${local}/`]);
+    await until('part of the download on disk', async () => existsSync(part) && statSync(part).size > 1.5 * MiB, 30_000, 20);
+    proxy.dropAll();
+    const run = await running;
+    expectExitCode(run, 0, 'get through a jump host across a lost connection');
+    const events = jsonLines(run);
+    assert.ok(events.some((e) => e.event === 'retry'), run.stdout);
+    assert.ok(events.some((e) => e.event === 'resumed' && e.from > 1 * MiB), run.stdout);
+    assert.ok(proxy.connections() >= before + 2, 'the jump host was connected to again');
+    assert.equal(sha256(join(local, 'jumped.bin')), sha256(join(remote, 'jumped.bin')));
+    assert.deepEqual(readdirSync(local), ['jumped.bin']);
+  });
+
   it('gives up after --retries attempts with CONNECTION (20), leaving the part file for --resume', async () => {
     const local = folder();
     const remote = folder();
