@@ -76,7 +76,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     assert.ok(!readdirSync(local).some((n) => n.endsWith('.ferry-part')));
   });
 
-  it('downloads a tree whose big files each outlast the reused receive buffers many times over, byte for byte', async () => {
+  it('downloads a tree whose big files each outlast the reused receive buffers many times over, byte for byte, over one connection or three', async () => {
     // A direct connection reads into a 4 MiB ring that comes round every 4 MiB received; the
     // handles of files still being read, and of folders still being listed, must not live in it.
     const remote = folder();
@@ -89,6 +89,13 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     const run = await user.run(['get', '-r', '--parallel', '8', user.url(`${remote}/`), `${local}/`]);
     expectExitCode(run, 0, 'get -r');
     assert.deepEqual(tree(local), tree(remote));
+    // Over three connections, each with its own ring, and back up again.
+    const again = folder();
+    expectExitCode(await user.run(['get', '-r', '--connections', '3', user.url(`${remote}/`), `${again}/`]), 0, 'get -r --connections 3');
+    assert.deepEqual(tree(again), tree(remote));
+    const back = folder();
+    expectExitCode(await user.run(['put', '-r', '--connections', '3', `${again}/`, user.url(`${back}/`)]), 0, 'put -r --connections 3');
+    assert.deepEqual(tree(back), tree(remote));
   });
 
   it('lists a folder, plainly, long, recursively and as JSON', async () => {
