@@ -194,6 +194,25 @@ describe('transfer arguments and OpenSSH files (unit)', () => {
     assert.equal(resolveSshHost(looped, 'h', { home, localUser: 'a' }).port, 1);
   });
 
+  it('applies "Match final" blocks, and late "Match host" ones, on a second pass as ssh does', async () => {
+    const blocks = await parseSshConfig([
+      'Match host *.internal final',
+      '  ProxyJump gw.example.org',
+      'Match !final',
+      '  Port 2022',
+      'Host db',
+      '  HostName db.internal',
+      'Match final',
+      '  User final-user',
+      '  Port 3033',
+    ].join('\n'));
+    assert.deepEqual(resolveSshHost(blocks, 'db', { home: '/h', localUser: 'a' }), {
+      port: 2022, hostName: 'db.internal', user: 'final-user', proxyJump: 'gw.example.org', identityFiles: [],
+    });
+    const plain = await parseSshConfig('Match final\n  User late\nHost *\n  User early\n');
+    assert.equal(resolveSshHost(plain, 'x', { home: '/h', localUser: 'a' }).user, 'early', 'the first pass comes first');
+  });
+
   it('parses jump hosts as ssh -J does', () => {
     assert.deepEqual(parseJumpHosts('ada@bastion:2222,ssh://[::1]:22,gw', '-J'), [
       { host: 'bastion', user: 'ada', port: 2222 }, { host: '::1', port: 22 }, { host: 'gw' },

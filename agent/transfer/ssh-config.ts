@@ -7,10 +7,11 @@ import { isAbsolute, join } from 'node:path';
  * winning, every matching `IdentityFile` tried in order.
  *
  * Understood: `Host` blocks (patterns with `*`, `?` and `!negation`), `Match` blocks on `all`,
- * `host`, `originalhost`, `user` and `localuser` (each may be negated with `!`), `Include` (globs,
- * relative to `~/.ssh` or `/etc/ssh`, conditional when inside a block, 16 levels deep at most),
- * `HostName`, `Port`, `User`, `IdentityFile`, `IdentitiesOnly`, `ProxyJump`. A `Match` on anything
- * else (`exec`, `canonical`, `final`, `localnetwork`, `tagged`) never applies: its settings are
+ * `final`, `host`, `originalhost`, `user` and `localuser` (each may be negated with `!`; as in
+ * OpenSSH, a config with `Match final` is read a second time, where those blocks apply), `Include`
+ * (globs, relative to `~/.ssh` or `/etc/ssh`, conditional when inside a block, 16 levels deep at
+ * most), `HostName`, `Port`, `User`, `IdentityFile`, `IdentitiesOnly`, `ProxyJump`. A `Match` on
+ * anything else (`exec`, `canonical`, `localnetwork`, `tagged`) never applies: its settings are
  * skipped rather than misapplied, and ferry never runs a command named in a config file.
  */
 
@@ -24,7 +25,7 @@ export interface SshHostConfig {
   proxyJump?: string;
 }
 
-type MatchCriterion = { negate: boolean; name: 'all' } | { negate: boolean; name: 'host' | 'originalhost' | 'user' | 'localuser'; patterns: string[] };
+type MatchCriterion = { negate: boolean; name: 'all' | 'final' } | { negate: boolean; name: 'host' | 'originalhost' | 'user' | 'localuser'; patterns: string[] };
 
 /** When a block applies: a Host line, a Match line, or never (a Match on something not understood). */
 type Condition = { kind: 'host'; patterns: string[] } | { kind: 'match'; criteria: MatchCriterion[] } | { kind: 'never' };
@@ -54,7 +55,7 @@ function parseMatch(args: string[]): Condition {
     const word = args[i]!.toLowerCase();
     const negate = word.startsWith('!');
     const name = negate ? word.slice(1) : word;
-    if (name === 'all') {
+    if (name === 'all' || name === 'final') {
       criteria.push({ negate, name });
       continue;
     }
@@ -189,13 +190,15 @@ interface LookupEnv {
 export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupEnv): SshHostConfig {
   const found: SshHostConfig = { identityFiles: [] };
   const rawIdentities: string[] = [];
+  let finalPass = false;
   const holds = (condition: Condition): boolean => {
     if (condition.kind === 'never') return false;
     if (condition.kind === 'host') return hostMatches(condition.patterns, host);
     return condition.criteria.every((criterion) => {
       let result: boolean;
       if (criterion.name === 'all') result = true;
-      else {
+      else if (criterion.name === 'final') result = finalPass;
+      else if ('patterns' in criterion) {
         const subject = {
           host: found.hostName?.replace(/%h/g, host) ?? host,
           originalhost: host,
@@ -203,12 +206,13 @@ export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupE
           localuser: env.localUser,
         }[criterion.name];
         result = hostMatches(criterion.patterns, subject);
+      } else {
+        result = false;
       }
       return criterion.negate ? !result : result;
     });
   };
-  for (const block of blocks) {
-    if (!block.when.every(holds)) continue;
+  const apply = (block: ConfigBlock) => {
     for (const [keyword, value] of block.settings) {
       switch (keyword) {
         case 'hostname':
@@ -235,6 +239,19 @@ export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupE
           break;
       }
     }
+  };
+  const applied = new Set<ConfigBlock>();
+  for (const block of blocks) {
+    if (!block.when.every(holds)) continue;
+    apply(block);
+    applied.add(block);
+  }
+  // OpenSSH reads the config again when a block asks for the final pass: first values stay, and
+  // the blocks that match now (`Match final`, a `Match host` on a HostName set late) add theirs.
+  const wantsFinal = blocks.some((b) => b.when.some((c) => c.kind === 'match' && c.criteria.some((k) => k.name === 'final')));
+  if (wantsFinal) {
+    finalPass = true;
+    for (const block of blocks) if (!applied.has(block) && block.when.every(holds)) apply(block);
   }
   const hostName = found.hostName ? found.hostName.replace(/%h/g, host) : host;
   if (found.hostName) found.hostName = hostName;
