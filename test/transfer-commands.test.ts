@@ -196,6 +196,14 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
       expectExitCode(refused, 20, 'the jump host cannot reach the destination');
       assertOneLineError(refused, /jump host .* could not open a connection to .*:1/);
       expectExitCode(await traveller.run(['ls', '-J', 'a b', `sftp://${sshd.host}/`]), 2, 'a malformed -J');
+
+      // FERRY_PASSWORD is the destination's: a jump host that wants a password is not sent it.
+      // (As "localhost", no block of the config gives the jump host a key.)
+      const passwordJump = await traveller.run(['ls', '--accept-new', '-J', `${PASSWORD_USER}@localhost:${proxy.port}`, `sftp://${sshd.user}@${sshd.host}:${sshd.port}${remote}`], {
+        env: { FERRY_PASSWORD: world.sshd.password! },
+      });
+      expectExitCode(passwordJump, 21, 'a jump host that wants a password, without a terminal');
+      assertOneLineError(passwordJump, new RegExp(`jump host ${PASSWORD_USER}@.* refused the login \\(no key, agent or password to offer: .*FERRY_PASSWORD are the destination's\\)`));
     } finally {
       await proxy.close();
     }

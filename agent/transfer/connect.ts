@@ -60,6 +60,8 @@ export interface Endpoint {
   label: string;
   /** Jump hosts to go through, in order (ProxyJump, `-J`); empty for a direct connection. */
   jumps: Endpoint[];
+  /** Whether this is a jump host on the way to the destination. */
+  isJump: boolean;
 }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
@@ -118,6 +120,7 @@ async function resolveHost(
     useAgent: !!options.sshAuthSock && !config.identitiesOnly,
     label,
     jumps,
+    isJump: wanted.jumpHost === true,
   };
 }
 
@@ -329,7 +332,10 @@ export class Connector {
         if (settled) return; // after ready: 'close' follows and the channel's requests fail
         if (hostKeyProblem) return fail(hostKeyProblem);
         if (err.level === 'client-authentication') {
-          const what = tried.length ? `tried ${[...new Set(tried)].join(', ')}` : 'no key, agent or password to offer (use -i KEY or set FERRY_PASSWORD)';
+          const hint = endpoint.isJump
+            ? 'give it an IdentityFile in ~/.ssh/config, or run on a terminal to be asked its password; -i and FERRY_PASSWORD are the destination\'s'
+            : 'use -i KEY or set FERRY_PASSWORD';
+          const what = tried.length ? `tried ${[...new Set(tried)].join(', ')}` : `no key, agent or password to offer: ${hint}`;
           return fail(new AgentError('AUTH', `${endpoint.label} refused the login (${what})`));
         }
         if (err.level === 'client-timeout') return fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: no answer in time`));
