@@ -170,6 +170,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
         'Host inside', `  HostName ${sshd.host}`, `  Port ${sshd.port}`, '  ProxyJump bastion', '',
         `Match originalhost inside,bastion,${sshd.host}`, `  User ${sshd.user}`, `  IdentityFile ${sshd.clientKey}`, '',
         'Match exec "touch /tmp/ferry-must-not-run"', '  User nobody', '',
+        'Host viacommand', `  HostName ${sshd.host}`, '  ProxyCommand nc %h %p', '',
       ].join('\n'));
       writeFileSync(join(ssh, 'config.d', 'bastion.conf'), ['Host bastion', `  HostName ${sshd.host}`, `  Port ${proxy.port}`, ''].join('\n'));
       const remote = folder();
@@ -196,6 +197,9 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
       expectExitCode(refused, 20, 'the jump host cannot reach the destination');
       assertOneLineError(refused, /jump host .* could not open a connection to .*:1/);
       expectExitCode(await traveller.run(['ls', '-J', 'a b', `sftp://${sshd.host}/`]), 2, 'a malformed -J');
+      const viaCommand = await traveller.run(['ls', `viacommand:${remote}`]);
+      expectExitCode(viaCommand, 2, 'a host reached through ProxyCommand is refused, not connected to directly');
+      assertOneLineError(viaCommand, /through ProxyCommand, which ferry does not run: use ProxyJump/);
 
       // FERRY_PASSWORD is the destination's: a jump host that wants a password is not sent it.
       // (As "localhost", no block of the config gives the jump host a key.)

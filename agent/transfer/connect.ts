@@ -101,6 +101,12 @@ async function resolveHost(
   }
   const label = `${wanted.jumpHost ? 'jump host ' : ''}${user}@${host}${port === SSH.defaultPort ? '' : `:${port}`}`;
   const jumpSpec = jumpFlag ?? config.proxyJump;
+  // OpenSSH takes whichever of ProxyJump and ProxyCommand comes first; ferry does not run commands
+  // from a config file, and connecting straight to a host meant to be reached through one could go
+  // where the user's network does not intend: refuse, saying what would work.
+  if (jumpSpec === undefined && config.proxyCommand !== undefined && config.proxyCommand.toLowerCase() !== 'none') {
+    throw new AgentError('USAGE', `the ssh config reaches ${wanted.host} through ProxyCommand, which ferry does not run: use ProxyJump (or -J) for it, or "ProxyCommand none" in a Host block for ferry's use`);
+  }
   const jumps: Endpoint[] = [];
   if (jumpSpec !== undefined && jumpSpec.toLowerCase() !== 'none') {
     const what = jumpFlag !== undefined ? '-J' : `the ProxyJump of ${wanted.host} in the ssh config`;

@@ -23,6 +23,8 @@ export interface SshHostConfig {
   identitiesOnly?: boolean;
   /** `ProxyJump` as written (`none` included: it switches jumping off). */
   proxyJump?: string;
+  /** `ProxyCommand` as written: ferry does not run it, and says so rather than go around it. */
+  proxyCommand?: string;
 }
 
 type MatchCriterion = { negate: boolean; name: 'all' | 'final' } | { negate: boolean; name: 'host' | 'originalhost' | 'user' | 'localuser'; patterns: string[] };
@@ -234,6 +236,9 @@ export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupE
           break;
         case 'proxyjump':
           found.proxyJump ??= value;
+          break;
+        case 'proxycommand':
+          found.proxyCommand ??= value;
           break;
         default:
           break;
