@@ -171,6 +171,7 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
         `Match originalhost inside,bastion,${sshd.host}`, `  User ${sshd.user}`, `  IdentityFile ${sshd.clientKey}`, '',
         'Match exec "touch /tmp/ferry-must-not-run"', '  User nobody', '',
         'Host viacommand', `  HostName ${sshd.host}`, '  ProxyCommand nc %h %p', '',
+        'Host loop', '  ProxyJump loop', '',
       ].join('\n'));
       writeFileSync(join(ssh, 'config.d', 'bastion.conf'), ['Host bastion', `  HostName ${sshd.host}`, `  Port ${proxy.port}`, ''].join('\n'));
       const remote = folder();
@@ -200,6 +201,9 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
       const viaCommand = await traveller.run(['ls', `viacommand:${remote}`]);
       expectExitCode(viaCommand, 2, 'a host reached through ProxyCommand is refused, not connected to directly');
       assertOneLineError(viaCommand, /through ProxyCommand, which ferry does not run: use ProxyJump/);
+      const loop = await traveller.run(['ls', `loop:${remote}`]);
+      expectExitCode(loop, 2, 'a ProxyJump that leads back to itself');
+      assertOneLineError(loop, /more than 8 jump hosts on the way to loop/);
 
       // FERRY_PASSWORD is the destination's: a jump host that wants a password is not sent it.
       // (As "localhost", no block of the config gives the jump host a key.)
