@@ -66,6 +66,10 @@ function networkReason(err: unknown, timeoutMs: number): string {
   const code = (err as { code?: unknown }).code;
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code === 'ENOTFOUND') return 'unknown host name';
+  // TLS: an untrusted, expired or misnamed certificate is refused, and says so in words.
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) {
+    return `its TLS certificate was refused: ${err instanceof Error ? err.message : code}`;
+  }
   if (typeof code === 'string') return code;
   return err instanceof Error ? err.message : String(err);
 }

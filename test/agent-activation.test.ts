@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,8 +31,8 @@ class Machine {
   readonly home = tempDir('ferry-home-');
   readonly id = `machine-${randomBytes(8).toString('hex')}`;
 
-  run(args: string[], options: { now?: number } = {}): Promise<Run> {
-    const env: Record<string, string | undefined> = { ...process.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
+  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
+    const env: Record<string, string | undefined> = { ...process.env, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
     delete env.FERRY_SERVER;
     delete env.FERRY_NOW;
     if (options.now !== undefined) env.FERRY_NOW = String(options.now);
@@ -87,6 +88,38 @@ async function usageKinds(server: TestServer, activationId: number): Promise<str
   } finally {
     await db.end();
   }
+}
+
+/**
+ * An https front for the test server, with a self-signed certificate for 127.0.0.1 made by openssl
+ * for this run: a license server reached over TLS, as in production.
+ */
+async function startHttpsProxy(target: string): Promise<{ url: string; certFile: string; requests(): number; close(): Promise<void> }> {
+  const dir = tempDir('ferry-tls-');
+  const keyFile = join(dir, 'key.pem');
+  const certFile = join(dir, 'cert.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'ignore' });
+  let count = 0;
+  const upstream = new URL(target);
+  const server = createHttpsServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (req, res) => {
+    count++;
+    const forward = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    certFile,
+    requests: () => count,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** A loopback port where nothing listens: a license server that is down. */
@@ -334,6 +367,22 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const run = await new Machine().run(['activate', '--trial', '--server', dead]);
       expectExitCode(run, 15, 'activate --trial against a dead port');
       assert.equal(run.stderr, `ferry: cannot reach the license server at ${dead} (connection refused)\n`);
+    });
+
+    it('talks to a license server over https when it trusts the certificate, and refuses it otherwise', async () => {
+      const proxy = await startHttpsProxy(server.url);
+      try {
+        const untrusted = await new Machine().run(['activate', '--trial', '--server', proxy.url]);
+        expectExitCode(untrusted, 15, 'activate against a self-signed certificate');
+        assertOneLineError(untrusted, /cannot reach the license server at https:\/\/127\.0\.0\.1:\d+ \(its TLS certificate was refused: self-signed certificate\)/);
+        const machine = new Machine();
+        const trusted = await machine.run(['activate', '--trial', '--server', proxy.url], { env: { NODE_EXTRA_CA_CERTS: proxy.certFile } });
+        expectExitCode(trusted, 0, 'activate over https with the certificate trusted');
+        assert.equal(machine.license().server, proxy.url);
+        assert.ok(proxy.requests() >= 1, 'the activation went through the https server');
+      } finally {
+        await proxy.close();
+      }
     });
 
     it('keeps the license on deactivate, so that the seat can still be freed later', async () => {

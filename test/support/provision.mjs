@@ -64,7 +64,11 @@ for (const [binary, pkg] of [['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/ss
     missing.push(`${binary} is missing: install the Debian package ${pkg} (.ci/run does); the transfer tests run a real sshd`);
   }
 }
+// The https license-server test makes its self-signed certificate with openssl.
+if (!existsSync('/usr/bin/openssl')) {
+  missing.push('/usr/bin/openssl is missing: install the Debian package openssl (.ci/run does); the https test makes a certificate with it');
+}
 
 for (const problem of missing) console.error(`provision: ${problem}`);
-if (missing.length === 0) console.log('provision: Chromium and sshd are installed');
+if (missing.length === 0) console.log('provision: Chromium, sshd and openssl are installed');
 process.exitCode = missing.length > 0 ? 1 : 0;
