@@ -256,10 +256,10 @@ async function pipelinedWrite(
 // ---------------------------------------------------------------- download
 
 /**
- * Read buffers the sinks are done with, read into again by every download (PIPELINE.chunkBytes each): a
- * large download allocates a few MiB, not its own size, and 2,000 small ones do not allocate a
- * buffer each; the garbage collector stays out of the way. Bounded: what the reads in flight of
- * `maxParallel` files can hold.
+ * Read buffers the sinks are done with (PIPELINE.chunkBytes each), read into again by every
+ * download: a large download allocates a few MiB, not its own size, and 2,000 small ones do not
+ * allocate a buffer each, so the garbage collector stays out of the way. At most 256 are kept
+ * (8 MiB): the reads in flight of four large files; more would only hold memory after a burst.
  */
 const spareChunks: Buffer[] = [];
 const MAX_SPARE_CHUNKS = 4 * PIPELINE.requestsInFlight;
