@@ -163,3 +163,28 @@ describe('transfers that survive: atomic uploads, lost connections, resume', fun
     assert.ok(readFileSync(join(local, 'r2.bin')).equals(data));
   });
 });
+
+describe('transfers across new session keys', function () {
+  this.timeout(90_000);
+  let world: World;
+  let user: FerryUser;
+  before(async () => {
+    // sshd renews the session keys after every MiB, in both directions: key exchanges happen
+    // mid-transfer, while a direct connection reads into its reused receive buffers.
+    world = await startWorld({ rekeyLimit: '1M' });
+    user = await FerryUser.create(world);
+  });
+  after(() => world?.close());
+
+  it('moves files up and down byte for byte while the keys are renewed every MiB', async () => {
+    const remote = folder();
+    const local = folder();
+    randomFile(join(remote, 'down.bin'), 12 * MiB + 1234);
+    randomFile(join(local, 'up.bin'), 12 * MiB + 4321);
+    for (let i = 0; i < 40; i++) randomFile(join(remote, `small-${i}.bin`), 50_000 + i);
+    expectExitCode(await user.run(['get', '-r', user.url(`${remote}/`), `${local}/got/`]), 0, 'get -r across rekeys');
+    for (const name of readdirSync(remote)) assert.equal(sha256(join(local, 'got', name)), sha256(join(remote, name)), name);
+    expectExitCode(await user.run(['put', join(local, 'up.bin'), user.url(`${remote}/`)]), 0, 'put across rekeys');
+    assert.equal(sha256(join(remote, 'up.bin')), sha256(join(local, 'up.bin')));
+  });
+});

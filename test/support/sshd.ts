@@ -46,6 +46,8 @@ export interface SshdOptions {
   subsystem?: 'internal-sftp' | 'sftp-server';
   /** Key types of the host keys, in the order sshd offers them. */
   hostKeyTypes?: ('ed25519' | 'ecdsa' | 'rsa')[];
+  /** sshd's RekeyLimit (e.g. `1M`): new session keys after that much data, mid-transfer. */
+  rekeyLimit?: string;
 }
 
 function keygen(type: string, file: string, comment: string): void {
@@ -147,6 +149,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     'UseDNS no',
     'LogLevel ERROR',
     `Subsystem sftp ${subsystem}`,
+    ...(options.rekeyLimit ? [`RekeyLimit ${options.rekeyLimit}`] : []),
     '',
   ].join('\n');
   const configFile = join(dir, 'sshd_config');
