@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseJumpHosts, parseLocation } from '../agent/transfer/url.js';
-import { expandGlob, hostMatches, lookupSshConfig, parseSshConfig, resolveSshHost } from '../agent/transfer/ssh-config.js';
+import { expandGlob, hostMatches, parseSshConfig, readSshConfig, resolveSshHost } from '../agent/transfer/ssh-config.js';
 import { keysFor } from '../agent/transfer/known-hosts.js';
 import { openDb } from './support/server.js';
 import { freePort } from './support/processes.js';
@@ -172,21 +172,21 @@ describe('transfer arguments and OpenSSH files (unit)', () => {
     ].join('\n'));
     const system = join(home, 'ssh_config');
     writeFileSync(system, 'Host *\n  IdentityFile ~/.ssh/system_key\n  User system\n');
-    const files = { user: join(ssh, 'config'), system };
-    const web = await lookupSshConfig(files, 'web', { home, localUser: 'ada' });
+    const config = await readSshConfig({ user: join(ssh, 'config'), system }, home);
+    const web = resolveSshHost(config, 'web', { home, localUser: 'ada' });
     assert.deepEqual(web, {
       user: 'from-include', hostName: 'web.example.org', proxyJump: 'bastion.example.org:2222', port: 2201,
       identityFiles: [join(ssh, 'system_key')],
     }, 'the include inside "Host web" applies to web, in place (its "Host other" block does not); "Match host" sees the HostName; globbed files in order');
-    const other = await lookupSshConfig(files, 'other', { home, localUser: 'ada' });
+    const other = resolveSshHost(config, 'other', { home, localUser: 'ada' });
     assert.equal(other.user, 'system', 'the include inside "Host web" does not apply to other hosts; the system file comes last');
     assert.equal(other.proxyJump, undefined);
     assert.equal(other.port, 2201);
-    const asRoot = await lookupSshConfig(files, 'web', { home, localUser: 'ada', user: 'root' });
+    const asRoot = resolveSshHost(config, 'web', { home, localUser: 'ada', user: 'root' });
     assert.equal(asRoot.proxyJump, undefined, '"!user root" rules the block out for the user given on the command line');
     assert.deepEqual(await expandGlob(join(ssh, 'conf.d', '*.conf')), [join(ssh, 'conf.d', 'a.conf'), join(ssh, 'conf.d', 'b.conf')]);
     assert.deepEqual(await expandGlob(join(ssh, 'nothing-*')), []);
-    assert.equal((await lookupSshConfig({ user: join(home, 'none'), system: join(home, 'none') }, 'web', { home, localUser: 'ada' })).hostName, undefined);
+    assert.deepEqual(await readSshConfig({ user: join(home, 'none'), system: join(home, 'none') }, home), [], 'no files, no settings');
 
     // An Include that includes itself stops at 16 levels instead of hanging.
     writeFileSync(join(ssh, 'loop'), 'Include loop\nPort 1\n');

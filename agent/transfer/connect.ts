@@ -13,7 +13,7 @@ import {
   fingerprintOf, judgeHostKey, keyTypeOf, keyTypeOfAlgorithm, knownHostsName, type KnownHosts, type KnownKey,
 } from './known-hosts.js';
 import type { SecretPrompt } from './prompt.js';
-import { defaultSshConfigFiles, lookupSshConfig, type SshConfigFiles } from './ssh-config.js';
+import { defaultSshConfigFiles, readSshConfig, resolveSshHost, type ConfigBlock } from './ssh-config.js';
 import { parseJumpHosts, type RemoteTarget, type SiteDefinition } from './url.js';
 
 const { Client, utils } = ssh2;
@@ -42,8 +42,6 @@ export interface ConnectOptions {
   prompt: SecretPrompt | null;
   knownHosts: KnownHosts;
   sites: Record<string, SiteDefinition>;
-  /** OpenSSH's configuration files (default: ~/.ssh/config and /etc/ssh/ssh_config). */
-  sshConfig?: SshConfigFiles;
   /** Notices for stderr (a recorded host key, a skipped key). */
   notice: (message: string) => void;
 }
@@ -75,18 +73,19 @@ export async function resolveEndpoint(target: RemoteTarget, options: ConnectOpti
     if (!existsSync(file)) throw new AgentError('USAGE', `identity file ${file}: no such file`);
   }
   const user = target.user ?? site?.user;
-  return resolveHost({ host: target.host, port: target.port ?? options.port ?? site?.port, user, explicit }, options, options.jump, 0);
+  const sshConfig = await readSshConfig(defaultSshConfigFiles(options.home), options.home);
+  return resolveHost({ host: target.host, port: target.port ?? options.port ?? site?.port, user, explicit }, sshConfig, options, options.jump, 0);
 }
 
 /**
  * One host through the ssh config. As in OpenSSH, flags given for the destination (`-i`, `-P`, a
  * site's key) do not apply to jump hosts: those are configured in ~/.ssh/config.
  */
-async function resolveHost(
+function resolveHost(
   wanted: { host: string; port: number | undefined; user: string | undefined; explicit: string[]; jumpHost?: boolean },
-  options: ConnectOptions, jumpFlag: string | undefined, depth: number,
-): Promise<Endpoint> {
-  const config = await lookupSshConfig(options.sshConfig ?? defaultSshConfigFiles(options.home), wanted.host, {
+  sshConfig: ConfigBlock[], options: ConnectOptions, jumpFlag: string | undefined, depth: number,
+): Endpoint {
+  const config = resolveSshHost(sshConfig, wanted.host, {
     home: options.home, localUser: options.localUser, ...(wanted.user !== undefined ? { user: wanted.user } : {}),
   });
   const host = config.hostName ?? wanted.host;
@@ -114,7 +113,7 @@ async function resolveHost(
     if (depth + hops.length > MAX_JUMPS) throw new AgentError('USAGE', `more than ${MAX_JUMPS} jump hosts on the way to ${wanted.host}: does a ProxyJump in the ssh config lead back to itself?`);
     for (const [i, hop] of hops.entries()) {
       // The first hop may have a ProxyJump of its own; later ones are reached through the hop before.
-      const resolved = await resolveHost({ host: hop.host, port: hop.port, user: hop.user, explicit: [], jumpHost: true }, options, i === 0 ? undefined : 'none', depth + hops.length);
+      const resolved = resolveHost({ host: hop.host, port: hop.port, user: hop.user, explicit: [], jumpHost: true }, sshConfig, options, i === 0 ? undefined : 'none', depth + hops.length);
       jumps.push(...resolved.jumps, { ...resolved, jumps: [] });
     }
   }

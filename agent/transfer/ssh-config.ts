@@ -265,7 +265,7 @@ export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupE
   return found;
 }
 
-/** Where `ssh` reads its configuration; tests point `system` elsewhere. */
+/** Where `ssh` reads its configuration: the user's file, then the system's. */
 export interface SshConfigFiles {
   user: string;
   system: string;
@@ -275,12 +275,15 @@ export function defaultSshConfigFiles(home: string): SshConfigFiles {
   return { user: join(home, '.ssh', 'config'), system: '/etc/ssh/ssh_config' };
 }
 
-/** The user's and then the system's configuration for `host`; a missing file has no settings. */
-export async function lookupSshConfig(files: SshConfigFiles, host: string, env: LookupEnv): Promise<SshHostConfig> {
+/**
+ * The user's and then the system's configuration, includes read in place; a missing file has no
+ * settings. Read once per command: the destination and its jump hosts are each looked up in it.
+ */
+export async function readSshConfig(files: SshConfigFiles, home: string): Promise<ConfigBlock[]> {
   const blocks: ConfigBlock[] = [];
-  for (const [file, base] of [[files.user, join(env.home, '.ssh')], [files.system, '/etc/ssh']] as const) {
+  for (const [file, base] of [[files.user, join(home, '.ssh')], [files.system, '/etc/ssh']] as const) {
     const text = await readFile(file, 'utf8').catch(() => null);
-    if (text !== null) blocks.push(...(await parseSshConfig(text, { home: env.home, base, read: expandGlob })));
+    if (text !== null) blocks.push(...(await parseSshConfig(text, { home, base, read: expandGlob })));
   }
-  return resolveSshHost(blocks, host, env);
+  return blocks;
 }
