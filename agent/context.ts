@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
+import { buildInfo } from './build-info.js';
 import { readClock, parseFerryNow, type ClockReading } from './clock.js';
 import { AgentError } from './errors.js';
 import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
@@ -97,10 +97,9 @@ export interface ContextOptions {
   terminal?: Terminal | null;
 }
 
-/** `version` from the package.json next to the compiled agent (dist/agent/… → ../../package.json). */
+/** This build's version (see build-info.ts). */
 export function readAgentVersion(): string {
-  const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-  return typeof packageJson.version === 'string' ? packageJson.version : 'unknown';
+  return buildInfo().version;
 }
 
 async function configuredServer(paths: HomePaths): Promise<string | undefined> {
