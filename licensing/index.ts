@@ -3,3 +3,4 @@ export * from './fingerprint.js';
 export * from './key.js';
 export * from './policy.js';
 export * from './token.js';
+export * from './trust.js';
