@@ -1,3 +1,5 @@
+import { printable } from '../terminal-text.js';
+
 /**
  * Asking the person at the terminal for a secret (a password, a key's passphrase) without echoing
  * it. Only on a terminal: scripts give FERRY_PASSWORD / FERRY_KEY_PASSPHRASE instead, and a
@@ -15,7 +17,8 @@ export function terminalPrompt(terminal: Terminal | null): SecretPrompt | null {
   return (question) =>
     new Promise((resolve, reject) => {
       const { input, output } = terminal;
-      output.write(question);
+      // The question names a host and a key file from the user's configuration: no raw controls.
+      output.write(printable(question));
       input.setRawMode(true);
       input.resume();
       let answer = '';
