@@ -28,7 +28,8 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+  // Rates are fractions too: whole bytes below a KiB (`266 B/s`, not `266.6666666666667 B/s`).
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
 }
 
 function formatDuration(seconds: number): string {
