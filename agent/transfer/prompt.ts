@@ -17,9 +17,10 @@ export function terminalPrompt(terminal: Terminal | null): SecretPrompt | null {
   return (question) =>
     new Promise((resolve, reject) => {
       const { input, output } = terminal;
+      // Echo off before the question shows: an answer typed the moment it appears is not echoed.
+      input.setRawMode(true);
       // The question names a host and a key file from the user's configuration: no raw controls.
       output.write(printable(question));
-      input.setRawMode(true);
       input.resume();
       let answer = '';
       const finish = (error?: Error) => {
