@@ -2,18 +2,20 @@
  * Text that came from elsewhere (a file name, an SFTP server's error message, a path on the
  * command line) on its way to a person's terminal. A terminal obeys what it is sent: an escape
  * sequence in a file name can retitle the window, clear the screen or move the cursor, a newline
- * or carriage return can forge a line of a listing, and a bidi override makes `exe.txt` read as
- * `txt.exe`. So every such text is shown through `printable`, which writes what a terminal would
- * act on as JavaScript-style escapes:
+ * or carriage return can forge a line of a listing, and a bidi override makes `report<U+202E>txt.exe`
+ * show as `reportexe.txt`. So every such text is shown through `printable`, which writes what a
+ * terminal would act on as JavaScript-style escapes:
  *
- *   `\`                               `\\`  (so that an escape ferry wrote never looks like a name's text)
- *   LF, CR, TAB                       `\n`, `\r`, `\t`
- *   other C0 controls, ESC, DEL, C1   `\x00`…`\x1f`, `\x7f`, `\x80`…`\x9f` (the code point, not a byte)
- *   bidi controls, line separators    `\u061c`, `\u200e`, `\u200f`, `\u202a`…`\u202e`, `\u2066`…`\u2069`,
- *   and lone surrogates               `\u2028`, `\u2029`, `\ud800`…`\udfff`
+ *   the backslash itself                     `\\`
+ *   LF, CR, TAB                              `\n`, `\r`, `\t`
+ *   other C0 controls (ESC…), DEL, C1        `\x1b`, `\x7f`, `\x9b`: two hex digits of the code point
+ *   bidi marks, embeddings, overrides and    `\u061c`, `\u200e`, `\u200f`, `\u202a`…`\u202e`,
+ *   isolates; line/paragraph separators;     `\u2066`…`\u2069`, `\u2028`, `\u2029`,
+ *   a surrogate without its pair             `\ud800`…`\udfff`
  *
- * The result reads back unambiguously: every backslash starts an escape. Everything else
- * (printable Unicode, spaces) is kept, so ordinary names look as they are. JSON output keeps the
+ * The result reads back unambiguously: every backslash in it starts an escape, so a name that
+ * really holds the four characters `\x1b` shows as `\\x1b`. Everything else (letters of any
+ * script, spaces, symbols) is kept, so ordinary names look as they are. JSON output keeps the
  * exact text instead: see `jsonLine`.
  */
 
