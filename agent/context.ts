@@ -6,6 +6,7 @@ import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFi
 import { detectLocale } from './locale.js';
 import { identifyMachine, type MachineIdentity } from './machine.js';
 import { normalizeServerUrl } from './server-client.js';
+import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
 
 type Env = Record<string, string | undefined>;
@@ -21,9 +22,9 @@ export interface AgentContext {
   /** `linux-x64`… sent at activation, so support can tell which build a machine runs. */
   platform: string;
   agentVersion: string;
-  /** A line for stdout: the command's result. */
+  /** A line for stdout: the command's result, as given (text from elsewhere is the caller's to escape, JSON is `jsonLine`). */
   out(line: string): void;
-  /** A line for stderr, `ferry: …`: warnings and notices that are not the result. */
+  /** A line for stderr, `ferry: …`: warnings and notices that are not the result (escaped with `printable`). */
   notice(message: string): void;
   machine(): Promise<MachineIdentity>;
   /**
@@ -125,7 +126,8 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     throw new AgentError('USAGE', `cannot create the ferry home ${paths.dir} (set FERRY_HOME elsewhere?): ${(err as Error).message}`);
   }
   const wallNow = env.FERRY_NOW?.trim() ? parseFerryNow(env.FERRY_NOW) : Date.now();
-  const notice = (message: string) => options.stderr(`ferry: ${message}\n`);
+  // Notices name files and quote servers: shown through printable, always one line each.
+  const notice = (message: string) => options.stderr(`ferry: ${printable(message)}\n`);
 
   let machine: Promise<MachineIdentity> | undefined;
   const alongside: Promise<void>[] = [];

@@ -1,4 +1,5 @@
 import { exitCodeOf, type ExitName } from './exit-codes.js';
+import { printable } from './terminal-text.js';
 
 /**
  * An error the user can act on: the exit code it ends the command with, and one line saying why
@@ -22,13 +23,18 @@ export interface Failure {
   message: string;
 }
 
-/** What the user sees when a command fails: never a stack trace, always one line. */
+/**
+ * What the user sees when a command fails: never a stack trace, always one line. Messages carry
+ * paths and servers' words, so they are shown through `printable` (a newline in a file name
+ * shows as `\n`, not as a second line).
+ */
 export function describeFailure(err: unknown): Failure {
-  if (err instanceof AgentError) return { exitCode: err.exitCode, message: oneLine(err.message) };
+  if (err instanceof AgentError) return { exitCode: err.exitCode, message: printable(err.message.trim()) };
   const message = err instanceof Error ? err.message : String(err);
-  return { exitCode: exitCodeOf('INTERNAL'), message: `internal error: ${oneLine(message)}` };
+  return { exitCode: exitCodeOf('INTERNAL'), message: `internal error: ${printable(oneLine(message))}` };
 }
 
-function oneLine(text: string): string {
+/** Node's and commander's messages may span lines: those breaks are layout, not content. */
+export function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }

@@ -3,9 +3,10 @@ import type { ActivateOptions } from './commands/activation.js';
 import type { ListFlags, MkdirFlags, SyncFlags } from './commands/transfer.js';
 import type { TransferFlags } from './transfer/settings.js';
 import { createContext, readAgentVersion, type AgentContext } from './context.js';
-import { describeFailure } from './errors.js';
+import { describeFailure, oneLine } from './errors.js';
 import { exitCodeOf, exitCodeTable } from './exit-codes.js';
 import { formatTime } from './format.js';
+import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
 
 /**
@@ -71,7 +72,8 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     .configureOutput({
       writeOut: io.stdout,
       writeErr: io.stderr,
-      outputError: (message, write) => write(`ferry: ${message.replace(/^error: /, '').trim()} (see "ferry --help")\n`),
+      // The message quotes the arguments, which may hold anything: one line, through printable.
+      outputError: (message, write) => write(`ferry: ${printable(oneLine(message.replace(/^error: /, '')))} (see "ferry --help")\n`),
     })
     .addHelpText('after', helpFooter());
 

@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { requireLicense } from '../license.js';
+import { jsonLine, printable } from '../terminal-text.js';
 import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
 import { expandGlob, isPartFile, planCopy, resolveSources } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
@@ -168,10 +169,11 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
   await requireLicense(ctx, 'ls');
   const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
   await withRemote(remote, async () => {
+    // Names are the server's: JSON keeps them exact, a listing for people shows them printable.
     const print = (entry: Entry, name: string) => {
-      if (flags.json) ctx.out(JSON.stringify({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
-      else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${name}${entry.type === 'dir' ? '/' : ''}`);
-      else ctx.out(`${name}${entry.type === 'dir' ? '/' : ''}`);
+      if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
+      else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
+      else ctx.out(`${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
     };
     for (const location of locations) {
       for (const path of await expandGlob(remote.side, location.path)) {
@@ -206,7 +208,7 @@ export async function mkdir(ctx: AgentContext, args: string[], flags: MkdirFlags
       }
       if (flags.parents) await remote.side.mkdir(path);
       else await remote.fs.mkdir(path);
-      if (flags.json) ctx.out(JSON.stringify({ event: 'mkdir', path }));
+      if (flags.json) ctx.out(jsonLine({ event: 'mkdir', path }));
     }
   });
 }
@@ -225,7 +227,7 @@ export async function rm(ctx: AgentContext, args: string[], flags: TransferFlags
         if (isDir && !flags.recursive) throw new AgentError('USAGE', `${path} is a folder: use -r to remove it and everything in it`);
         if (posix.normalize(path) === '/' ) throw new AgentError('USAGE', 'refusing to remove /');
         await remote.side.remove({ path, type: isDir ? 'dir' : 'file', size: 0, mtime: 0, mode: 0 });
-        if (flags.json) ctx.out(JSON.stringify({ event: 'removed', path }));
+        if (flags.json) ctx.out(jsonLine({ event: 'removed', path }));
       }
     }
   });
@@ -253,7 +255,7 @@ export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags
       if (!(await remote.side.stat(path))) throw new AgentError('NOT_FOUND', `${path}: no such file or folder`);
       const target = intoFolder ? posix.join(dest.path, posix.basename(path)) : dest.path;
       await remote.fs.replace(path, target);
-      if (flags.json) ctx.out(JSON.stringify({ event: 'moved', from: path, to: target }));
+      if (flags.json) ctx.out(jsonLine({ event: 'moved', from: path, to: target }));
     }
   });
 }
@@ -277,13 +279,15 @@ async function eachLimited<T>(items: T[], limit: number, work: (item: T, slot: n
   }));
 }
 
+/** A line of the dry-run plan; the names come from both sides' listings. */
 function describeAction(action: SyncAction): string {
+  const name = printable(action.relative);
   switch (action.action) {
-    case 'mkdir': return `mkdir  ${action.relative}/`;
-    case 'copy': return `copy   ${action.relative} (${action.reason === 'new' ? 'new' : `${action.reason} differs`}, ${formatBytes(action.size)})`;
-    case 'compare': return `compare ${action.relative}`;
-    case 'delete': return `delete ${action.relative}${action.type === 'dir' ? '/' : ''}`;
-    case 'conflict': return `skip   ${action.relative}: ${action.reason}`;
+    case 'mkdir': return `mkdir  ${name}/`;
+    case 'copy': return `copy   ${name} (${action.reason === 'new' ? 'new' : `${action.reason} differs`}, ${formatBytes(action.size)})`;
+    case 'compare': return `compare ${name}`;
+    case 'delete': return `delete ${name}${action.type === 'dir' ? '/' : ''}`;
+    case 'conflict': return `skip   ${name}: ${action.reason}`;
   }
 }
 
@@ -332,11 +336,11 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
 
     if (flags.dryRun) {
       for (const action of actions) {
-        ctx.out(flags.json ? JSON.stringify({ event: 'plan', ...action }) : describeAction(action));
+        ctx.out(flags.json ? jsonLine({ event: 'plan', ...action }) : describeAction(action));
       }
       const copies = actions.filter((a) => a.action === 'copy');
       const summary = { copy: copies.length, bytes: copies.reduce((s, a) => s + (a.action === 'copy' ? a.size : 0), 0), mkdir: actions.filter((a) => a.action === 'mkdir').length, delete: actions.filter((a) => a.action === 'delete').length, unchanged };
-      if (flags.json) ctx.out(JSON.stringify({ event: 'plan-summary', dryRun: true, ...summary }));
+      if (flags.json) ctx.out(jsonLine({ event: 'plan-summary', dryRun: true, ...summary }));
       else ctx.out(`dry run: ${summary.copy} to copy (${formatBytes(summary.bytes)}), ${summary.mkdir} folders to make, ${summary.delete} to delete, ${unchanged} unchanged; nothing was changed`);
       return;
     }
@@ -386,7 +390,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync') : null;
     for (const action of deletes.filter((d) => !replacing.has(d.relative))) {
       await attempt(() => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
-      if (flags.json) ctx.out(JSON.stringify({ event: 'deleted', file: action.relative }));
+      if (flags.json) ctx.out(jsonLine({ event: 'deleted', file: action.relative }));
     }
     if (!summary && progressMode(ctx, flags) !== 'quiet' && !flags.json) ctx.notice(`nothing to copy: ${unchanged} files unchanged`);
 

@@ -158,7 +158,8 @@ interface AuthOffer {
 export class Connector {
   private readonly keys = new Map<string, ParsedKey | null>();
   private password: string | undefined;
-  private hostKeyChecked = false;
+  /** Set when --accept-new has recorded this host's key: later connections find it on file. */
+  private hostKeyRecorded = false;
 
   /** One per jump host, in order; each checks its host's key and logs in on its own. */
   private readonly jumpConnectors: Connector[];
@@ -293,14 +294,14 @@ export class Connector {
           return false;
         }
         if (judged.verdict === 'changed') {
-          const stored = judged.stored.map((k) => `${fingerprintOf(k.key)} (${k.file}:${k.line})`).join(', ');
-          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} has CHANGED: the server shows ${presented}, known_hosts has ${stored}; someone may be intercepting the connection, or the server was reinstalled: refused (remove the old line once you have checked the new key with its administrator)`);
+          hostKeyProblem = changedHostKey(knownName, key, judged.stored);
           return false;
         }
         if (!options.acceptNew) {
           hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} is not known (${presented}): check it with the server's administrator, then run again with --accept-new to trust it`);
           return false;
         }
+        // Recorded once the key exchange has proved the server holds it (see below).
         recordKey = Buffer.from(key);
         return true;
       },
@@ -322,7 +323,19 @@ export class Connector {
       },
     };
 
-    const login = await new Promise<Login>((resolve, reject) => {
+    // --accept-new: the key is recorded when the key exchange has succeeded (the server has signed
+    // with it), whether or not the login then does, as OpenSSH does: a wrong password is no reason
+    // to meet the same host as a stranger next time. ssh2 asks hostVerifier before it checks the
+    // signature, so 'handshake' (kex done) is the moment, not hostVerifier.
+    let recording: Promise<void> | null = null;
+    client.once('handshake', () => {
+      if (recordKey && !this.hostKeyRecorded) {
+        this.hostKeyRecorded = true;
+        recording = this.recordHostKey(knownName, recordKey);
+      }
+    });
+
+    const handshake = new Promise<Login>((resolve, reject) => {
       let settled = false;
       let isClosed = false;
       let markClosed: () => void = () => {};
@@ -366,13 +379,36 @@ export class Connector {
       client.setNoDelay(true);
     });
 
-    if (recordKey && !this.hostKeyChecked) {
-      await options.knownHosts.record(knownName, recordKey);
-      options.notice(`added the host key of ${knownName} (${keyTypeOf(recordKey)} ${fingerprintOf(recordKey)}) to ${options.knownHosts.ownFile}`);
+    try {
+      return await handshake;
+    } finally {
+      await recording;
     }
-    this.hostKeyChecked = true;
-    return login;
   }
+
+  /** Trust on first use; a file that cannot be written is said, and the connection goes on. */
+  private async recordHostKey(knownName: string, key: Buffer): Promise<void> {
+    const { knownHosts, notice } = this.options;
+    try {
+      await knownHosts.record(knownName, key);
+      notice(`added the host key of ${knownName} (${keyTypeOf(key)} ${fingerprintOf(key)}) to ${knownHosts.ownFile}`);
+    } catch (err) {
+      notice(`could not record the host key of ${knownName} in ${knownHosts.ownFile}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/**
+ * The refusal of a key that matches none on file for a host that has some. When the server
+ * showed another type than those on file, it could not (or would not) present a known one,
+ * although ferry asked for the known types first (hostKeyAlgorithms): say so.
+ */
+function changedHostKey(knownName: string, presented: Buffer, stored: KnownKey[]): AgentError {
+  const shown = `${keyTypeOf(presented)} ${fingerprintOf(presented)}`;
+  const onFile = stored.map((k) => `${k.keyType} ${fingerprintOf(k.key)} (${k.file}:${k.line})`).join(', ');
+  const otherType = !stored.some((k) => k.keyType === keyTypeOf(presented));
+  const why = otherType ? ' (the server offered no key of a type on file for it)' : '';
+  return new AgentError('HOST_KEY', `the host key of ${knownName} has CHANGED: the server shows ${shown}, known_hosts has ${onFile}${why}; someone may be intercepting the connection, or the server was reinstalled: refused (remove the old lines once you have checked the new key with its administrator)`);
 }
 
 /**

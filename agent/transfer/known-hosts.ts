@@ -92,17 +92,19 @@ export function keyTypeOfAlgorithm(algorithm: string): string {
 }
 
 /**
- * Judges the key a server presented. Known: the same key is on file. Changed: keys of the same
- * type are on file and none is this one. A revoked key is refused wherever it appears.
+ * Judges the key a server presented. Known: the same key is on file. Changed: the host has keys
+ * on file, of whatever type, and none is this one: as with OpenSSH, a host that was known stays
+ * known, and a key of a new type is no first use (an attacker would simply show a type the user
+ * has not recorded). Unknown: no key is on file for the host. A revoked key is refused wherever
+ * it appears; a `@revoked` line alone does not make a host known.
  */
 export function judgeHostKey(known: KnownKey[], presented: Buffer): HostKeyVerdict {
   const revoked = known.find((k) => k.revoked && k.key.equals(presented));
   if (revoked) return { verdict: 'revoked', entry: revoked };
-  const match = known.find((k) => !k.revoked && k.key.equals(presented));
+  const trusted = known.filter((k) => !k.revoked);
+  const match = trusted.find((k) => k.key.equals(presented));
   if (match) return { verdict: 'known', entry: match };
-  const type = keyTypeOf(presented);
-  const sameType = known.filter((k) => !k.revoked && k.keyType === type);
-  if (sameType.length > 0) return { verdict: 'changed', stored: sameType };
+  if (trusted.length > 0) return { verdict: 'changed', stored: trusted };
   return { verdict: 'unknown' };
 }
 

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { jsonLine, printable } from '../terminal-text.js';
 import { PROGRESS } from './constants.js';
 import type { EngineSummary, Job, TransferEngine } from './engine.js';
 
@@ -13,7 +14,7 @@ export interface ProgressOutput {
   mode: ProgressMode;
   /** A line on stdout. */
   out(line: string): void;
-  /** A `ferry: …` line on stderr. */
+  /** A `ferry: …` line on stderr (it makes names printable itself). */
   notice(message: string): void;
   /** The terminal's stream, for bars. */
   terminal?: NodeJS.WriteStream;
@@ -27,7 +28,8 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+  // Rates are fractions too: whole bytes below a KiB (`266 B/s`, not `266.6666666666667 B/s`).
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
 }
 
 function formatDuration(seconds: number): string {
@@ -81,7 +83,7 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
 
   if (output.mode === 'json') {
     const lastLine = new Map<Job, number>();
-    const emit = (value: Record<string, unknown>) => output.out(JSON.stringify(value));
+    const emit = (value: Record<string, unknown>) => output.out(jsonLine(value));
     engine.on('start', (job) => {
       lastLine.set(job, Date.now());
       emit({ event: 'start', file: job.display, size: job.size });
@@ -129,21 +131,24 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
           const left = rate > 0 ? (totals.bytes - bytesDone) / rate : Number.NaN;
           const filled = Math.round(params.progress * (options.barsize ?? 24));
           const barText = `${'█'.repeat(filled)}${'░'.repeat(Math.max(0, (options.barsize ?? 24) - filled))}`;
-          const name = current.length > 30 ? `…${current.slice(-29)}` : current;
+          // Cut by characters, not UTF-16 units, so no half of a pair reaches the terminal.
+          const chars = [...current];
+          const name = chars.length > 30 ? `…${chars.slice(-29).join('')}` : current;
           return `${barText} ${Math.floor(params.progress * 100)}% ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files} ${name}`;
         },
       },
       cliProgress.Presets.shades_classic,
     );
     bar.start(Math.max(totals.bytes, 1), 0);
-    engine.on('start', (job) => (current = job.display));
+    // `current` is drawn on the terminal as it is: the names in it are made printable here.
+    engine.on('start', (job) => (current = printable(job.display)));
     engine.on('bytes', () => bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1))));
     engine.on('done', () => {
       filesDone++;
       bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1)));
     });
     engine.on('retry', (job, info) => {
-      current = `${job.display} (retry ${info.attempt})`;
+      current = `${printable(job.display)} (retry ${info.attempt})`;
     });
     return {
       finish(summary) {

@@ -1,3 +1,5 @@
+import { printable } from '../terminal-text.js';
+
 /**
  * Asking the person at the terminal for a secret (a password, a key's passphrase) without echoing
  * it. Only on a terminal: scripts give FERRY_PASSWORD / FERRY_KEY_PASSPHRASE instead, and a
@@ -15,8 +17,10 @@ export function terminalPrompt(terminal: Terminal | null): SecretPrompt | null {
   return (question) =>
     new Promise((resolve, reject) => {
       const { input, output } = terminal;
-      output.write(question);
+      // Echo off before the question shows: an answer typed the moment it appears is not echoed.
       input.setRawMode(true);
+      // The question names a host and a key file from the user's configuration: no raw controls.
+      output.write(printable(question));
       input.resume();
       let answer = '';
       const finish = (error?: Error) => {

@@ -24,7 +24,7 @@ export interface Sshd {
   dir: string;
   /** Private key (ed25519, no passphrase) that `authorized_keys` accepts. */
   clientKey: string;
-  /** Host public keys by type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`): the key lines. */
+  /** Host public keys by type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`): the key lines, only those it was given. */
   hostKeys: Record<string, string>;
   /** A known_hosts line per host key, for `[127.0.0.1]:port`. */
   knownHostsLines(): string[];
@@ -44,8 +44,18 @@ export interface SshdOptions {
   password?: boolean;
   /** `internal-sftp` (default, one process less) or the `sftp-server` binary. */
   subsystem?: 'internal-sftp' | 'sftp-server';
-  /** Key types of the host keys, in the order sshd offers them. */
+  /**
+   * Key types of the host keys, in the order sshd offers them (default all three). Each type's key
+   * is made once per `dir`: an sshd started again in the same dir shows the same keys.
+   */
   hostKeyTypes?: ('ed25519' | 'ecdsa' | 'rsa')[];
+  /**
+   * Allow password logins without creating PASSWORD_USER or changing its password (other test
+   * files may be using it): for tests in which every password is a wrong one.
+   */
+  acceptPasswords?: boolean;
+  /** sshd's LogLevel (default ERROR); INFO logs each password tried ("Failed password for …"). */
+  logLevel?: 'ERROR' | 'INFO' | 'VERBOSE';
   /** sshd's RekeyLimit (e.g. `1M`): new session keys after that much data, mid-transfer. */
   rekeyLimit?: string;
 }
@@ -139,7 +149,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     'StrictModes no',
     'UsePAM no',
     'PermitRootLogin yes',
-    `PasswordAuthentication ${password ? 'yes' : 'no'}`,
+    `PasswordAuthentication ${password || options.acceptPasswords ? 'yes' : 'no'}`,
     'KbdInteractiveAuthentication no',
     'PubkeyAuthentication yes',
     // Parallel transfers open many channels and connections at once.
@@ -147,7 +157,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     'MaxStartups 200:30:400',
     'LoginGraceTime 30',
     'UseDNS no',
-    'LogLevel ERROR',
+    `LogLevel ${options.logLevel ?? 'ERROR'}`,
     `Subsystem sftp ${subsystem}`,
     ...(options.rekeyLimit ? [`RekeyLimit ${options.rekeyLimit}`] : []),
     '',

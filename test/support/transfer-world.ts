@@ -47,6 +47,15 @@ export async function startWorld(sshdOptions: Partial<SshdOptions> = {}): Promis
   };
 }
 
+/**
+ * Another sshd beside the world's, for the same license server (host keys of other types, other
+ * settings): a World whose `close` stops only that sshd.
+ */
+export async function startSshdBeside(world: World, sshdOptions: Partial<SshdOptions>): Promise<World> {
+  const sshd = await startSshd({ dir: tempDir('ferry-sshd-'), ...sshdOptions });
+  return { license: world.license, sshd, close: () => sshd.stop() };
+}
+
 export interface UserOptions {
   /** Write the sshd's host keys into ~/.ssh/known_hosts (default true). */
   knownHosts?: boolean;
