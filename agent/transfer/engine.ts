@@ -19,6 +19,11 @@ import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type Tran
 export interface Job extends FileTransfer {
   /** How progress output names the file (relative to what the user named). */
   display: string;
+  /**
+   * Set when the plan refused the file (a crafted name from the server, a link in the
+   * destination): it fails with this error and nothing is transferred.
+   */
+  refused?: AgentError;
 }
 
 export interface EngineOptions {
@@ -82,6 +87,10 @@ export class TransferEngine extends EventEmitter {
   private async worker(slot: number, jobs: Iterator<Job>, summary: EngineSummary): Promise<void> {
     for (let next = jobs.next(); !next.done; next = jobs.next()) {
       const job = next.value;
+      if (job.refused) {
+        this.fail(summary, job, job.refused);
+        continue;
+      }
       if (this.fatalError) {
         this.fail(summary, job, this.fatalError);
         continue;
