@@ -379,7 +379,11 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     }
     for (const action of actions) {
       if (action.action === 'mkdir') await attempt(() => to.mkdir(destPath(action.relative)));
-      if (action.action === 'conflict') failures.push(new AgentError('PARTIAL', `${action.relative} ${action.reason}`));
+      if (action.action === 'conflict') {
+        const conflict = new AgentError('PARTIAL', `${action.relative} ${action.reason}`);
+        failures.push(conflict);
+        if (!flags.json) ctx.notice(conflict.message);
+      }
     }
     const jobs: Job[] = [];
     const srcEntries = new Map(sourceList.map((e) => [e.relative, e]));

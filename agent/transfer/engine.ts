@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.js';
 import { RETRY } from './constants.js';
 import type { ConnectionPool } from './connect.js';
-import { exitOf, isConnectionLost } from './errors.js';
+import { exitOf, isConnectionLost, ServerStalled } from './errors.js';
 import { RemoteFs } from './file-sides.js';
 import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type TransferProgress } from './sftp-ops.js';
 
@@ -131,6 +131,10 @@ export class TransferEngine extends EventEmitter {
         return;
       } catch (err) {
         if (!retryable(err) || attempt >= this.options.retries) {
+          if (err instanceof ServerStalled) {
+            const retries = this.options.retries;
+            throw new AgentError('CONNECTION', `${job.display}: ${err.message}${retries > 0 ? `, also after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''}`);
+          }
           if (retryable(err) && !(err instanceof AgentError)) {
             throw new AgentError('CONNECTION', `${job.display}: the connection was lost and ${this.options.retries} retries did not bring it back (${(err as Error).message})`);
           }

@@ -148,6 +148,11 @@ export function channelOpen(sftp: SFTPWrapper): boolean {
 
 const closedChannels = new WeakSet<SFTPWrapper>();
 
+/** From now on, requests on the channel fail at once (its connection is being closed). */
+export function markChannelClosed(sftp: SFTPWrapper): void {
+  closedChannels.add(sftp);
+}
+
 /**
  * Follows a new channel's end. A connection that drops leaves ssh2's channel state "open", but
  * the channel emits 'close': from then on, requests fail at once instead of waiting forever.
@@ -177,9 +182,20 @@ export class RemoteFs {
    */
   writeChunkBytes(handle: Buffer, limit: number): number {
     const packetSize = (this.sftp as unknown as { outgoing?: { packetSize?: unknown } }).outgoing?.packetSize;
-    if (typeof packetSize !== 'number') return limit;
+    if (typeof packetSize !== 'number') return this.unsplit('_maxWriteLen', limit);
     const fits = packetSize - (4 + 1 + 4 + 4 + handle.length + 8 + 4);
-    return fits >= 4096 ? Math.min(limit, fits) : limit;
+    return this.unsplit('_maxWriteLen', fits >= 4096 ? Math.min(limit, fits) : limit);
+  }
+
+  /**
+   * `length` or less, so that ssh2 sends it as one request. ssh2 splits a read or write longer than
+   * its limit for the server (256 KiB less 2 KiB for OpenSSH, 31,952 bytes for others) and sends
+   * the rest only when the first part is answered: after the close that ferry sends right behind
+   * the last request, so the rest would fail on a closed handle.
+   */
+  private unsplit(limitName: '_maxReadLen' | '_maxWriteLen', length: number): number {
+    const max = (this.sftp as unknown as Record<string, unknown>)[limitName];
+    return typeof max === 'number' && max >= 4096 ? Math.min(length, max) : length;
   }
 
   /**
@@ -192,9 +208,9 @@ export class RemoteFs {
    */
   readChunkBytes(limit: number): number {
     const packetSize = (this.sftp as unknown as { incoming?: { packetSize?: unknown } }).incoming?.packetSize;
-    if (typeof packetSize !== 'number') return limit;
+    if (typeof packetSize !== 'number') return this.unsplit('_maxReadLen', limit);
     const fits = packetSize - (4 + 1 + 4 + 4);
-    return fits >= 4096 ? Math.min(limit, fits) : limit;
+    return this.unsplit('_maxReadLen', fits >= 4096 ? Math.min(limit, fits) : limit);
   }
 
   /**
