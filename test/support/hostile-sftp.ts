@@ -55,8 +55,19 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const T0 = 1_700_000_000;
 
+/**
+ * An ed25519 host key. About one key in 200 that ssh2 generates is one its own parser refuses
+ * ("Malformed OpenSSH private key"): a new one is made until it parses.
+ */
+function generateHostKey(): { private: string; public: string } {
+  for (;;) {
+    const key = utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(key.private) instanceof Error)) return key;
+  }
+}
+
 export async function startHostileSftp(options: HostileOptions): Promise<HostileSftp> {
-  const hostKey = utils.generateKeyPairSync('ed25519');
+  const hostKey = generateHostKey();
   const tree = new Map<string, Node>([['/', { type: 'dir', mtime: T0 }]]);
   const addParents = (path: string) => {
     for (let dir = posix.dirname(path); !tree.has(dir); dir = posix.dirname(dir)) tree.set(dir, { type: 'dir', mtime: T0 });
