@@ -15,8 +15,9 @@ export function terminalPrompt(terminal: Terminal | null): SecretPrompt | null {
   return (question) =>
     new Promise((resolve, reject) => {
       const { input, output } = terminal;
-      output.write(question);
+      // Echo off before the question shows: what is typed as soon as it appears is not echoed.
       input.setRawMode(true);
+      output.write(question);
       input.resume();
       let answer = '';
       const finish = (error?: Error) => {
