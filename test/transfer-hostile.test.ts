@@ -252,6 +252,16 @@ describe('a server that stops answering', function () {
     hostile.set({ stall: undefined });
   });
 
+  it('a server that answers no request at all: ls and get end with CONNECTION (20), saying so', async () => {
+    hostile.set({ stall: { afterRequests: 0 } });
+    for (const args of [['ls', hostile.url('/data')], ['get', hostile.url('/data/big.bin'), `${folder()}/`]]) {
+      const run = await user.run([...args, '--timeout', '2'], { killAfterMs: 60_000 });
+      expectExitCode(run, 20, `${args[0]} to a server that answers nothing`);
+      assertOneLineError(run, /^ferry: ferry@127\.0\.0\.1:\d+ stopped answering: no reply to an SFTP request in 2 s$/);
+    }
+    hostile.set({ stall: undefined });
+  });
+
   it('a server that never finishes the handshake: CONNECTION (20) after --timeout, not a hang', async () => {
     const sockets = new Set<Socket>();
     const silent: Server = createServer((socket) => sockets.add(socket)); // accepts, says nothing

@@ -529,7 +529,9 @@ type PendingRequests = Record<string, { cb?: (err: Error) => void }>;
  * them in an object by id, and ids increase, so the first key is the oldest (integer keys come in
  * ascending order). A request that is still the oldest a whole deadline after it was first seen
  * has waited at least that long: the server has stopped answering, though the connection may be
- * alive (keepalives answered). The waiting requests then fail as a lost connection, in words that
+ * alive (keepalives answered). Counted from when a request became the oldest, not from when it
+ * was sent, a slow link with thousands of requests queued is no stall: servers answer in order,
+ * and each answer makes another request the oldest. The waiting requests then fail as a lost connection, in words that
  * say so, and the connection is closed: the engine retries and resumes on a new one. The transfer
  * path pays nothing for it, no timer and no bookkeeping per request (the performance of the
  * pipeline is in README's transfer benchmark).
