@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { joinBelow, nameProblem, quoteName } from '../agent/transfer/names.js';
 import { startHostileSftp, type HostileSftp } from './support/hostile-sftp.js';
 import { assertOneLineError, expectExitCode, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World } from './support/transfer-world.js';
 
@@ -42,6 +43,22 @@ function assertRefusedNames(stderr: string): void {
   }
   assert.ok(!stderr.includes('\0'), 'no raw NUL reaches the terminal');
 }
+
+describe('names from a server', () => {
+  it('takes only plain path segments', () => {
+    for (const name of ['a.txt', '.hidden', '...', 'a b', 'ü', 'x\\y']) assert.equal(nameProblem(name), null, name);
+    for (const name of ['', '.', '..', '../x', 'a/b', '/', 'a\0b']) assert.notEqual(nameProblem(name), null, JSON.stringify(name));
+  });
+
+  it('quotes names with every control character escaped, C1 ones (a terminal\'s CSI) included', () => {
+    assert.equal(quoteName('a\u001b[2Jb\u009b31m"\\\n'), '"a\\x1b[2Jb\\x9b31m\\"\\\\\\x0a"');
+  });
+
+  it('never joins a relative path that climbs out of its root', () => {
+    assert.equal(joinBelow(join, '/dest', 'a/b.txt'), '/dest/a/b.txt');
+    for (const relative of ['../x', 'a/../../x', '', 'a//b']) assert.throws(() => joinBelow(join, '/dest', relative), /would lead out of the folder/);
+  });
+});
 
 describe('a hostile server and the destination', function () {
   this.timeout(120_000);

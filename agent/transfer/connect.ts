@@ -531,10 +531,10 @@ type PendingRequests = Record<string, { cb?: (err: Error) => void }>;
  * has waited at least that long: the server has stopped answering, though the connection may be
  * alive (keepalives answered). Counted from when a request became the oldest, not from when it
  * was sent, a slow link with thousands of requests queued is no stall: servers answer in order,
- * and each answer makes another request the oldest. The waiting requests then fail as a lost connection, in words that
- * say so, and the connection is closed: the engine retries and resumes on a new one. The transfer
- * path pays nothing for it, no timer and no bookkeeping per request (the performance of the
- * pipeline is in README's transfer benchmark).
+ * and each answer makes another request the oldest. The waiting requests then fail as a lost
+ * connection, in words that say so, and the connection is closed: the engine retries and resumes
+ * on a new one. The transfer path pays nothing for it, no timer and no bookkeeping per request
+ * (the performance of the pipeline is in README's transfer benchmark).
  */
 function watchRequests(sftp: SFTPWrapper, client: InstanceType<typeof Client>, endpoint: Endpoint, timeoutMs: number): void {
   const waiting = () => (sftp as unknown as { _requests: PendingRequests })._requests;
