@@ -62,6 +62,7 @@ export interface TransferEnvironment {
   /** FERRY_KEY_PASSPHRASE: the passphrase of an encrypted private key, for scripts. */
   keyPassphrase: string | undefined;
   retries: string | undefined;
+  timeout: string | undefined;
   parallel: string | undefined;
   connections: string | undefined;
 }
@@ -83,6 +84,7 @@ function readTransferEnv(env: Env): TransferEnvironment {
     password: env.FERRY_PASSWORD,
     keyPassphrase: env.FERRY_KEY_PASSPHRASE,
     retries: nonEmpty(env.FERRY_RETRIES),
+    timeout: nonEmpty(env.FERRY_TIMEOUT),
     parallel: nonEmpty(env.FERRY_PARALLEL),
     connections: nonEmpty(env.FERRY_CONNECTIONS),
   };

@@ -37,6 +37,7 @@ function helpFooter(): string {
     '  FERRY_PASSWORD    SFTP password for scripts (otherwise asked on the terminal; never a flag)',
     '  FERRY_KEY_PASSPHRASE  passphrase of an encrypted private key, for scripts',
     '  FERRY_RETRIES, FERRY_PARALLEL, FERRY_CONNECTIONS  defaults for --retries, --parallel, --connections',
+    '  FERRY_TIMEOUT     default for --timeout (seconds)',
     '  SSH_AUTH_SOCK     ssh-agent to offer keys from',
     '',
     'Remote paths:',
@@ -108,6 +109,7 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
       .option('-P, --port <port>', 'SSH port, when the URL names none')
       .option('-J, --jump <hosts>', 'connect through jump hosts, [user@]host[:port][,...] (as ssh -J)')
       .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
+      .option('--timeout <seconds>', 'a server that answers no request (or no login) for this long has stopped (FERRY_TIMEOUT; default 30)')
       .option('-q, --quiet', 'no progress and no notices, only errors')
       .option('--json', 'one JSON object per line on stdout');
   const transfer = (command: Command) =>

@@ -7,7 +7,8 @@ import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.
 import { expandGlob, isPartFile, planCopy, resolveSources } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
 import { asAgentError } from '../transfer/errors.js';
-import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide } from '../transfer/file-sides.js';
+import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide, type LinkMode } from '../transfer/file-sides.js';
+import { joinBelow, refusedNameError } from '../transfer/names.js';
 import { formatBytes, summaryLine, watchTransfer, type ProgressMode } from '../transfer/progress.js';
 import { connectOptions, loadTransferConfig, type TransferConfig, type TransferFlags } from '../transfer/settings.js';
 import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
@@ -170,7 +171,13 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
   const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
   await withRemote(remote, async () => {
     // Names are the server's: JSON keeps them exact, a listing for people shows them printable.
+    let refused = 0;
     const print = (entry: Entry, name: string) => {
+      if (entry.refused) {
+        refused++;
+        ctx.notice(refusedNameError(entry.path, entry.refused).message);
+        return;
+      }
       if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
       else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
       else ctx.out(`${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
@@ -190,6 +197,7 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
         }
       }
     }
+    if (refused > 0) throw new AgentError('PARTIAL', `ls: the server listed ${refused} name${refused === 1 ? '' : 's'} that ${refused === 1 ? 'is' : 'are'} not plain file names (refused, not shown)`);
   });
 }
 
@@ -262,9 +270,14 @@ export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags
 
 // ---------------------------------------------------------------- sync
 
-async function listTree(side: FileSide, root: string): Promise<ListedEntry[]> {
+/** A folder's tree for sync; names the server should not have listed go to `refusals` instead. */
+async function listTree(side: FileSide, root: string, links: LinkMode, refusals: AgentError[]): Promise<ListedEntry[]> {
   const entries: ListedEntry[] = [];
-  for await (const entry of walk(side, root)) {
+  for await (const entry of walk(side, root, links)) {
+    if (entry.refused) {
+      refusals.push(refusedNameError(entry.path, entry.refused));
+      continue;
+    }
     if (isPartFile(side.basename(entry.path))) continue;
     entries.push({ relative: entry.relative, type: entry.type, size: entry.size, mtime: entry.mtime });
   }
@@ -309,8 +322,12 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     const dstEntry = await to.stat(dst.path);
     if (dstEntry && dstEntry.type !== 'dir') throw new AgentError('USAGE', `${describeLocation(dst)} is not a folder`);
 
-    const sourceList = await listTree(from, src.path);
-    const destList = dstEntry ? await listTree(to, dst.path) : [];
+    // The destination's links are listed as links: a link to a folder elsewhere is never entered,
+    // written through, or emptied by --delete (it is replaced, as rsync does without -K).
+    const refusals: AgentError[] = [];
+    const sourceList = await listTree(from, src.path, 'follow', refusals);
+    const destList = dstEntry ? await listTree(to, dst.path, 'keep', refusals) : [];
+    if (!flags.json) for (const error of refusals) ctx.notice(error.message);
     const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true });
 
     // --checksum: same sizes are compared by content (read-only, so --dry-run does it too).
@@ -345,7 +362,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       return;
     }
 
-    const failures: AgentError[] = [];
+    const failures: AgentError[] = [...refusals];
     const attempt = async (work: () => Promise<void>) => {
       try {
         await work();
@@ -356,7 +373,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
         if (!flags.json) ctx.notice(error.message);
       }
     };
-    const destPath = (relative: string) => to.join(dst.path, relative);
+    const destPath = (relative: string) => joinBelow(to.join, dst.path, relative);
     if (!dstEntry) await to.mkdir(dst.path);
     const deletes = actions.filter((a): a is Extract<SyncAction, { action: 'delete' }> => a.action === 'delete');
     const replacing = new Set(actions.filter((a) => a.action === 'mkdir' || a.action === 'copy').map((a) => a.relative));
@@ -366,7 +383,11 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     }
     for (const action of actions) {
       if (action.action === 'mkdir') await attempt(() => to.mkdir(destPath(action.relative)));
-      if (action.action === 'conflict') failures.push(new AgentError('PARTIAL', `${action.relative} ${action.reason}`));
+      if (action.action === 'conflict') {
+        const conflict = new AgentError('PARTIAL', `${action.relative} ${action.reason}`);
+        failures.push(conflict);
+        if (!flags.json) ctx.notice(conflict.message);
+      }
     }
     const jobs: Job[] = [];
     const srcEntries = new Map(sourceList.map((e) => [e.relative, e]));
@@ -375,7 +396,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       const entry = srcEntries.get(action.relative)!;
       jobs.push({
         direction: src.kind === 'local' ? 'upload' : 'download',
-        source: from.join(src.path, action.relative),
+        source: joinBelow(from.join, src.path, action.relative),
         target: destPath(action.relative),
         size: entry.size,
         mtime: entry.mtime,

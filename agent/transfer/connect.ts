@@ -7,8 +7,8 @@ import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
 import { RECEIVE, SSH } from './constants.js';
-import { ConnectionLost } from './errors.js';
-import { channelOpen, watchChannel } from './file-sides.js';
+import { ConnectionLost, ServerStalled } from './errors.js';
+import { channelOpen, markChannelClosed, watchChannel } from './file-sides.js';
 import {
   fingerprintOf, judgeHostKey, keyTypeOf, keyTypeOfAlgorithm, knownHostsName, type KnownHosts, type KnownKey,
 } from './known-hosts.js';
@@ -33,6 +33,8 @@ export interface ConnectOptions {
   jump?: string;
   /** `--accept-new`: trust an unknown host key on first use, and record it. */
   acceptNew: boolean;
+  /** `--timeout`: the deadline of connecting (prompts not counted) and of each SFTP request. */
+  timeoutMs: number;
   /** The user's home (for ~/.ssh), the local login name, the agent socket. */
   home: string;
   localUser: string;
@@ -239,12 +241,13 @@ export class Connector {
       for (const [i, jump] of this.jumpConnectors.entries()) {
         const hop = await jump.login(sock);
         hops.push(hop);
-        sock = await forwardThrough(hop, jump.endpoint, this.jumpConnectors[i + 1]?.endpoint ?? this.endpoint);
+        sock = await forwardThrough(hop, jump.endpoint, this.jumpConnectors[i + 1]?.endpoint ?? this.endpoint, this.options.timeoutMs);
       }
       const login = await this.login(sock, true);
       // The jump connections serve this one only: they close with it.
       void login.whenClosed.then(endHops);
-      const sftp = await openSftp(login, this.endpoint);
+      const sftp = await openSftp(login, this.endpoint, this.options.timeoutMs);
+      watchRequests(sftp, login.client, this.endpoint, this.options.timeoutMs);
       return {
         sftp,
         client: login.client,
@@ -276,11 +279,14 @@ export class Connector {
     const methods = this.authMethods();
     const tried: AuthenticationType[] = [];
     const client = new Client();
+    // The handshake and login have a deadline of ours, not ssh2's readyTimeout: it stops while a
+    // passphrase or password is asked for (a person may take their time), and starts again after.
+    const deadline = new Deadline(options.timeoutMs);
     const config: ConnectConfig = {
       host: endpoint.host,
       port: endpoint.port,
       username: endpoint.user,
-      readyTimeout: SSH.readyTimeoutMs,
+      readyTimeout: 0,
       keepaliveInterval: SSH.keepaliveIntervalMs,
       keepaliveCountMax: SSH.keepaliveCountMax,
       algorithms: { cipher: [...SSH.ciphers] as never, serverHostKey: this.hostKeyAlgorithms(known) as never },
@@ -313,7 +319,8 @@ export class Connector {
           while (methods.length > 0) {
             const { needs, offer } = methods.shift()!;
             if (!methodsLeft.includes(needs)) continue;
-            const method = await offer();
+            deadline.pause();
+            const method = await offer().finally(() => deadline.resume());
             if (!method) continue;
             tried.push(method.type);
             return next(method);
@@ -343,9 +350,15 @@ export class Connector {
       const fail = (err: Error) => {
         if (settled) return;
         settled = true;
+        deadline.stop();
         client.end();
         reject(err);
       };
+      deadline.start(() => {
+        // Destroyed first: `end` would only half-close the socket, and a silent server keeps it open.
+        client.destroy();
+        fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: no answer in ${options.timeoutMs / 1000} s (the server did not finish the handshake and login)`));
+      });
       client.on('error', (err: Error & { level?: string; code?: string }) => {
         if (settled) return; // after ready: 'close' follows and the channel's requests fail
         if (hostKeyProblem) return fail(hostKeyProblem);
@@ -367,6 +380,7 @@ export class Connector {
       });
       client.on('ready', () => {
         settled = true;
+        deadline.stop();
         resolve({ client, closed: () => isClosed, whenClosed });
       });
       // The socket is made here, with the client's handlers: an early failure (an unknown host
@@ -480,9 +494,14 @@ interface Login {
   whenClosed: Promise<void>;
 }
 
-function openSftp(login: Login, endpoint: Endpoint): Promise<SFTPWrapper> {
+function openSftp(login: Login, endpoint: Endpoint, timeoutMs: number): Promise<SFTPWrapper> {
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      login.client.destroy();
+      reject(new AgentError('CONNECTION', `${endpoint.label} did not start SFTP in ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     login.client.sftp((err, sftp) => {
+      clearTimeout(timer);
       if (err) {
         login.client.end();
         return reject(new AgentError('CONNECTION', `${endpoint.label} refused the SFTP subsystem: ${err.message}`));
@@ -495,13 +514,91 @@ function openSftp(login: Login, endpoint: Endpoint): Promise<SFTPWrapper> {
 }
 
 /** A channel from the jump host `hop` to the next host: the next connection runs inside it. */
-function forwardThrough(hop: Login, hopEndpoint: Endpoint, next: Endpoint): Promise<Duplex> {
+function forwardThrough(hop: Login, hopEndpoint: Endpoint, next: Endpoint, timeoutMs: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      hop.client.destroy();
+      reject(new AgentError('CONNECTION', `${hopEndpoint.label} did not open a connection to ${next.host}:${next.port} in ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     hop.client.forwardOut('127.0.0.1', 0, next.host, next.port, (err, channel) => {
+      clearTimeout(timer);
       if (err) return reject(new AgentError('CONNECTION', `${hopEndpoint.label} could not open a connection to ${next.host}:${next.port}: ${err.message}`));
       resolve(channel);
     });
   });
+}
+
+/** A timer that can be paused (while a person is asked something) and started again from zero. */
+class Deadline {
+  private timer: NodeJS.Timeout | undefined;
+  private onExpire: (() => void) | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  start(onExpire: () => void): void {
+    this.onExpire = onExpire;
+    this.resume();
+  }
+
+  pause(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  resume(): void {
+    this.pause();
+    if (this.onExpire) this.timer = setTimeout(this.onExpire, this.ms);
+  }
+
+  stop(): void {
+    this.pause();
+    this.onExpire = undefined;
+  }
+}
+
+/** ssh2's table of a channel's requests waiting for their answer, by request id. */
+type PendingRequests = Record<string, { cb?: (err: Error) => void }>;
+
+/**
+ * The deadline of every SFTP request, without a timer per request: one watchdog per connection
+ * looks a few times per deadline at the oldest request still waiting for its answer. ssh2 keeps
+ * them in an object by id, and ids increase, so the first key is the oldest (integer keys come in
+ * ascending order). A request that is still the oldest a whole deadline after it was first seen
+ * has waited at least that long: the server has stopped answering, though the connection may be
+ * alive (keepalives answered). Counted from when a request became the oldest, not from when it
+ * was sent, a slow link with thousands of requests queued is no stall: servers answer in order,
+ * and each answer makes another request the oldest. The waiting requests then fail as a lost
+ * connection, in words that say so, and the connection is closed: the engine retries and resumes
+ * on a new one. The transfer path pays nothing for it, no timer and no bookkeeping per request
+ * (the performance of the pipeline is in README's transfer benchmark).
+ */
+function watchRequests(sftp: SFTPWrapper, client: InstanceType<typeof Client>, endpoint: Endpoint, timeoutMs: number): void {
+  const waiting = () => (sftp as unknown as { _requests: PendingRequests })._requests;
+  let oldest: string | undefined;
+  let since = 0;
+  const timer = setInterval(() => {
+    let first: string | undefined;
+    for (const id in waiting()) {
+      first = id;
+      break;
+    }
+    const now = Date.now();
+    if (first !== oldest) {
+      oldest = first;
+      since = now;
+      return;
+    }
+    if (first === undefined || now - since < timeoutMs) return;
+    clearInterval(timer);
+    const stalled = new ServerStalled(`${endpoint.label} stopped answering: no reply to an SFTP request in ${timeoutMs / 1000} s`);
+    markChannelClosed(sftp);
+    const requests = waiting();
+    (sftp as unknown as { _requests: PendingRequests })._requests = {};
+    for (const id of Object.keys(requests)) requests[id]!.cb?.(stalled);
+    client.destroy();
+  }, Math.max(100, Math.min(SSH.watchdogMaxTickMs, timeoutMs / 4)));
+  timer.unref();
+  client.once('close', () => clearInterval(timer));
 }
 
 /**

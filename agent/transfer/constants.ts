@@ -87,8 +87,18 @@ export const SSH = {
    * CPUs without AES-NI), CTR modes are for old servers.
    */
   ciphers: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'],
-  /** The handshake must finish in this time. */
-  readyTimeoutMs: 20_000,
+  /**
+   * Seconds an SFTP request, and the connection's handshake and login (prompts not counted), may
+   * take before the server counts as having stopped answering (`--timeout`, FERRY_TIMEOUT,
+   * `transfers.timeout`). Generous for a loaded server; a stalled one is a lost connection then.
+   */
+  defaultTimeoutSeconds: 30,
+  maxTimeoutSeconds: 3600,
+  /**
+   * The request watchdog (connect.ts) looks this often at most, and at least four times per
+   * deadline: a stall is found within the deadline plus one look.
+   */
+  watchdogMaxTickMs: 1_000,
   /** A silent peer is declared gone after interval × count. */
   keepaliveIntervalMs: 5_000,
   keepaliveCountMax: 3,

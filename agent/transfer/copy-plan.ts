@@ -4,6 +4,7 @@ import { PART_SUFFIX } from './constants.js';
 import type { Job } from './engine.js';
 import { pathError } from './errors.js';
 import { walk, type Entry, type FileSide } from './file-sides.js';
+import { joinBelow, quoteName, refusedNameError } from './names.js';
 import { hasGlob } from './url.js';
 
 /**
@@ -40,6 +41,8 @@ export async function expandGlob(side: FileSide, path: string): Promise<string[]
         const entry = await side.stat(base);
         if (entry?.type !== 'dir') continue;
         for (const child of await side.list(base)) {
+          // A name the server should not have listed matches nothing: it never becomes a path.
+          if (child.refused) continue;
           const name = side.basename(child.path);
           if (isPartFile(name) || !isMatch(name)) continue;
           if (last || child.type === 'dir') next.push(child.path);
@@ -73,6 +76,22 @@ export interface CopyTarget {
 }
 
 /**
+ * Makes a folder of the destination tree, unless a symbolic link is in its place: on this machine
+ * a link there (to /etc, say) would take every file below it out of the destination, and a
+ * download must never write through one (returns false). The folder the user named is theirs to
+ * point anywhere; links are looked for below it. On the server, links are the server's business.
+ */
+async function makeFolder(to: FileSide, path: string): Promise<boolean> {
+  if (to.kind === 'local' && (await to.lstat(path))?.type === 'link') return false;
+  await to.mkdir(path);
+  return true;
+}
+
+export function linkInDestinationError(target: string, link: string): AgentError {
+  return new AgentError('PARTIAL', `${target}: not written: ${link} is a symbolic link in the destination, and ferry never writes through one (remove the link, or name the folder it points to as the destination)`);
+}
+
+/**
  * Creates the destination folders and returns the file jobs. Folders are made as they are met
  * (parents first), so a tree of any depth needs no list of its own.
  */
@@ -93,6 +112,7 @@ export async function planCopy(
   const job = (source: Entry, target: string, display: string): Job => ({
     direction, source: source.path, target, size: source.size, mtime: source.mtime, mode: source.mode, display,
   });
+  const refusal = (display: string, error: AgentError): Job => ({ direction, source: '', target: '', size: 0, mtime: 0, mode: 0, display, refused: error });
   for (const source of sources) {
     const name = from.basename(source.path);
     if (source.type === 'file') {
@@ -102,10 +122,35 @@ export async function planCopy(
     const intoName = !source.contentsOnly && destIsDir;
     const root = intoName ? to.join(dest.path, name) : dest.path;
     const prefix = intoName ? `${name}/` : '';
-    await to.mkdir(root);
+    /** Folders of the destination that are links, by relative path ('' for root): nothing goes below them. */
+    const links = new Map<string, string>();
+    if (intoName ? !(await makeFolder(to, root)) : (await to.mkdir(root), false)) links.set('', root);
+    const linkAbove = (relative: string): string | undefined => {
+      if (links.size === 0) return undefined;
+      if (links.has('')) return links.get('');
+      for (let i = relative.lastIndexOf('/'); i > 0; i = relative.lastIndexOf('/', i - 1)) {
+        const link = links.get(relative.slice(0, i));
+        if (link !== undefined) return link;
+      }
+      return undefined;
+    };
     for await (const entry of walk(from, source.path)) {
-      if (entry.type === 'dir') await to.mkdir(to.join(root, entry.relative));
-      else if (entry.type === 'file' && !isPartFile(from.basename(entry.path))) jobs.push(job(entry, to.join(root, entry.relative), `${prefix}${entry.relative}`));
+      if (entry.refused) {
+        const display = `${prefix}${entry.relative === '' ? '' : `${entry.relative}/`}${quoteName(entry.refused.name)}`;
+        jobs.push(refusal(display, refusedNameError(entry.path, entry.refused)));
+        continue;
+      }
+      const isFile = entry.type === 'file' && !isPartFile(from.basename(entry.path));
+      if (entry.type !== 'dir' && !isFile) continue;
+      const target = joinBelow(to.join, root, entry.relative);
+      const link = linkAbove(entry.relative);
+      if (link !== undefined) {
+        if (isFile) jobs.push(refusal(`${prefix}${entry.relative}`, linkInDestinationError(target, link)));
+      } else if (entry.type === 'dir') {
+        if (!(await makeFolder(to, target))) links.set(entry.relative, target);
+      } else {
+        jobs.push(job(entry, target, `${prefix}${entry.relative}`));
+      }
     }
   }
   return jobs;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.js';
 import { RETRY } from './constants.js';
 import type { ConnectionPool } from './connect.js';
-import { exitOf, isConnectionLost } from './errors.js';
+import { exitOf, isConnectionLost, ServerStalled } from './errors.js';
 import { RemoteFs } from './file-sides.js';
 import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type TransferProgress } from './sftp-ops.js';
 
@@ -19,6 +19,11 @@ import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type Tran
 export interface Job extends FileTransfer {
   /** How progress output names the file (relative to what the user named). */
   display: string;
+  /**
+   * Set when the plan refused the file (a crafted name from the server, a link in the
+   * destination): it fails with this error and nothing is transferred.
+   */
+  refused?: AgentError;
 }
 
 export interface EngineOptions {
@@ -82,6 +87,10 @@ export class TransferEngine extends EventEmitter {
   private async worker(slot: number, jobs: Iterator<Job>, summary: EngineSummary): Promise<void> {
     for (let next = jobs.next(); !next.done; next = jobs.next()) {
       const job = next.value;
+      if (job.refused) {
+        this.fail(summary, job, job.refused);
+        continue;
+      }
       if (this.fatalError) {
         this.fail(summary, job, this.fatalError);
         continue;
@@ -122,6 +131,10 @@ export class TransferEngine extends EventEmitter {
         return;
       } catch (err) {
         if (!retryable(err) || attempt >= this.options.retries) {
+          if (err instanceof ServerStalled) {
+            const retries = this.options.retries;
+            throw new AgentError('CONNECTION', `${job.display}: ${err.message}${retries > 0 ? `, also after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''}`);
+          }
           if (retryable(err) && !(err instanceof AgentError)) {
             throw new AgentError('CONNECTION', `${job.display}: the connection was lost and ${this.options.retries} retries did not bring it back (${(err as Error).message})`);
           }

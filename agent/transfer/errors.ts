@@ -36,7 +36,15 @@ const LOCAL_EXITS: Record<string, { exit: ExitName; reason: string }> = {
 
 /** Errors that mean the connection went away: the transfer is retried and resumed. */
 export class ConnectionLost extends Error {
-  override readonly name = 'ConnectionLost';
+  override readonly name: string = 'ConnectionLost';
+}
+
+/**
+ * The connection was alive but the server answered no SFTP request within the deadline
+ * (`--timeout`): treated as a lost connection (retried, resumed), with its own words.
+ */
+export class ServerStalled extends ConnectionLost {
+  override readonly name = 'ServerStalled';
 }
 
 /** A failure tied to one path; its exit says what kind. */
@@ -83,6 +91,7 @@ export function exitOf(err: unknown): ExitName {
 
 export function asAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;
+  if (err instanceof ServerStalled) return new AgentError('CONNECTION', err.message);
   if (isConnectionLost(err)) return new AgentError('CONNECTION', `the connection to the SFTP server was lost (${(err as Error).message})`);
   return new AgentError('INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`);
 }

@@ -3,6 +3,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { ConnectionLost, localError, remoteError, SFTP_STATUS } from './errors.js';
+import { nameProblem, refusedNameError, type RefusedName } from './names.js';
 
 /**
  * The two sides of a transfer seen the same way: a local folder tree and a remote one (over an
@@ -20,7 +21,19 @@ export interface Entry {
   mtime: number;
   /** Permission bits (0o7777). */
   mode: number;
+  /**
+   * A name the server listed that is not a plain file name (names.ts): the entry stands for that
+   * refusal only. Its `path` is the folder that listed it, and it is never joined to a path.
+   */
+  refused?: RefusedName;
 }
+
+/**
+ * How a listing treats symbolic links: `follow` shows what they point at (sources: a link to a
+ * file is sent as that file); `keep` shows the links themselves (destinations: ferry must never
+ * write or delete through a link into a place outside the destination).
+ */
+export type LinkMode = 'follow' | 'keep';
 
 export interface FileSide {
   kind: 'local' | 'remote';
@@ -29,8 +42,10 @@ export interface FileSide {
   dirname(path: string): string;
   /** The entry at `path` (symbolic links followed), or null when there is none. */
   stat(path: string): Promise<Entry | null>;
-  /** The entries of a folder, links followed to what they point at. */
-  list(dir: string): Promise<Entry[]>;
+  /** The entry at `path` itself (a link is a link), or null when there is none. */
+  lstat(path: string): Promise<Entry | null>;
+  /** The entries of a folder, links followed to what they point at unless `links` is `keep`. */
+  list(dir: string, links?: LinkMode): Promise<Entry[]>;
   /** Creates a folder; one already there is fine. */
   mkdir(path: string): Promise<void>;
   /** Removes a file, or a folder with everything in it. */
@@ -70,10 +85,18 @@ export const localSide: FileSide = {
       throw localError(err, path);
     }
   },
+  async lstat(path) {
+    try {
+      return localEntry(path, lstatSync(path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw localError(err, path);
+    }
+  },
   // Synchronous on purpose: a local stat costs microseconds, its thread-pool round trip ten times
   // more (2,000 files took 140 ms to list before the first byte could move, now a few). Nothing
   // else runs while a tree is being planned.
-  async list(dir) {
+  async list(dir, links = 'follow') {
     let names: string[];
     try {
       names = readdirSync(dir);
@@ -84,7 +107,7 @@ export const localSide: FileSide = {
     for (const name of names.sort()) {
       const path = join(dir, name);
       try {
-        entries.push(localEntry(path, statSync(path)));
+        entries.push(localEntry(path, links === 'keep' ? lstatSync(path) : statSync(path)));
       } catch (err) {
         // A dangling link: show it as what it is.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') entries.push(localEntry(path, lstatSync(path)));
@@ -125,6 +148,11 @@ export function channelOpen(sftp: SFTPWrapper): boolean {
 
 const closedChannels = new WeakSet<SFTPWrapper>();
 
+/** From now on, requests on the channel fail at once (its connection is being closed). */
+export function markChannelClosed(sftp: SFTPWrapper): void {
+  closedChannels.add(sftp);
+}
+
 /**
  * Follows a new channel's end. A connection that drops leaves ssh2's channel state "open", but
  * the channel emits 'close': from then on, requests fail at once instead of waiting forever.
@@ -154,9 +182,20 @@ export class RemoteFs {
    */
   writeChunkBytes(handle: Buffer, limit: number): number {
     const packetSize = (this.sftp as unknown as { outgoing?: { packetSize?: unknown } }).outgoing?.packetSize;
-    if (typeof packetSize !== 'number') return limit;
+    if (typeof packetSize !== 'number') return this.unsplit('_maxWriteLen', limit);
     const fits = packetSize - (4 + 1 + 4 + 4 + handle.length + 8 + 4);
-    return fits >= 4096 ? Math.min(limit, fits) : limit;
+    return this.unsplit('_maxWriteLen', fits >= 4096 ? Math.min(limit, fits) : limit);
+  }
+
+  /**
+   * `length` or less, so that ssh2 sends it as one request. ssh2 splits a read or write longer than
+   * its limit for the server (256 KiB less 2 KiB for OpenSSH, 31,952 bytes for others) and sends
+   * the rest only when the first part is answered: after the close that ferry sends right behind
+   * the last request, so the rest would fail on a closed handle.
+   */
+  private unsplit(limitName: '_maxReadLen' | '_maxWriteLen', length: number): number {
+    const max = (this.sftp as unknown as Record<string, unknown>)[limitName];
+    return typeof max === 'number' && max >= 4096 ? Math.min(length, max) : length;
   }
 
   /**
@@ -169,9 +208,9 @@ export class RemoteFs {
    */
   readChunkBytes(limit: number): number {
     const packetSize = (this.sftp as unknown as { incoming?: { packetSize?: unknown } }).incoming?.packetSize;
-    if (typeof packetSize !== 'number') return limit;
+    if (typeof packetSize !== 'number') return this.unsplit('_maxReadLen', limit);
     const fits = packetSize - (4 + 1 + 4 + 4);
-    return fits >= 4096 ? Math.min(limit, fits) : limit;
+    return this.unsplit('_maxReadLen', fits >= 4096 ? Math.min(limit, fits) : limit);
   }
 
   /**
@@ -195,11 +234,11 @@ export class RemoteFs {
     return this.call(path, (done) => this.sftp.stat(path, done));
   }
 
-  /** The entry, or null when there is none (any other failure throws). */
-  async statOrNull(path: string): Promise<Stats | null> {
+  /** The entry (with `lstat`: a link itself), or null when there is none (any other failure throws). */
+  async statOrNull(path: string, request: 'stat' | 'lstat' = 'stat'): Promise<Stats | null> {
     return new Promise((resolve, reject) => {
       if (!this.usable) return reject(new ConnectionLost(CHANNEL_CLOSED));
-      this.sftp.stat(path, (err, stats) => {
+      this.sftp[request](path, (err, stats) => {
         if (!err) return resolve(stats);
         if ((err as { code?: unknown }).code === SFTP_STATUS.NO_SUCH_FILE) return resolve(null);
         reject(remoteError(err, path));
@@ -326,20 +365,31 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
       const attrs = await fs.statOrNull(path);
       return attrs ? remoteEntry(path, attrs) : null;
     },
-    async list(dir) {
+    async lstat(path) {
+      const attrs = await fs.statOrNull(path, 'lstat');
+      return attrs ? remoteEntry(path, attrs) : null;
+    },
+    async list(dir, links = 'follow') {
       const listing = await fs.readdir(dir);
       const entries: Entry[] = [];
+      const refusals: Entry[] = [];
       for (const item of listing) {
+        // Every server lists the folder itself and its parent: those are never entries.
         if (item.filename === '.' || item.filename === '..') continue;
+        const problem = nameProblem(item.filename);
+        if (problem) {
+          refusals.push({ path: dir, type: 'other', size: 0, mtime: 0, mode: 0, refused: { name: item.filename, reason: problem } });
+          continue;
+        }
         const path = posix.join(dir, item.filename);
         let entry = remoteEntry(path, item.attrs);
-        if (entry.type === 'link') {
+        if (entry.type === 'link' && links === 'follow') {
           const target = await fs.statOrNull(path);
           if (target) entry = remoteEntry(path, target);
         }
         entries.push(entry);
       }
-      return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      return [...entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), ...refusals];
     },
     async mkdir(path) {
       try {
@@ -363,6 +413,9 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
       if (entry.type !== 'dir') return fs.unlink(entry.path);
       for (const child of await fs.readdir(entry.path)) {
         if (child.filename === '.' || child.filename === '..') continue;
+        // A crafted name joined to the folder could point anywhere: the folder is left as it is.
+        const problem = nameProblem(child.filename);
+        if (problem) throw refusedNameError(entry.path, { name: child.filename, reason: problem });
         await side.remove(remoteEntry(posix.join(entry.path, child.filename), child.attrs));
       }
       await fs.rmdir(entry.path);
@@ -371,11 +424,18 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
   return side;
 }
 
-/** Every entry under `root` (not `root` itself), parents before children, with paths relative to root. */
-export async function* walk(side: FileSide, root: string, relative = ''): AsyncGenerator<Entry & { relative: string }> {
-  for (const entry of await side.list(relative === '' ? root : side.join(root, relative))) {
+/**
+ * Every entry under `root` (not `root` itself), parents before children, with paths relative to
+ * root. A refused name comes with the relative path of the folder that listed it.
+ */
+export async function* walk(side: FileSide, root: string, links: LinkMode = 'follow', relative = ''): AsyncGenerator<Entry & { relative: string }> {
+  for (const entry of await side.list(relative === '' ? root : side.join(root, relative), links)) {
+    if (entry.refused) {
+      yield { ...entry, relative };
+      continue;
+    }
     const rel = relative === '' ? side.basename(entry.path) : `${relative}/${side.basename(entry.path)}`;
     yield { ...entry, relative: rel };
-    if (entry.type === 'dir') yield* walk(side, root, rel);
+    if (entry.type === 'dir') yield* walk(side, root, links, rel);
   }
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { readJsonFile, UnreadableFileError } from '../home.js';
-import { CONCURRENCY, RETRY } from './constants.js';
+import { CONCURRENCY, RETRY, SSH } from './constants.js';
 import type { ConnectOptions } from './connect.js';
 import { KnownHosts } from './known-hosts.js';
 import { terminalPrompt } from './prompt.js';
@@ -14,7 +14,7 @@ import type { SiteDefinition } from './url.js';
  *
  *   { "sites": { "mysite": { "host": "sftp.example.org", "port": 22, "user": "ada",
  *                            "key": "~/.ssh/id_ed25519", "folder": "/upload" } },
- *     "transfers": { "parallel": 16, "connections": 4, "retries": 5 } }
+ *     "transfers": { "parallel": 16, "connections": 4, "retries": 5, "timeout": 30 } }
  */
 
 export interface TransferFlags {
@@ -28,6 +28,7 @@ export interface TransferFlags {
   parallel?: string;
   connections?: string;
   retries?: string;
+  timeout?: string;
   resume?: boolean;
   preserve?: boolean;
   recursive?: boolean;
@@ -38,6 +39,8 @@ export interface TransferConfig {
   parallel: number;
   connections: number;
   retries: number;
+  /** Seconds: the deadline of each SFTP request and of connecting. */
+  timeout: number;
 }
 
 function integer(value: unknown, what: string, min: number, max: number): number {
@@ -93,6 +96,7 @@ export async function loadTransferConfig(ctx: AgentContext, flags: TransferFlags
     parallel: pick(flags.parallel, '--parallel', env.parallel, 'FERRY_PARALLEL', transfers.parallel, CONCURRENCY.defaultParallel, 1, CONCURRENCY.maxParallel),
     connections: pick(flags.connections, '--connections', env.connections, 'FERRY_CONNECTIONS', transfers.connections, CONCURRENCY.defaultConnections, 1, CONCURRENCY.maxConnections),
     retries: pick(flags.retries, '--retries', env.retries, 'FERRY_RETRIES', transfers.retries, RETRY.defaultRetries, 0, 100),
+    timeout: pick(flags.timeout, '--timeout', env.timeout, 'FERRY_TIMEOUT', transfers.timeout, SSH.defaultTimeoutSeconds, 1, SSH.maxTimeoutSeconds),
   };
 }
 
@@ -104,6 +108,7 @@ export function connectOptions(ctx: AgentContext, flags: TransferFlags, config: 
   const env = ctx.transferEnv;
   const options: ConnectOptions = {
     acceptNew: flags.acceptNew === true,
+    timeoutMs: config.timeout * 1000,
     home: env.home,
     localUser: env.localUser,
     prompt: terminalPrompt(ctx.terminal),

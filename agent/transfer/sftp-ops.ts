@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fchmodSync, futimesSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, createReadStream, fchmodSync, futimesSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
@@ -256,6 +256,46 @@ async function pipelinedWrite(
 // ---------------------------------------------------------------- download
 
 /**
+ * Local part files are opened so that nothing planted under their name is written into: a fresh
+ * one is created exclusively (O_EXCL fails on an existing name, a symbolic link included, so a
+ * `.x.ferry-part` link to ~/.bashrc or a hard link to another file is never written through; a
+ * leftover is removed, the name itself, and created again), and one continued is opened with
+ * O_NOFOLLOW after lstat found a regular file with no other names. The rename into place then
+ * replaces whatever has the final name, a link included, never what a link points to. In the
+ * usual case (no leftover) this costs no system call more than a plain open.
+ */
+const NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
+const CREATE_PART = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | NOFOLLOW;
+const CONTINUE_PART = fsConstants.O_RDWR | NOFOLLOW;
+const READ_PART = fsConstants.O_RDONLY | NOFOLLOW;
+
+function createPartSync(part: string): number {
+  try {
+    return openSync(part, CREATE_PART, 0o666);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  unlinkSync(part);
+  return openSync(part, CREATE_PART, 0o666);
+}
+
+async function createPart(part: string): Promise<FileHandle> {
+  try {
+    return await open(part, CREATE_PART, 0o666);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  await unlink(part);
+  return open(part, CREATE_PART, 0o666);
+}
+
+/** The size of a part file that may be continued, or -1: only a regular file with one name. */
+async function continuablePartSize(part: string): Promise<number> {
+  const existing = await lstat(part).catch(() => null);
+  return existing?.isFile() && existing.nlink === 1 ? existing.size : -1;
+}
+
+/**
  * Read buffers the sinks are done with (PIPELINE.chunkBytes each), read into again by every
  * download: a large download allocates a few MiB, not its own size, and 2,000 small ones do not
  * allocate a buffer each, so the garbage collector stays out of the way. At most 256 are kept
@@ -368,7 +408,7 @@ async function writeRest(file: FileHandle, data: Buffer, position: number): Prom
  */
 function writeWholeFile(part: string, target: string, data: Buffer, mtime: number, mode: number | null): void {
   try {
-    const fd = openSync(part, 'w');
+    const fd = createPartSync(part);
     try {
       for (let written = 0; written < data.length;) written += writeSync(fd, data, written);
       futimesSync(fd, mtime, mtime);
@@ -394,12 +434,11 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
   try {
     let start = 0;
     if (mode !== 'fresh') {
-      const existing = await stat(part).catch(() => null);
-      const partSize = existing?.isFile() ? existing.size : -1;
+      const partSize = await continuablePartSize(part);
       if (partSize >= 0 && partSize <= job.size) {
         if (mode === 'continue') start = Math.min(partSize, progress.confirmed);
         else {
-          const reader = await open(part, 'r');
+          const reader = await open(part, READ_PART);
           try {
             const same = await tailMatches(partSize, (len, pos) => readExactly(reader, Buffer.allocUnsafe(len), pos, part), (len, pos) => readRemoteExactly(fs, remote, len, pos, job.source));
             if (same) start = partSize;
@@ -422,7 +461,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
       return;
     }
     try {
-      local = await open(part, start > 0 ? 'r+' : 'w');
+      local = start > 0 ? await open(part, CONTINUE_PART) : await createPart(part);
       if (start > 0) await local.truncate(start);
     } catch (err) {
       throw localError(err, part);

@@ -32,6 +32,8 @@ export interface SyncPlan {
   unchanged: number;
 }
 
+const kindName = (type: ListedEntry['type']) => (type === 'dir' ? 'folder' : type === 'link' ? 'symbolic link' : type === 'other' ? 'special file' : 'file');
+
 const byPath = (a: { relative: string }, b: { relative: string }) => (a.relative < b.relative ? -1 : a.relative > b.relative ? 1 : 0);
 
 export function planSync(source: ListedEntry[], destination: ListedEntry[], options: SyncOptions): SyncPlan {
@@ -60,7 +62,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
     const existing = under(entry.relative) ? undefined : dest.get(entry.relative);
     if (existing && existing.type !== entry.type) {
       if (!options.delete) {
-        conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${entry.type === 'dir' ? 'folder' : 'file'} in the source and a ${existing.type === 'dir' ? 'folder' : 'file'} in the destination (use --delete to replace it)` });
+        conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${kindName(entry.type)} in the source and a ${kindName(existing.type)} in the destination (use --delete to replace it)` });
         if (entry.type === 'dir') blocked.add(entry.relative);
         continue;
       }

@@ -133,10 +133,18 @@ export class FerryUser {
     });
   }
 
-  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string) => void } = {}): Promise<Run> {
+  /**
+   * Runs ferry as a child process. `killAfterMs`: a run that may hang (the bug a test looks for)
+   * is killed then, and ends with code null, so that the test fails instead of waiting forever.
+   */
+  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string) => void; killAfterMs?: number } = {}): Promise<Run> {
     const env = this.environment(options.env);
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      if (options.killAfterMs !== undefined) {
+        const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
+        child.once('close', () => clearTimeout(killer));
+      }
       let stdout = '';
       let stderr = '';
       let pending = '';

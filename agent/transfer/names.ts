@@ -1,0 +1,60 @@
+import { basename as localBasename, normalize as localNormalize } from 'node:path';
+import { pathError } from './errors.js';
+import type { AgentError } from '../errors.js';
+
+/**
+ * Names that come from a server. A folder listing is the server's word, and a hostile server can
+ * list `../../etc`, `a/b`, an empty name or one with a NUL byte: joined to the destination, such a
+ * name climbs out of it or collapses onto the folder itself. Every name from a listing must be one
+ * plain path segment, on both path syntaxes it will be joined with (the server's `/` and this
+ * machine's), before it becomes part of a path.
+ */
+
+/** Why `name` is not one plain path segment, or null when it is. */
+export function nameProblem(name: string): string | null {
+  if (name === '') return 'an empty name';
+  if (name === '.' || name === '..') return 'a name for the folder itself or its parent';
+  if (name.includes('/')) return 'a name with "/" in it';
+  if (name.includes('\0')) return 'a name with a NUL byte in it';
+  // This machine's path syntax (Windows: `\`, `C:`): the name must stay itself once normalised.
+  if (localBasename(name) !== name || localNormalize(name) !== name) return 'a name that is not a single path segment here';
+  return null;
+}
+
+/**
+ * A name as messages show it: in quotes, with control characters (a terminal's escape sequences
+ * among them), quotes and backslashes escaped, so that a crafted name can neither hide nor drive
+ * the terminal.
+ */
+export function quoteName(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = name.replace(/[\\"\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    if (c === '\\' || c === '"') return `\\${c}`;
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+  return `"${escaped}"`;
+}
+
+/** A name a server listed in `folder` that ferry refuses to use: never joined to any path. */
+export interface RefusedName {
+  name: string;
+  reason: string;
+}
+
+export function refusedNameError(folder: string, refused: RefusedName): AgentError {
+  return pathError('PARTIAL', folder, `the server listed ${quoteName(refused.name)}, which is not a plain file name (${refused.reason}): refused, nothing was written for it`);
+}
+
+/**
+ * `root` joined with a `/`-separated relative path, refusing any part that is not a plain
+ * segment: whatever the listing said, the result stays below root. Defence in depth behind the
+ * listing's own check, for every path a plan builds.
+ */
+export function joinBelow(join: (...parts: string[]) => string, root: string, relative: string): string {
+  for (const part of relative.split('/')) {
+    const problem = nameProblem(part);
+    if (problem) throw pathError('PARTIAL', root, `refused ${quoteName(relative)}: ${problem} would lead out of the folder`);
+  }
+  return join(root, relative);
+}

@@ -1,0 +1,280 @@
+import { posix } from 'node:path';
+import ssh2 from 'ssh2';
+import type { Attributes, Connection, SFTPWrapper } from 'ssh2';
+
+const { Server, utils } = ssh2;
+const { OPEN_MODE, STATUS_CODE } = utils.sftp;
+
+/**
+ * A hostile SFTP server for tests: ssh2's Server in this process, on a random loopback port, with
+ * a generated host key, accepting any password or key. It speaks enough SFTP v3 for ferry to list,
+ * download and upload against a small in-memory tree, and can misbehave on request: crafted names
+ * in folder listings, a chosen STATUS message text, and stalls (the SSH connection stays alive,
+ * SFTP requests go unanswered). A test peer, not a product: no permissions, one user.
+ */
+
+export interface StallOptions {
+  /** Answer this many SFTP requests on a connection, then none (default 0: none at all). */
+  afterRequests?: number;
+  /** Stall only READ and WRITE requests (after `afterRequests` of them); everything else is answered. */
+  onlyData?: boolean;
+  /** Stall only the first N connections (default: every one). */
+  connections?: number;
+}
+
+export interface HostileOptions {
+  /** Absolute path → contents. A path ending in `/` is an empty folder; parents are implied. */
+  files: Record<string, string | Buffer>;
+  /** Extra names that READDIR of a folder lists, each as a regular file of 5 bytes. */
+  craftedNames?: Record<string, string[]>;
+  /** The message text of every failure STATUS. */
+  statusMessage?: string;
+  stall?: StallOptions;
+}
+
+type Node = { type: 'dir'; mtime: number } | { type: 'file'; data: Buffer; mtime: number; mode: number };
+
+export interface HostileSftp {
+  port: number;
+  /** `sftp://ferry@127.0.0.1:PORT` + path. */
+  url(path: string): string;
+  /** The known_hosts line of the server's key, for `[127.0.0.1]:PORT`. */
+  knownHostsLine(): string;
+  /** The contents of a file in the tree (uploads land here), or undefined. */
+  file(path: string): Buffer | undefined;
+  /** Every path in the tree, sorted (folders end in `/`). */
+  paths(): string[];
+  /** Change the misbehaviour for connections made from now on. */
+  set(options: Partial<Omit<HostileOptions, 'files'>>): void;
+  /** SSH connections accepted so far. */
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const T0 = 1_700_000_000;
+
+/**
+ * An ed25519 host key. About one key in 200 that ssh2 generates is one its own parser refuses
+ * ("Malformed OpenSSH private key"): a new one is made until it parses.
+ */
+function generateHostKey(): { private: string; public: string } {
+  for (;;) {
+    const key = utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(key.private) instanceof Error)) return key;
+  }
+}
+
+export async function startHostileSftp(options: HostileOptions): Promise<HostileSftp> {
+  const hostKey = generateHostKey();
+  const tree = new Map<string, Node>([['/', { type: 'dir', mtime: T0 }]]);
+  const addParents = (path: string) => {
+    for (let dir = posix.dirname(path); !tree.has(dir); dir = posix.dirname(dir)) tree.set(dir, { type: 'dir', mtime: T0 });
+  };
+  for (const [path, content] of Object.entries(options.files)) {
+    if (path.endsWith('/')) {
+      const dir = posix.normalize(path.slice(0, -1) || '/');
+      tree.set(dir, { type: 'dir', mtime: T0 });
+      addParents(dir);
+    } else {
+      tree.set(path, { type: 'file', data: Buffer.from(content), mtime: T0, mode: 0o644 });
+      addParents(path);
+    }
+  }
+  let behaviour: Omit<HostileOptions, 'files'> = { ...options };
+  let connections = 0;
+  const clients = new Set<Connection>();
+
+  const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
+    connections++;
+    clients.add(client);
+    const stall = behaviour.stall && (behaviour.stall.connections === undefined || connections <= behaviour.stall.connections) ? behaviour.stall : null;
+    client.on('error', () => undefined);
+    client.on('close', () => clients.delete(client));
+    client.on('authentication', (ctx) => {
+      if (ctx.method === 'password' || ctx.method === 'publickey') return ctx.accept();
+      ctx.reject(['password', 'publickey']);
+    });
+    client.on('session', (accept) => {
+      accept().on('sftp', (acceptSftp) => serveSftp(acceptSftp(), stall));
+    });
+  });
+
+  function serveSftp(sftp: SFTPWrapper, stall: StallOptions | null): void {
+    const handles = new Map<number, { path: string; listing?: { filename: string; longname: string; attrs: Attributes }[] }>();
+    let nextHandle = 1;
+    let counted = 0;
+    const failure = (id: number, code: number) => sftp.status(id, code, behaviour.statusMessage ?? 'failure');
+    /** Whether to leave this request unanswered. */
+    const stalls = (isData: boolean) => {
+      if (!stall || (stall.onlyData && !isData)) return false;
+      return ++counted > (stall.afterRequests ?? 0);
+    };
+    const attrsOf = (node: Node): Attributes => ({
+      mode: node.type === 'dir' ? S_IFDIR | 0o755 : S_IFREG | node.mode,
+      size: node.type === 'file' ? node.data.length : 4096,
+      uid: 0, gid: 0, atime: node.mtime, mtime: node.mtime,
+    });
+    const newHandle = (path: string, listing?: { filename: string; longname: string; attrs: Attributes }[]) => {
+      const id = nextHandle++;
+      handles.set(id, listing ? { path, listing } : { path });
+      const handle = Buffer.alloc(4);
+      handle.writeUInt32BE(id);
+      return handle;
+    };
+    const handleOf = (handle: Buffer) => (handle.length === 4 ? handles.get(handle.readUInt32BE()) : undefined);
+    const fileAt = (path: string) => {
+      const node = tree.get(posix.normalize(path));
+      return node?.type === 'file' ? node : undefined;
+    };
+    const setAttrs = (path: string, attrs: Attributes) => {
+      const node = tree.get(path);
+      if (!node) return false;
+      if (typeof attrs.mtime === 'number') node.mtime = attrs.mtime;
+      if (node.type === 'file' && typeof attrs.mode === 'number') node.mode = attrs.mode & 0o7777;
+      return true;
+    };
+    const move = (from: string, to: string, overwrite: boolean) => {
+      const node = tree.get(from);
+      if (!node || (!overwrite && tree.has(to)) || !tree.has(posix.dirname(to))) return false;
+      tree.delete(from);
+      tree.set(to, node);
+      return true;
+    };
+
+    const on = (event: string, isData: boolean, handler: (id: number, ...args: any[]) => void) => {
+      sftp.on(event as 'OPEN', ((id: number, ...args: unknown[]) => {
+        if (!stalls(isData)) handler(id, ...args);
+      }) as never);
+    };
+    on('REALPATH', false, (id, path: string) => {
+      const absolute = posix.resolve('/', path === '' ? '.' : path);
+      sftp.name(id, [{ filename: absolute, longname: absolute, attrs: {} as Attributes }]);
+    });
+    const stat = (id: number, path: string) => {
+      const node = tree.get(posix.normalize(path));
+      if (!node) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      sftp.attrs(id, attrsOf(node));
+    };
+    on('STAT', false, stat);
+    on('LSTAT', false, stat);
+    on('OPENDIR', false, (id, path: string) => {
+      const dir = posix.normalize(path);
+      if (tree.get(dir)?.type !== 'dir') return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      const entry = (filename: string, node: Node) => ({ filename, longname: filename, attrs: attrsOf(node) });
+      const listing = [entry('.', tree.get(dir)!), entry('..', tree.get(posix.dirname(dir))!)];
+      for (const [path, node] of tree) if (path !== '/' && posix.dirname(path) === dir) listing.push(entry(posix.basename(path), node));
+      const crafted: Node = { type: 'file', data: Buffer.from('evil\n'), mtime: T0, mode: 0o644 };
+      for (const name of behaviour.craftedNames?.[dir] ?? []) listing.push(entry(name, crafted));
+      sftp.handle(id, newHandle(dir, listing));
+    });
+    on('READDIR', false, (id, handle: Buffer) => {
+      const open = handleOf(handle);
+      if (!open?.listing) return failure(id, STATUS_CODE.FAILURE);
+      if (open.listing.length === 0) return sftp.status(id, STATUS_CODE.EOF);
+      sftp.name(id, open.listing);
+      open.listing = [];
+    });
+    on('OPEN', false, (id, path: string, flags: number) => {
+      const target = posix.normalize(path);
+      if (flags & OPEN_MODE.WRITE) {
+        const existing = fileAt(target);
+        if (tree.get(posix.dirname(target))?.type !== 'dir' || tree.get(target)?.type === 'dir') return failure(id, STATUS_CODE.NO_SUCH_FILE);
+        if (!existing && !(flags & OPEN_MODE.CREAT)) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+        if (!existing || flags & OPEN_MODE.TRUNC) tree.set(target, { type: 'file', data: Buffer.alloc(0), mtime: T0, mode: existing?.mode ?? 0o644 });
+      } else if (!fileAt(target)) {
+        return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      }
+      sftp.handle(id, newHandle(target));
+    });
+    on('READ', true, (id, handle: Buffer, offset: number, length: number) => {
+      const open = handleOf(handle);
+      const node = open && fileAt(open.path);
+      if (!node) return failure(id, STATUS_CODE.FAILURE);
+      if (offset >= node.data.length) return sftp.status(id, STATUS_CODE.EOF);
+      sftp.data(id, node.data.subarray(offset, Math.min(node.data.length, offset + length)));
+    });
+    on('WRITE', true, (id, handle: Buffer, offset: number, data: Buffer) => {
+      const open = handleOf(handle);
+      const node = open && fileAt(open.path);
+      if (!node) return failure(id, STATUS_CODE.FAILURE);
+      const end = offset + data.length;
+      if (end > node.data.length) {
+        const grown = Buffer.alloc(end);
+        node.data.copy(grown);
+        node.data = grown;
+      }
+      data.copy(node.data, offset);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('FSTAT', false, (id, handle: Buffer) => {
+      const open = handleOf(handle);
+      const node = open && tree.get(open.path);
+      if (!node) return failure(id, STATUS_CODE.FAILURE);
+      sftp.attrs(id, attrsOf(node));
+    });
+    on('FSETSTAT', false, (id, handle: Buffer, attrs: Attributes) => {
+      const open = handleOf(handle);
+      sftp.status(id, open && setAttrs(open.path, attrs) ? STATUS_CODE.OK : STATUS_CODE.FAILURE);
+    });
+    on('SETSTAT', false, (id, path: string, attrs: Attributes) => {
+      if (!setAttrs(posix.normalize(path), attrs)) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('CLOSE', false, (id, handle: Buffer) => {
+      if (handle.length !== 4 || !handles.delete(handle.readUInt32BE())) return failure(id, STATUS_CODE.FAILURE);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('RENAME', false, (id, from: string, to: string) => {
+      if (!move(posix.normalize(from), posix.normalize(to), false)) return failure(id, STATUS_CODE.FAILURE);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('EXTENDED', false, (id, name: string, data: Buffer | undefined) => {
+      if (name !== 'posix-rename@openssh.com' || !data) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
+      const fromLength = data.readUInt32BE(0);
+      const from = data.toString('utf8', 4, 4 + fromLength);
+      const to = data.toString('utf8', 8 + fromLength, 8 + fromLength + data.readUInt32BE(4 + fromLength));
+      if (!move(posix.normalize(from), posix.normalize(to), true)) return failure(id, STATUS_CODE.FAILURE);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('REMOVE', false, (id, path: string) => {
+      const target = posix.normalize(path);
+      if (!fileAt(target)) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      tree.delete(target);
+      sftp.status(id, STATUS_CODE.OK);
+    });
+    on('MKDIR', false, (id, path: string) => {
+      const target = posix.normalize(path);
+      if (tree.has(target) || tree.get(posix.dirname(target))?.type !== 'dir') return failure(id, STATUS_CODE.FAILURE);
+      tree.set(target, { type: 'dir', mtime: T0 });
+      sftp.status(id, STATUS_CODE.OK);
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    url: (path) => `sftp://ferry@127.0.0.1:${port}${path}`,
+    knownHostsLine: () => `[127.0.0.1]:${port} ${hostKey.public.trim()}`,
+    file: (path) => {
+      const node = tree.get(path);
+      return node?.type === 'file' ? Buffer.from(node.data) : undefined;
+    },
+    paths: () => [...tree].map(([path, node]) => (node.type === 'dir' && path !== '/' ? `${path}/` : path)).sort(),
+    set: (changes) => {
+      behaviour = { ...behaviour, ...changes };
+    },
+    get connections() {
+      return connections;
+    },
+    close: () => new Promise<void>((resolve) => {
+      for (const client of clients) client.end();
+      server.close(() => resolve());
+    }),
+  };
+}
