@@ -4,6 +4,7 @@ import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFile
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { joinBelow, nameProblem, quoteName } from '../agent/transfer/names.js';
+import { printable } from '../agent/terminal-text.js';
 import { startHostileSftp, type HostileSftp } from './support/hostile-sftp.js';
 import { assertOneLineError, expectExitCode, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World } from './support/transfer-world.js';
 
@@ -50,8 +51,8 @@ describe('names from a server', () => {
     for (const name of ['', '.', '..', '../x', 'a/b', '/', 'a\0b']) assert.notEqual(nameProblem(name), null, JSON.stringify(name));
   });
 
-  it('quotes names with every control character escaped, C1 ones (a terminal\'s CSI) included', () => {
-    assert.equal(quoteName('a\u001b[2Jb\u009b31m"\\\n'), '"a\\x1b[2Jb\\x9b31m\\"\\\\\\x0a"');
+  it('shows a refused name with every control character escaped, C1 ones (a terminal\'s CSI) included', () => {
+    assert.equal(printable(quoteName('a\u001b[2Jb\u009b31m\n')), '"a\\x1b[2Jb\\x9b31m\\n"');
   });
 
   it('never joins a relative path that climbs out of its root', () => {
@@ -304,3 +305,33 @@ describe('a server that stops answering', function () {
 function sha256Of(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
+
+describe('a hostile server\'s error messages', function () {
+  this.timeout(120_000);
+  let world: World;
+  let user: FerryUser;
+  let hostile: HostileSftp;
+  // Retitles the window, clears the screen, and starts a forged line of ferry's own.
+  const message = '\u001b]0;pwned\u0007\u001b[2J\nferry: all files copied';
+  before(async () => {
+    world = await startWorld();
+    user = await FerryUser.create(world);
+    hostile = await startHostileSftp({ files: { '/data/a.txt': 'alpha', '/data/b.txt': 'bravo' }, statusMessage: message });
+    appendFileSync(join(user.home, '.ssh', 'known_hosts'), `${hostile.knownHostsLine()}\n`);
+  });
+  after(async () => {
+    await hostile?.close();
+    await world?.close();
+  });
+
+  it('shows the text of a failure STATUS escaped, on one line, so that it can neither drive the terminal nor forge a line', async () => {
+    // Making a folder inside a file fails: the server's FAILURE carries its text.
+    const run = await user.run(['mkdir', hostile.url('/data/a.txt/x')]);
+    assert.notEqual(run.code, 0, 'mkdir failed');
+    const line = run.stderr.trimEnd();
+    assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f]/.test(run.stderr), `no raw control character: ${JSON.stringify(run.stderr)}`);
+    assert.equal(line.split('\n').length, 1, `one line: ${JSON.stringify(run.stderr)}`);
+    assert.ok(line.includes('\\x1b]0;pwned\\x07\\x1b[2J\\nferry: all files copied'), line);
+
+  });
+});

@@ -22,18 +22,12 @@ export function nameProblem(name: string): string | null {
 }
 
 /**
- * A name as messages show it: in quotes, with control characters (a terminal's escape sequences
- * among them), quotes and backslashes escaped, so that a crafted name can neither hide nor drive
- * the terminal.
+ * A name as messages show it: in quotes, so that an empty name or one with spaces stands out. Its
+ * control characters are escaped where the message is printed (printable, in terminal-text.ts),
+ * as for every text from a server; `--json` keeps the name exact.
  */
 export function quoteName(name: string): string {
-  // eslint-disable-next-line no-control-regex
-  const escaped = name.replace(/[\\"\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
-    if (c === '\\' || c === '"') return `\\${c}`;
-    const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-  return `"${escaped}"`;
+  return `"${name}"`;
 }
 
 /** A name a server listed in `folder` that ferry refuses to use: never joined to any path. */
