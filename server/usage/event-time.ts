@@ -27,8 +27,8 @@ export const CLOCK_SKEW_MS = 24 * 3_600_000;
 export type EventTimeRefusal = { code: 'EVENT_TIME_INVALID' | 'EVENT_BEFORE_TRIAL' | 'EVENT_IN_FUTURE'; message: string };
 
 /**
- * Why an event's time is refused, or null when it lies within the trial's life: not before the
- * trial started, nor after the server's now (each give or take the clock skew).
+ * The event's instant when it is a real one within the trial's life (not before the trial started,
+ * nor after the server's now, each give or take the clock skew); otherwise why it is refused.
  */
 export function checkEventTime(text: string, trialStartedAt: Date, receivedAt: Date): { at: Date } | { refused: EventTimeRefusal } {
   const at = parseInstant(text);
