@@ -10,6 +10,7 @@ import { startWorkers } from './jobs/worker.js';
 import { registerAccountJobs } from './account/jobs.js';
 import { isConnectionError } from './errors.js';
 import { createRedis } from './plugins/redis.js';
+import { redactLogArguments } from './log-redaction.js';
 
 const USAGE = `usage: ferry-server [command]
 
@@ -99,7 +100,8 @@ async function serve(config: Config): Promise<void> {
 async function worker(config: Config): Promise<void> {
   await pingRedis(config);
   await migrateOrName(config);
-  const log = pino({ level: config.logLevel, name: 'ferry-worker' });
+  // The same redaction as the server's log: job errors may quote a mailed link.
+  const log = pino({ level: config.logLevel, name: 'ferry-worker', hooks: { logMethod: redactLogArguments } });
   const db = createPool(config.databaseUrl);
   const jobs = createJobContext(config, db, log);
   // MyAccount's mail templates and its part of the retention purge, as inside the server.
