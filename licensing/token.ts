@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { FINGERPRINT_PATTERN } from './fingerprint.js';
 import { LICENSE_KINDS, type LicenseKind } from './policy.js';
@@ -119,7 +119,35 @@ export function issueToken(input: IssueInput, key: SigningKey): string {
     iss: TOKEN_ISSUER,
   };
   if (input.licenseExpiresAt !== null) claims.lic_exp = Math.floor(input.licenseExpiresAt / 1000);
-  return jwt.sign(claims, key.privateKey, { algorithm: TOKEN_ALGORITHM, keyid: key.kid });
+  return signJwt(claims, key);
+}
+
+/** The order of P-256's base point: an ECDSA signature (r, s) is as valid as its twin (r, n - s). */
+const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+const P256_HALF_ORDER = P256_ORDER >> 1n;
+const SCALAR_BYTES = 32;
+
+const toScalar = (bytes: Buffer) => BigInt(`0x${bytes.toString('hex')}`);
+const fromScalar = (value: bigint) => Buffer.from(value.toString(16).padStart(SCALAR_BYTES * 2, '0'), 'hex');
+
+/**
+ * Signs the JWT with crypto directly (ES256's raw r||s form, RFC 7518 3.4) and keeps s in the lower
+ * half of the group order. OpenSSL may give either twin; the verifier accepts only the low one, so
+ * a token has exactly one valid signature and cannot be altered into a second, still-valid string.
+ */
+function signJwt(claims: LicenseClaims, key: SigningKey): string {
+  const header = { alg: TOKEN_ALGORITHM, typ: 'JWT', kid: key.kid };
+  const signingInput = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const signature = sign('sha256', Buffer.from(signingInput), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+  const s = toScalar(signature.subarray(SCALAR_BYTES));
+  if (s > P256_HALF_ORDER) fromScalar(P256_ORDER - s).copy(signature, SCALAR_BYTES);
+  return `${signingInput}.${signature.toString('base64url')}`;
+}
+
+/** Whether the token's signature is 64 raw bytes with s in the lower half: the one form we issue. */
+function hasLowS(token: string): boolean {
+  const signature = Buffer.from(token.slice(token.lastIndexOf('.') + 1), 'base64url');
+  return signature.length === SCALAR_BYTES * 2 && toScalar(signature.subarray(SCALAR_BYTES)) <= P256_HALF_ORDER;
 }
 
 /** Public keys by kid, turned into KeyObjects once rather than on every verification. */
@@ -193,6 +221,7 @@ export function verifyToken(token: string, keyring: Keyring, options: VerifyOpti
   const kid = decoded.header.kid;
   const publicKey = kid === undefined ? undefined : keyring.get(kid);
   if (!publicKey) throw new TokenError('TOKEN_UNKNOWN_KEY');
+  if (!hasLowS(token)) throw new TokenError('TOKEN_SIGNATURE');
 
   let payload: unknown;
   try {

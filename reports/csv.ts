@@ -7,6 +7,16 @@ export function csvField(value: string | number): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-export function csvLine(values: (string | number)[]): string {
-  return `${values.map(csvField).join(',')}\r\n`;
+/**
+ * A cell a spreadsheet would run as a formula (OWASP "CSV injection": it starts with = + - @, a tab
+ * or CR), made plain text by a leading single quote. `=HYPERLINK(…)` as an organisation's name
+ * then shows as itself instead of a link.
+ */
+export function neutraliseFormula(text: string): string {
+  return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+}
+
+export function csvLine(values: (string | number)[], options: { neutraliseFormulas?: boolean } = {}): string {
+  const cells = options.neutraliseFormulas ? values.map((v) => (typeof v === 'string' ? neutraliseFormula(v) : v)) : values;
+  return `${cells.map(csvField).join(',')}\r\n`;
 }

@@ -38,12 +38,23 @@ export interface ReportRow {
   seats: number;
 }
 
+/**
+ * How a report's CSV is written, stored with the report at filing: a filed report is a record, so
+ * it keeps rendering as filed (byte for byte, matching its checksum) whatever a later version does.
+ * 1: cells as stored (reports filed before formulas were neutralised); 2: formula cells quoted.
+ */
+export const CSV_FORMAT = { asStored: 1, formulasNeutralised: 2 } as const;
+export type CsvFormat = (typeof CSV_FORMAT)[keyof typeof CSV_FORMAT];
+/** What new filings use. */
+export const CURRENT_CSV_FORMAT: CsvFormat = CSV_FORMAT.formulasNeutralised;
+
 export interface FiledReport {
   id: number;
   from: string;
   to: string;
   rows: number;
   checksum: string;
+  csvFormat: CsvFormat;
   filedAt: string;
   encryptionClassification: string;
 }
@@ -52,8 +63,11 @@ export function csvHeader(): string {
   return csvLine([...CSV_COLUMNS]);
 }
 
-export function csvRow(row: ReportRow, classification: string): string {
-  return csvLine([row.event, row.date, row.organization, row.contactName, row.address, row.country, row.licenseId, row.licenseKind, row.seats, classification]);
+export function csvRow(row: ReportRow, classification: string, format: CsvFormat): string {
+  return csvLine(
+    [row.event, row.date, row.organization, row.contactName, row.address, row.country, row.licenseId, row.licenseKind, row.seats, classification],
+    { neutraliseFormulas: format >= CSV_FORMAT.formulasNeutralised },
+  );
 }
 
 /**
@@ -101,9 +115,9 @@ function dayAfter(date: string): Date {
  */
 export async function fileExportReport(db: Pool, from: string, to: string, filedBy: string, now = new Date()): Promise<FiledReport> {
   const [created] = await db.execute<import('mysql2').ResultSetHeader>(
-    `INSERT INTO export_reports (period_from, period_to, status, row_count, csv_sha256, encryption_classification, filed_at, filed_by)
-     VALUES (?, ?, 'filing', 0, '', ?, ?, ?)`,
-    [from, to, ENCRYPTION_CLASSIFICATION, now, filedBy],
+    `INSERT INTO export_reports (period_from, period_to, status, row_count, csv_sha256, csv_format, encryption_classification, filed_at, filed_by)
+     VALUES (?, ?, 'filing', 0, '', ?, ?, ?, ?)`,
+    [from, to, CURRENT_CSV_FORMAT, ENCRYPTION_CLASSIFICATION, now, filedBy],
   );
   const reportId = created.insertId;
   const hash = createHash('sha256').update(csvHeader());
@@ -137,7 +151,7 @@ export async function fileExportReport(db: Pool, from: string, to: string, filed
         licenseKind: String(source.license_kind),
         seats: Number(source.seats),
       };
-      hash.update(csvRow(row, ENCRYPTION_CLASSIFICATION));
+      hash.update(csvRow(row, ENCRYPTION_CLASSIFICATION, CURRENT_CSV_FORMAT));
       seq++;
       batch.push([reportId, seq, row.event, row.date, source.customer_id, row.organization, row.contactName, row.address, row.country, row.licenseId, row.licenseKind, row.seats]);
       if (batch.length >= INSERT_BATCH) await flush();
@@ -153,19 +167,21 @@ export async function fileExportReport(db: Pool, from: string, to: string, filed
   }
   const checksum = hash.digest('hex');
   await db.execute("UPDATE export_reports SET status = 'filed', row_count = ?, csv_sha256 = ? WHERE id = ?", [seq, checksum, reportId]);
-  return { id: reportId, from, to, rows: seq, checksum, filedAt: now.toISOString(), encryptionClassification: ENCRYPTION_CLASSIFICATION };
+  return {
+    id: reportId, from, to, rows: seq, checksum, csvFormat: CURRENT_CSV_FORMAT, filedAt: now.toISOString(), encryptionClassification: ENCRYPTION_CLASSIFICATION,
+  };
 }
 
 export async function findFiledReport(db: Pool, id: number): Promise<FiledReport | null> {
   const [rows] = await db.execute<RowDataPacket[]>(
-    `SELECT id, DATE_FORMAT(period_from, '%Y-%m-%d') AS f, DATE_FORMAT(period_to, '%Y-%m-%d') AS t, row_count, csv_sha256, filed_at, encryption_classification
+    `SELECT id, DATE_FORMAT(period_from, '%Y-%m-%d') AS f, DATE_FORMAT(period_to, '%Y-%m-%d') AS t, row_count, csv_sha256, csv_format, filed_at, encryption_classification
        FROM export_reports WHERE id = ? AND status = 'filed'`,
     [id],
   );
   const r = rows[0];
   if (!r) return null;
   return {
-    id: r.id, from: r.f, to: r.t, rows: r.row_count, checksum: r.csv_sha256,
+    id: r.id, from: r.f, to: r.t, rows: r.row_count, checksum: r.csv_sha256, csvFormat: r.csv_format as CsvFormat,
     filedAt: (r.filed_at as Date).toISOString(), encryptionClassification: r.encryption_classification,
   };
 }
@@ -206,7 +222,7 @@ async function* filedRows(db: Pool, reportId: number): AsyncGenerator<ReportRow>
 export async function* reportCsv(db: Pool, report: FiledReport): AsyncGenerator<string> {
   let chunk = csvHeader();
   for await (const row of filedRows(db, report.id)) {
-    chunk += csvRow(row, report.encryptionClassification);
+    chunk += csvRow(row, report.encryptionClassification, report.csvFormat);
     if (chunk.length > 64 * 1024) {
       yield chunk;
       chunk = '';

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { installErrorHandlers } from './errors.js';
+import { redactLogArguments, serializeRequest } from './log-redaction.js';
 import configPlugin from './plugins/config.js';
 import mysqlPlugin from './plugins/mysql.js';
 import redisPlugin from './plugins/redis.js';
@@ -29,6 +30,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     logger: {
       level: config.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
+      // Mailed tokens and unsubscribe keys travel in addresses: never logged (log-redaction.ts).
+      serializers: { req: serializeRequest },
+      hooks: { logMethod: redactLogArguments },
     },
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,

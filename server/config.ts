@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { formatDuration, parseDuration, parseDurationList } from '../licensing/index.js';
 
 /**
@@ -80,11 +80,34 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   return value;
 }
 
-function duration(env: Env, name: string, fallback: string): number {
+const SECOND = 1_000;
+const DAY = 86_400_000;
+
+/**
+ * The range each duration setting must lie in. Beyond these, dates computed from them leave what
+ * JavaScript and MySQL can hold (99999999d) or make no sense (a trial of a millisecond).
+ */
+const DURATION_BOUNDS = {
+  TRIAL_LENGTH: [10 * SECOND, 3_650 * DAY],
+  REMINDERS_BEFORE_END: [SECOND, 3_650 * DAY],
+  REMINDER_SWEEP_EVERY: [SECOND, DAY],
+  RETAIN_TRIAL_USAGE: [3_600 * SECOND, 3_650 * DAY],
+  RETAIN_CANCELLED_ACCOUNTS: [3_600 * SECOND, 3_650 * DAY],
+} as const;
+
+type DurationSetting = keyof typeof DURATION_BOUNDS;
+
+function inBounds(name: DurationSetting, ms: number, raw: string): number {
+  const [min, max] = DURATION_BOUNDS[name];
+  if (ms < min || ms > max) throw new ConfigError(name, `must be from ${formatDuration(min)} to ${formatDuration(max)}, got "${raw}"`);
+  return ms;
+}
+
+function duration(env: Env, name: DurationSetting, fallback: string): number {
   const raw = text(env, name, fallback);
   const value = parseDuration(raw);
   if (value === null) throw new ConfigError(name, `must be a duration such as 90s, 15m, 12h or 30d, got "${raw}"`);
-  return value;
+  return inBounds(name, value, raw);
 }
 
 function flag(env: Env, name: string, fallback: boolean): boolean {
@@ -108,10 +131,11 @@ function trustProxy(env: Env): boolean | string {
  */
 function dataDirSecret(dataDir: string, name: string): { token: string; generated: boolean } {
   const file = join(dataDir, name);
+  const unusable = (err: unknown) => new ConfigError('FERRY_DATA_DIR', `cannot use ${file}: ${(err as Error).message}`);
   try {
     return { token: readFileSync(file, 'utf8').trim(), generated: false };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(err);
   }
   const token = randomBytes(24).toString('base64url');
   try {
@@ -120,8 +144,39 @@ function dataDirSecret(dataDir: string, name: string): { token: string; generate
   } catch (err) {
     // Another server process starting at the same moment wrote it first: use theirs.
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { token: readFileSync(file, 'utf8').trim(), generated: false };
-    throw err;
+    throw unusable(err);
   }
+}
+
+/**
+ * mkdir -p, one level at a time. Node's own `recursive: true` loops forever where mkdir answers
+ * ENOENT although the parent exists (/proc, some FUSE mounts); here each level is tried once.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
+      return;
+    }
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+    makeDirectory(parent);
+    mkdirSync(dir, { mode: 0o700 }); // the parent exists now: a second ENOENT is the answer
+  }
+}
+
+function dataDirectory(env: Env): string {
+  const dataDir = resolve(text(env, 'FERRY_DATA_DIR', './data'));
+  try {
+    makeDirectory(dataDir);
+    accessSync(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new ConfigError('FERRY_DATA_DIR', `cannot create or write ${dataDir}: ${(err as Error).message}`);
+  }
+  return dataDir;
 }
 
 /** ADMIN_TOKEN when set; otherwise the one kept in the data folder, generated (and so shown once) the first time. */
@@ -149,12 +204,7 @@ function redisPrefix(env: Env): string {
 }
 
 export function loadConfig(env: Env = process.env): Config {
-  const dataDir = resolve(text(env, 'FERRY_DATA_DIR', './data'));
-  try {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw new ConfigError('FERRY_DATA_DIR', `cannot create ${dataDir}: ${(err as Error).message}`);
-  }
+  const dataDir = dataDirectory(env);
   const port = integer(env, 'PORT', 3000, 0, 65535);
   const host = text(env, 'HOST', '127.0.0.1');
   const trialLengthMs = duration(env, 'TRIAL_LENGTH', '30d');
@@ -163,6 +213,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (remindersBeforeEndMs === null) {
     throw new ConfigError('REMINDERS_BEFORE_END', `must be a comma-separated list of durations such as 7d,1d, got "${remindersRaw}"`);
   }
+  for (const ms of remindersBeforeEndMs) inBounds('REMINDERS_BEFORE_END', ms, remindersRaw);
   const tooLate = remindersBeforeEndMs.find((ms) => ms >= trialLengthMs);
   if (tooLate !== undefined) {
     throw new ConfigError('REMINDERS_BEFORE_END', `${formatDuration(tooLate)} before the end is not within a trial of ${formatDuration(trialLengthMs)}`);

@@ -8,6 +8,9 @@ import { createPool } from './db/pool.js';
 import { createJobContext } from './jobs/context.js';
 import { startWorkers } from './jobs/worker.js';
 import { registerAccountJobs } from './account/jobs.js';
+import { isConnectionError } from './errors.js';
+import { createRedis } from './plugins/redis.js';
+import { redactLogArguments } from './log-redaction.js';
 
 const USAGE = `usage: ferry-server [command]
 
@@ -25,8 +28,53 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
+/** `mysql://user:secret@host:3306/db` → `mysql://host:3306`: where, without the credentials. */
+function where(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}`;
+}
+
+/** Migrates, and names DATABASE_URL when MySQL cannot be reached or refuses the login. */
+async function migrateOrName(config: Config) {
+  try {
+    return await migrate(config.databaseUrl);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (isConnectionError(err) || code.startsWith('ER_ACCESS_DENIED') || code === 'ER_DBACCESS_DENIED_ERROR') {
+      throw new ConfigError('DATABASE_URL', `cannot reach MySQL at ${where(config.databaseUrl)} (${(err as Error).message})`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * One PING before anything else uses Redis: Bull's clients would otherwise wait and retry, and the
+ * start would stop at some plugin's "onReady hook timed out" without saying what was missing.
+ */
+async function pingRedis(config: Config): Promise<void> {
+  const redis = createRedis(config.redisUrl, 'ferry-server-startup');
+  redis.on('error', () => {});
+  const unreachable = (reason: string) => new ConfigError('REDIS_URL', `cannot reach Redis at ${where(config.redisUrl)} (${reason})`);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(unreachable('no answer within 5 s')), 5_000);
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      redis.once('ready', resolve);
+      // ioredis keeps retrying; the first failure is the answer here.
+      redis.once('error', (err: Error) => reject(unreachable(err.message)));
+    });
+    await Promise.race([ready.then(() => redis.ping()), timeout]);
+  } finally {
+    clearTimeout(timer);
+    redis.disconnect();
+  }
+}
+
 async function serve(config: Config): Promise<void> {
-  await migrate(config.databaseUrl);
+  await pingRedis(config);
+  await migrateOrName(config);
   const app = await buildApp(config);
   let closing = false;
   const close = async (signal: string) => {
@@ -40,8 +88,8 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGINT', () => void close('SIGINT'));
   await app.listen({ port: config.port, host: config.host });
   if (config.adminTokenGenerated) {
-    // Printed once, on the terminal, never into the structured log.
-    process.stdout.write(
+    // Printed once, on stderr: never into the JSON log, which goes to stdout.
+    process.stderr.write(
       `\nADMIN_TOKEN was not set, so one was generated and saved in ${config.dataDir}/admin-token:\n\n  ${config.adminToken}\n\n` +
         'Use it as "Authorization: Bearer <token>" for /v1/admin and to sign in to /admin. It is not shown again.\n\n',
     );
@@ -50,8 +98,10 @@ async function serve(config: Config): Promise<void> {
 
 /** The Bull processors without the HTTP server: as many of these as the queues need. */
 async function worker(config: Config): Promise<void> {
-  await migrate(config.databaseUrl);
-  const log = pino({ level: config.logLevel, name: 'ferry-worker' });
+  await pingRedis(config);
+  await migrateOrName(config);
+  // The same redaction as the server's log: job errors may quote a mailed link.
+  const log = pino({ level: config.logLevel, name: 'ferry-worker', hooks: { logMethod: redactLogArguments } });
   const db = createPool(config.databaseUrl);
   const jobs = createJobContext(config, db, log);
   // MyAccount's mail templates and its part of the retention purge, as inside the server.
@@ -87,7 +137,7 @@ async function main(argv: string[]): Promise<void> {
     case 'worker':
       return worker(config);
     case 'migrate': {
-      const { applied, version } = await migrate(config.databaseUrl);
+      const { applied, version } = await migrateOrName(config);
       process.stdout.write(applied.length ? `applied ${applied.join(', ')}; schema version ${version}\n` : `schema is up to date (version ${version})\n`);
       return;
     }
@@ -109,6 +159,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: Error) => {
+  if (err instanceof ConfigError) fail(err.message, 2);
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT') fail(`cannot reach MySQL or Redis: ${err.message}`);
   if (code === 'EADDRINUSE') fail(`port already in use: ${err.message}`);

@@ -144,7 +144,7 @@ describe('The admin area (/admin)', function () {
     }
   });
 
-  it('stops an address after ten wrong tokens, the right one included, for a quarter of an hour', async () => {
+  it('stops an address after ten wrong tokens, the right one included, for a quarter of an hour, at both doors', async () => {
     const own = await startServer();
     try {
       for (let i = 1; i <= 10; i++) assert.equal((await new PortalClient(own.url).post('/admin/login', { token: `wrong-${i}` })).status, 401);
@@ -152,8 +152,48 @@ describe('The admin area (/admin)', function () {
       assert.equal(blocked.status, 429);
       assert.match(text(blocked.html), /Too many wrong tokens from your address\. Try again in 15 minutes\./);
       assert.ok(Number(blocked.headers.get('retry-after')) > 800);
-      // The API's bearer token is not limited by this (it has its own callers).
-      assert.equal((await request(`${own.url}/v1/admin/licenses`, { body: { kind: 'permanent', seats: 1 }, token: own.adminToken })).status, 201);
+      // The API's bearer token is the same secret behind the same limit.
+      const api = await request(`${own.url}/v1/admin/licenses`, { body: { kind: 'permanent', seats: 1 }, token: own.adminToken });
+      assert.equal(api.status, 429);
+      assert.equal(api.body.error.code, 'RATE_LIMITED');
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('evaluates at most ten of 300 concurrent wrong tokens sent to the sign-in and the API together', async () => {
+    const own = await startServer();
+    try {
+      const guesses = Array.from({ length: 300 }, (_, i) => i % 2 === 0
+        ? new PortalClient(own.url).post('/admin/login', { token: `guess-${i}` }).then((a) => ({ status: a.status, retryAfter: a.headers.get('retry-after') }))
+        : request(`${own.url}/v1/admin/licenses`, { body: { kind: 'permanent', seats: 1 }, token: `guess-${i}` }).then((a) => ({ status: a.status, retryAfter: a.headers.get('retry-after') })));
+      const answers = await Promise.all(guesses);
+      const evaluated = answers.filter((a) => a.status === 401).length;
+      const refused = answers.filter((a) => a.status === 429);
+      assert.equal(evaluated, 10, `${evaluated} guesses were compared with the token`);
+      assert.equal(refused.length, 290);
+      assert.ok(refused.every((a) => Number(a.retryAfter) > 0), 'every refusal says when to come back');
+      // The right token, now: refused at both doors until the window has passed.
+      assert.equal((await new PortalClient(own.url).post('/admin/login', { token: own.adminToken })).status, 429);
+      assert.equal((await request(`${own.url}/v1/admin/licenses`, { body: { kind: 'permanent', seats: 1 }, token: own.adminToken })).status, 429);
+      const ownDb = await openDb(own.config.databaseUrl);
+      try {
+        assert.equal(await licenseCount(ownDb), 0);
+      } finally {
+        await ownDb.end();
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('never stops staff who use the right token, however often', async () => {
+    const own = await startServer();
+    try {
+      for (let i = 0; i < 15; i++) {
+        assert.equal((await request(`${own.url}/v1/admin/licenses`, { body: { kind: 'permanent', seats: 1 }, token: own.adminToken })).status, 201);
+      }
+      assert.equal((await new PortalClient(own.url).post('/admin/login', { token: own.adminToken })).status, 303);
     } finally {
       await own.close();
     }

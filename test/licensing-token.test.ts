@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync, verify } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import {
   fingerprint, generateSigningKey, issueToken, Keyring, parseDuration, publicJwk, TokenError, verifyToken,
@@ -7,6 +7,8 @@ import {
 } from '../licensing/index.js';
 
 const HOUR = 3_600_000;
+/** The order of P-256's group. */
+const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 const now = Date.UTC(2026, 10, 23, 12, 0, 0);
 const machine = fingerprint('machine-one');
 
@@ -90,6 +92,24 @@ describe('license tokens', () => {
 
   it('refuses garbage', () => {
     refusedWith('TOKEN_MALFORMED', () => verifyToken('not a token', ring, { now }));
+  });
+
+  it('refuses the high-S twin of a valid signature, and issues only the low-S form', () => {
+    const sOf = (token: string) => BigInt(`0x${Buffer.from(token.split('.')[2]!, 'base64url').subarray(32).toString('hex')}`);
+    const tokens = Array.from({ length: 1_000 }, (_, i) => issueToken(input({ activationId: i + 1 }), key));
+    const high = tokens.filter((token) => sOf(token) > P256_ORDER / 2n);
+    assert.equal(high.length, 0, `${high.length} of 1,000 issued tokens carry a high S`);
+
+    const token = tokens[0]!;
+    const [h, p, signature] = token.split('.') as [string, string, string];
+    const raw = Buffer.from(signature, 'base64url');
+    const twinS = P256_ORDER - sOf(token);
+    const twin = Buffer.concat([raw.subarray(0, 32), Buffer.from(twinS.toString(16).padStart(64, '0'), 'hex')]).toString('base64url');
+    // The twin is a mathematically valid ECDSA signature (plain crypto accepts it)…
+    assert.ok(verify('sha256', Buffer.from(`${h}.${p}`), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(twin, 'base64url')));
+    // …but not a Ferry token: one token has exactly one valid encoding.
+    refusedWith('TOKEN_SIGNATURE', () => verifyToken(`${h}.${p}.${twin}`, ring, { now }));
+    assert.equal(verifyToken(token, ring, { now }).claims.aid, 1);
   });
 });
 

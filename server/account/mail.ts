@@ -8,6 +8,7 @@ import { registerTemplate } from '../mail/templates.js';
 export const ACCOUNT_TEMPLATES = {
   verifyEmail: 'verify-email',
   accountExists: 'account-exists',
+  emailInUse: 'email-in-use',
   passwordReset: 'password-reset',
   passwordChanged: 'password-changed',
   emailChanged: 'email-changed',
@@ -18,6 +19,7 @@ export const ACCOUNT_TEMPLATES = {
 
 registerTemplate(ACCOUNT_TEMPLATES.verifyEmail, 'service', (d) => (d.change ? 'Confirm your new email address for Ferry' : 'Confirm your email address for Ferry'));
 registerTemplate(ACCOUNT_TEMPLATES.accountExists, 'service', () => 'You already have a Ferry account');
+registerTemplate(ACCOUNT_TEMPLATES.emailInUse, 'service', () => 'Someone tried to use your address for another Ferry account');
 registerTemplate(ACCOUNT_TEMPLATES.passwordReset, 'service', () => 'Choose a new Ferry password');
 registerTemplate(ACCOUNT_TEMPLATES.passwordChanged, 'service', () => 'Your Ferry password was changed');
 registerTemplate(ACCOUNT_TEMPLATES.emailChanged, 'service', () => 'The email address of your Ferry account was changed');

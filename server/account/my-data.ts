@@ -2,7 +2,11 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { orders } from './orders.js';
 import { all, optOuts, type AccountRow, type Queryable } from './repository.js';
 
-const iso = (date: Date | null) => (date ? date.toISOString() : null);
+/**
+ * A stored time as ISO text. A zero date (`0000-00-00`, which mysql2 reads as an invalid Date) is
+ * shown as missing rather than breaking the whole page and download.
+ */
+const iso = (date: Date | null) => (date && !Number.isNaN(date.getTime()) ? date.toISOString() : null);
 
 /**
  * Everything Ferry holds about one customer, as the privacy policy promises: the same data behind
@@ -153,6 +157,6 @@ export async function collectMyData(db: Queryable, account: AccountRow) {
 export type MyData = Awaited<ReturnType<typeof collectMyData>>;
 
 function dateOnly(value: unknown): string | null {
-  if (value instanceof Date) return value.toISOString().slice(0, 10);
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString().slice(0, 10);
   return typeof value === 'string' ? value.slice(0, 10) : null;
 }

@@ -102,6 +102,24 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
     return claims;
   }
 
+  /**
+   * The one rule for every call made with a license token (`/v1/validate`, `/v1/usage`): a genuine
+   * token whose activation still exists and is active, of a license still in force.
+   */
+  async function checkPresented(token: string, at: Date, verified?: LicenseClaims): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
+    const claims = verified ?? verifyPresented(token, at);
+    const found = await activations.withLicense(db, claims.aid);
+    if (!found || String(found.license.id) !== claims.sub || found.activation.fingerprint !== claims.fp) {
+      throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
+    }
+    const { license, activation } = found;
+    assertUsable(license, at);
+    if (activation.active !== 1) {
+      throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
+    }
+    return { claims, license, activation };
+  }
+
   /** Same machine, same trial: the trial already bound to this fingerprint, made usable again. */
   async function existingTrial(license: LicenseRow, request: TrialRequest, facts: MachineFacts, at: Date): Promise<Licensed> {
     assertUsable(license, at);
@@ -195,6 +213,8 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
       return { created: outcome.created, result: licensed(outcome.license, outcome.activation, at) };
     },
 
+    checkPresented,
+
     /** `POST /v1/validate`: checks the activation and license now, and renews the lease. */
     async validate(token: string, presentedBy: string | undefined, ip: string): Promise<Licensed> {
       const at = now();
@@ -203,15 +223,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
         await licenseEvents.record(db, Number(claims.sub), 'wrong_machine', presentedBy, ip, at);
         throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
       }
-      const found = await activations.withLicense(db, claims.aid);
-      if (!found || String(found.license.id) !== claims.sub || found.activation.fingerprint !== claims.fp) {
-        throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
-      }
-      const { license, activation } = found;
-      assertUsable(license, at);
-      if (activation.active !== 1) {
-        throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
-      }
+      const { license, activation } = await checkPresented(token, at, claims);
       if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
         lastSeen.record(activation.id);
       }

@@ -4,10 +4,8 @@ import { USAGE_BATCH_MAX, USAGE_KINDS, type UsageKind } from '../../licensing/in
 import { AppError } from '../errors.js';
 import { BearerHeaders, ErrorSchema } from '../licenses/schemas.js';
 import { bearerToken } from '../licenses/service.js';
+import { checkEventTime, type EventTimeRefusal } from './event-time.js';
 import { usageEvents } from './repository.js';
-
-/** How far an event's time may lie ahead of the server's clock before it is refused as bogus. */
-const MAX_CLOCK_AHEAD_MS = 24 * 3_600_000;
 
 const UsageEvent = Type.Object(
   {
@@ -33,28 +31,40 @@ const usageRoutes: FastifyPluginAsyncTypebox = async (app) => {
       headers: BearerHeaders,
       body: UsageBatch,
       response: {
-        202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }),
+        202: Type.Object({
+          accepted: Type.Integer(),
+          duplicates: Type.Integer(),
+          rejected: Type.Integer({ description: 'events refused for their time, never stored' }),
+          refusals: Type.Array(Type.Object({ index: Type.Integer(), code: Type.String(), message: Type.String() })),
+        }),
         ...Object.fromEntries([400, 401, 403, 503].map((s) => [s, ErrorSchema])),
       },
     },
   }, async (request, reply) => {
     const receivedAt = new Date();
-    const claims = app.licenses.verifyPresented(bearerToken(request.headers.authorization), receivedAt);
+    // The same rule as /v1/validate: a deactivated machine or a revoked license reports nothing.
+    const { claims, license } = await app.licenses.checkPresented(bearerToken(request.headers.authorization), receivedAt);
     if (claims.kind !== 'trial') {
       throw new AppError('NOT_A_TRIAL', 403, 'usage is reported only during a trial; permanent licenses send nothing');
     }
-    const events = request.body.events.map((event) => {
-      const occurredAt = new Date(event.at);
-      if (occurredAt.getTime() > receivedAt.getTime() + MAX_CLOCK_AHEAD_MS) {
-        throw new AppError('EVENT_IN_FUTURE', 400, `an event is dated ${event.at}, more than a day ahead of the server`);
+    const refusals: (EventTimeRefusal & { index: number })[] = [];
+    const events = request.body.events.flatMap((event, index) => {
+      const time = checkEventTime(event.at, license.created_at, receivedAt);
+      if ('refused' in time) {
+        refusals.push({ index, ...time.refused });
+        return [];
       }
-      return {
+      return [{
         activationId: claims.aid, licenseId: Number(claims.sub), fingerprint: claims.fp,
-        occurredAt, kind: event.kind, locale: event.locale, ip: request.ip,
-      };
+        occurredAt: time.at, kind: event.kind, locale: event.locale, ip: request.ip,
+      }];
     });
+    if (events.length === 0) {
+      const first = refusals[0]!;
+      throw new AppError(first.code, 400, `no event of this batch can be stored: ${first.message}`);
+    }
     const accepted = await usageEvents.insertBatch(app.db, events, receivedAt);
-    return reply.code(202).send({ accepted, duplicates: events.length - accepted });
+    return reply.code(202).send({ accepted, duplicates: events.length - accepted, rejected: refusals.length, refusals });
   });
 };
 

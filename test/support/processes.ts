@@ -35,6 +35,8 @@ export interface ServerProcess {
   url: string;
   child: ChildProcess;
   output(): string;
+  /** What it wrote to stdout only: the JSON log. */
+  logOutput(): string;
   stop(): Promise<void>;
 }
 
@@ -46,7 +48,11 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (d) => (output += d));
+  let logOutput = '';
+  child.stdout!.on('data', (d) => {
+    output += d;
+    logOutput += d;
+  });
   child.stderr!.on('data', (d) => (output += d));
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
@@ -65,5 +71,5 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     await stop();
     throw err;
   }
-  return { url, child, output: () => output, stop };
+  return { url, child, output: () => output, logOutput: () => logOutput, stop };
 }

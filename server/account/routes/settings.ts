@@ -56,25 +56,36 @@ export default async function settingsRoutes(app: FastifyInstance, portal: Porta
     if (form.ok && email === account.email) form.fail('email', 'This is already your address.');
     if (password === '') form.fail('password', 'Enter your current password.');
     else if (!(await verifyPassword(password, account.password_hash))) form.fail('password', 'This is not your current password.');
-    if (form.ok) {
-      const other = await accounts.byEmail(app.db, email);
-      if (other && other.id !== account.id) form.fail('email', 'Another account uses this address.');
-    }
     if (!form.ok) return portal.render(request, reply, 'email', { title: 'Email address', current: account.email, values: { email }, errors: form.errors }, 400);
+    // The same limits as registration and password reset: this form mails whatever address it is given.
+    await portal.limits.formsPerAddress(request, request.ip);
+    await portal.limits.mailPerAccount(request, email);
     const now = new Date();
-    await tokens.spendAll(app.db, account.id, 'verify_email', now);
-    const { id, token } = await tokens.issue(app.db, account.id, 'verify_email', LINK_LIFETIME.verifyEmail.ms, now, email);
-    await app.mail.enqueue({
-      key: `verify-email:${account.id}:${id}`,
-      template: ACCOUNT_TEMPLATES.verifyEmail,
-      to: email,
-      customerId: account.id,
-      data: { link: portal.link(`/account/verify?token=${token}`), validFor: LINK_LIFETIME.verifyEmail.text, change: true },
-    });
+    const other = await accounts.byEmail(app.db, email);
+    if (other && other.id !== account.id) {
+      // Whose address it is stays unsaid here; its owner is told instead (and nothing changes).
+      await app.mail.enqueue({
+        key: `email-in-use:${other.id}:${now.getTime()}`,
+        template: ACCOUNT_TEMPLATES.emailInUse,
+        to: email,
+        customerId: other.id,
+        data: { loginUrl: portal.link('/account/login'), resetUrl: portal.link('/account/password/forgot') },
+      });
+    } else {
+      await tokens.spendAll(app.db, account.id, 'verify_email', now);
+      const { id, token } = await tokens.issue(app.db, account.id, 'verify_email', LINK_LIFETIME.verifyEmail.ms, now, email);
+      await app.mail.enqueue({
+        key: `verify-email:${account.id}:${id}`,
+        template: ACCOUNT_TEMPLATES.verifyEmail,
+        to: email,
+        customerId: account.id,
+        data: { link: portal.link(`/account/verify?token=${token}`), validFor: LINK_LIFETIME.verifyEmail.text, change: true },
+      });
+    }
     await audit.record(app.db, account.id, 'email.change_requested', now);
     return portal.render(request, reply, 'message', {
       title: 'Confirm your new address',
-      message: `We have sent a link to ${email}. Your address changes when you follow it (within ${LINK_LIFETIME.verifyEmail.text}); until then we keep writing to ${account.email}.`,
+      message: `Check ${email} for a link. Your address changes when you follow it (within ${LINK_LIFETIME.verifyEmail.text}); until then we keep writing to ${account.email}.`,
       links: [{ href: '/account/data', text: 'Back to My data' }],
     });
   });

@@ -8,7 +8,6 @@ import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
-import type { LoginAttempts } from './login-attempts.js';
 import type { SessionCookie } from './plugin.js';
 import { csrfTokenMatches, type AdminSessions } from './sessions.js';
 import { formatters } from './format.js';
@@ -24,7 +23,6 @@ const STYLESHEET = readFileSync(`${VIEWS}admin.css`);
 
 export interface PagesOptions {
   sessions: AdminSessions;
-  attempts: LoginAttempts;
   sessionCookie: SessionCookie;
 }
 

@@ -1,6 +1,5 @@
 import cookie from '@fastify/cookie';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { createLoginAttempts } from './login-attempts.js';
 import pages from './pages.js';
 import queueDashboard, { QUEUE_API_PREFIX } from './queue-dashboard.js';
 import { ADMIN_SESSION_COOKIE, ADMIN_SESSION_SECONDS, createAdminSessions, type AdminSession } from './sessions.js';
@@ -33,7 +32,6 @@ export interface SessionCookie {
 const adminArea: FastifyPluginAsync = async (app) => {
   const https = app.config.publicUrl.startsWith('https:');
   const sessions = createAdminSessions(app.redis, app.config.redisPrefix);
-  const attempts = createLoginAttempts(app.redis, app.config.redisPrefix);
   const cookieOptions = { path: '/admin', httpOnly: true, sameSite: 'strict' as const, secure: https };
   const sessionCookie: SessionCookie = {
     set: (reply, session) => void reply.setCookie(ADMIN_SESSION_COOKIE, session.id, { ...cookieOptions, maxAge: ADMIN_SESSION_SECONDS }),
@@ -71,7 +69,7 @@ const adminArea: FastifyPluginAsync = async (app) => {
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
   });
 
-  await app.register(pages, { sessions, attempts, sessionCookie });
+  await app.register(pages, { sessions, sessionCookie });
   await app.register(queueDashboard, { prefix: '/queues' });
 };
 

@@ -1,6 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../../errors.js';
-import { isAdminToken } from '../../../plugins/admin-auth.js';
 import { field } from '../forms.js';
 import type { AdminPages } from '../pages.js';
 
@@ -24,13 +22,8 @@ export default async function signInRoutes(app: FastifyInstance, pages: AdminPag
 
   app.post('/login', { config: { adminPublic: true } }, async (request, reply) => {
     const next = safeNext(field(request.body, 'next'));
-    const wait = await pages.attempts.waitSeconds(request.ip);
-    if (wait > 0) {
-      const minutes = Math.ceil(wait / 60);
-      throw new AppError('RATE_LIMITED', 429, `Too many wrong tokens from your address. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`, wait);
-    }
-    if (!isAdminToken(field(request.body, 'token'), app.config.adminToken)) {
-      await pages.attempts.failed(request.ip);
+    // Counted with the API's bearer token: one limit per address for both doors (admin-auth.ts).
+    if (!(await app.tryAdminToken(request, field(request.body, 'token')))) {
       request.log.warn({ ip: request.ip }, 'admin sign-in refused: wrong token');
       return pages.render(request, reply, 'login', { title, next, errors: { token: WRONG_TOKEN } }, 401);
     }
