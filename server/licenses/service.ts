@@ -143,10 +143,11 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
     if (trial.trial_secret_hash === null && secret !== undefined && isTokenOfTrial(token, trial, request.fingerprint, at)) {
       if (await licenses.adoptTrialSecret(db, trial.id, secretDigest(secret))) return;
       // Another request of the same machine set one a moment ago: this one counts if it is the same.
-      const now = await licenses.trialOfMachine(db, request.fingerprint);
-      if (now && isTrialSecret(now.trial_secret_hash, secret)) return;
+      const current = await licenses.trialOfMachine(db, request.fingerprint);
+      if (current && isTrialSecret(current.trial_secret_hash, secret)) return;
     }
-    // For support and the owner's My data: someone asked for this trial without its secret (no address kept).
+    // For support, and for the owner in My data: someone asked for this trial without its secret.
+    // No address is kept: it would be a stranger's, shown to the owner.
     await licenseEvents.record(db, trial.id, 'trial_repeat', request.fingerprint, null, at);
     const ends = trial.expires_at ? ` (it ends ${trial.expires_at.toISOString()})` : '';
     throw new AppError(
