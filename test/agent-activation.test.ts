@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -146,6 +146,23 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       assert.ok(state.jwks.keys.length > 0, 'the server keys are pinned');
       assert.equal(statSync(machine.home).mode & 0o777, 0o700);
       assert.equal(statSync(join(machine.home, 'license.json')).mode & 0o777, 0o600);
+    });
+
+    it('starts one trial when two ferry commands of one machine ask at once (they send the same secret)', async () => {
+      const machine = new Machine();
+      const runs = await Promise.all([1, 2].map(() => machine.run(['activate', '--trial', '--server', server.url])));
+      runs.forEach((run, i) => expectExitCode(run, 0, `command ${i + 1}`));
+      const ids = runs.map((run) => /Claim code ([0-9A-Z]{10})/.exec(run.stdout)?.[1]);
+      assert.equal(ids[0], ids[1]);
+      assert.equal(statSync(join(machine.home, 'trial-secret')).mode & 0o777, 0o600);
+    });
+
+    it('says in one line, exit 2, when the trial secret in the ferry home is damaged', async () => {
+      const machine = new Machine();
+      writeFileSync(join(machine.home, 'trial-secret'), 'not a secret\n', { mode: 0o600 });
+      const run = await machine.run(['activate', '--trial', '--server', server.url]);
+      expectExitCode(run, 2, 'activate with a damaged secret');
+      assertOneLineError(run, /trial-secret is damaged/);
     });
 
     it('gives the same machine the same trial, with the same end date, when asked again', async () => {
