@@ -116,7 +116,7 @@ interface TestOverrides {
  * clock of one's choosing a trial that never ends. Containers without a readable machine id get
  * the id generated into FERRY_HOME (machine.ts), in either build.
  */
-export function testOverrides(env: Env, release: boolean, notice: (message: string) => void): TestOverrides {
+function testOverrides(env: Env, release: boolean, notice: (message: string) => void): TestOverrides {
   if (!release) return { machineId: env.FERRY_MACHINE_ID, now: env.FERRY_NOW };
   const set = (['FERRY_MACHINE_ID', 'FERRY_NOW'] as const).filter((name) => env[name]?.trim());
   if (set.length > 0) {
