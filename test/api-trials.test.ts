@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { issueToken, peekClaims } from '../licensing/index.js';
+import { loadKeySet } from '../server/keys/store.js';
 import { request } from './support/http.js';
 import { newActivationSecret, newMachine } from './support/machines.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
@@ -219,7 +221,15 @@ describe('POST /v1/trials from a second machine that knows only the machine id',
     }
     const adopted = newActivationSecret();
     assertNothingToActOn(await trial({ fingerprint, activationSecret: adopted }), old);
-    const withToken = await trial({ fingerprint, activationSecret: adopted }, old.body.token);
+    // What a machine whose day-long lease lapsed holds: a token of the trial that /v1/validate no longer takes.
+    const claims = peekClaims(old.body.token)!;
+    const { keys } = await loadKeySet(server.config.dataDir);
+    const lapsed = issueToken({
+      licenseId: claims.sub, activationId: claims.aid, fingerprint: claims.fp, kind: 'trial',
+      leaseEndsAt: Date.now() - 60_000, licenseExpiresAt: claims.lic_exp! * 1000, now: Date.now() - 3_600_000,
+    }, keys.active);
+    assert.equal((await request(`${server.url}/v1/validate`, { body: {}, token: lapsed })).status, 401);
+    const withToken = await trial({ fingerprint, activationSecret: adopted }, lapsed);
     assert.equal(withToken.status, 200, JSON.stringify(withToken.body));
     assert.equal(withToken.body.license.id, old.body.license.id);
     // From now on the secret is what counts: the old token no longer opens the trial with another one.
