@@ -17,7 +17,7 @@ export interface LicenseRow {
   customer_id: number | null;
 }
 
-/** A trial as the trial path reads it: with the digest of its activation secret (null: from before secrets). */
+/** A trial as the trial path reads it: with the digest of its activation secret (null: none was sent). */
 export type TrialRow = LicenseRow & { trial_secret_hash: Buffer | null };
 
 export interface ActivationRow {
@@ -67,7 +67,7 @@ export const licenses = {
   async insertTrial(
     db: Queryable,
     trial: {
-      fingerprint: string; secretHash: Buffer; expiresAt: Date; email: string | null; marketingOptIn: boolean; claimCode: string; now: Date;
+      fingerprint: string; secretHash: Buffer | null; expiresAt: Date; email: string | null; marketingOptIn: boolean; claimCode: string; now: Date;
     },
   ): Promise<number> {
     const [result] = await db.execute<ResultSetHeader>(

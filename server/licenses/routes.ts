@@ -15,7 +15,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['agent'],
       summary: 'Start the trial of this machine, or get the one it already has (with its activation secret)',
       description: 'A machine asking again must send the activationSecret its trial started with; otherwise 409 TRIAL_EXISTS, '
-        + 'with no token and nothing changed. A trial from before activation secrets takes the secret of the first request '
+        + 'with no token and nothing changed. A trial started without a secret takes the secret of the first request '
         + 'that also sends one of its tokens as `Authorization: Bearer`.',
       headers: BearerHeaders,
       body: TrialRequest,

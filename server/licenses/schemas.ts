@@ -19,7 +19,7 @@ const MachineFacts = {
 /** 32 random bytes or more, base64url: what proves that a request comes from where the trial started. */
 export const ActivationSecret = Type.String({
   pattern: '^[A-Za-z0-9_-]{43,128}$',
-  description: 'the secret this machine\'s agent sent (or was given) when it started its trial; base64url, at least 32 bytes',
+  description: 'the random secret this machine\'s agent made and sent when it started its trial; base64url, at least 32 bytes',
 });
 
 export const TrialRequest = Type.Object(
@@ -69,14 +69,7 @@ export const Activation = Type.Object({
 });
 export type Activation = Static<typeof Activation>;
 
-export const Licensed = Type.Object({
-  license: License,
-  activation: Activation,
-  token: Type.String(),
-  activationSecret: Type.Optional(Type.String({
-    description: 'a new trial started without an activationSecret: the one the server made for it, in this answer only; asking again for the trial needs it',
-  })),
-});
+export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String() });
 export type Licensed = Static<typeof Licensed>;
 
 export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String() });

@@ -25,11 +25,6 @@ function newClaimCode(): string {
   return code;
 }
 
-/** For clients that make no secret of their own (the agent does): 32 random bytes, base64url. */
-function newActivationSecret(): string {
-  return randomBytes(32).toString('base64url');
-}
-
 function secretDigest(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
@@ -118,7 +113,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
 
   /**
    * A token of `trial` for this machine, signed by one of our keys, however old: the proof that a
-   * request comes from where the trial was activated, for trials from before activation secrets.
+   * request comes from where the trial was activated, for a trial without a secret.
    */
   function isTokenOfTrial(token: string | undefined, trial: TrialRow, fingerprint: string, at: Date): boolean {
     if (token === undefined) return false;
@@ -133,9 +128,10 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
 
   /**
    * Only where a trial started may it be had again: the fingerprint is no secret (anyone who knows
-   * the machine id can compute it), the activation secret is. A trial from before secrets takes the
-   * secret of the first request that shows one of its tokens. Anything else learns that the trial
-   * exists and when it ends, and gets nothing to act on it with.
+   * the machine id can compute it), the activation secret is. A trial without one (from before
+   * migration 005, or started by an agent too old to send one) takes the secret of the first request
+   * that shows one of its tokens. Anything else learns that the trial exists and when it ends, and
+   * gets nothing to act on it with.
    */
   async function assertTrialHolder(trial: TrialRow, request: TrialRequest, token: string | undefined, at: Date): Promise<void> {
     const secret = request.activationSecret;
@@ -192,8 +188,8 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
     async startTrial(request: TrialRequest, ip: string, token?: string): Promise<{ created: boolean; result: Licensed }> {
       const at = now();
       const facts: MachineFacts = { ...request, ip };
-      // The agent brings its own secret, so that a retry after a lost answer is the same request.
-      const secret = request.activationSecret ?? newActivationSecret();
+      // The agent makes the secret, so that a retry after a lost answer is the same request.
+      const secretHash = request.activationSecret === undefined ? null : secretDigest(request.activationSecret);
       for (let attempt = 0; attempt < 3; attempt++) {
         const existing = await licenses.trialOfMachine(db, request.fingerprint);
         if (existing) return { created: false, result: await existingTrial(existing, request, token, facts, at) };
@@ -201,7 +197,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
           const result = await inTransaction(db, async (tx) => {
             const licenseId = await licenses.insertTrial(tx, {
               fingerprint: request.fingerprint,
-              secretHash: secretDigest(secret),
+              secretHash,
               expiresAt: new Date(at.getTime() + trialLengthMs),
               email: request.email ?? null,
               marketingOptIn: request.email !== undefined && (request.marketingOptIn ?? false),
@@ -213,9 +209,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
           });
           const license = (await licenses.byId(db, result))!;
           const activation = (await activations.ofMachine(db, result, request.fingerprint))!;
-          const issued = licensed(license, activation, at);
-          if (request.activationSecret === undefined) issued.activationSecret = secret;
-          return { created: true, result: issued };
+          return { created: true, result: licensed(license, activation, at) };
         } catch (err) {
           // Another request from this machine won the race (go round and return its trial), or the
           // random claim code collided (go round with a new one).
