@@ -105,6 +105,29 @@ export function readAgentVersion(): string {
   return buildInfo().version;
 }
 
+/** The variables that let a test be any machine at any time. */
+interface TestOverrides {
+  /** FERRY_MACHINE_ID: replaces the OS machine id. */
+  machineId: string | undefined;
+  /** FERRY_NOW: replaces the clock's time. */
+  now: string | undefined;
+}
+
+/**
+ * A development build (a checkout) honours FERRY_MACHINE_ID and FERRY_NOW. A release build ignores
+ * them, and says so once: a machine id of one's choosing would be a fresh trial per value, and a
+ * clock of one's choosing a trial that never ends. Containers without a readable machine id get
+ * the id generated into FERRY_HOME (machine.ts), in either build.
+ */
+function testOverrides(env: Env, release: boolean, notice: (message: string) => void): TestOverrides {
+  if (!release) return { machineId: env.FERRY_MACHINE_ID, now: env.FERRY_NOW };
+  const set = (['FERRY_MACHINE_ID', 'FERRY_NOW'] as const).filter((name) => env[name]?.trim());
+  if (set.length > 0) {
+    notice(`${set.join(' and ')} ${set.length === 1 ? 'is' : 'are'} ignored: this is a release build, which uses the machine's own id and clock (they are for tests of a checkout)`);
+  }
+  return { machineId: undefined, now: undefined };
+}
+
 async function configuredServer(paths: HomePaths): Promise<string | undefined> {
   let config: unknown;
   try {
@@ -127,9 +150,10 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
   } catch (err) {
     throw new AgentError('USAGE', `cannot create the ferry home ${paths.dir} (set FERRY_HOME elsewhere?): ${(err as Error).message}`);
   }
-  const wallNow = env.FERRY_NOW?.trim() ? parseFerryNow(env.FERRY_NOW) : Date.now();
   // Notices name files and quote servers: shown through printable, always one line each.
   const notice = (message: string) => options.stderr(`ferry: ${printable(message)}\n`);
+  const overrides = testOverrides(env, buildInfo().release, notice);
+  const wallNow = overrides.now?.trim() ? parseFerryNow(overrides.now) : Date.now();
 
   let machine: Promise<MachineIdentity> | undefined;
   const alongside: Promise<void>[] = [];
@@ -143,7 +167,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     notice,
     machine() {
       // Once per command: reading the OS id runs a process, and the fallback notice is said once.
-      machine ??= identifyMachine({ override: env.FERRY_MACHINE_ID, fallbackFile: paths.machineId, notice });
+      machine ??= identifyMachine({ override: overrides.machineId, fallbackFile: paths.machineId, notice });
       return machine;
     },
     async resolveServer(licenseServer) {

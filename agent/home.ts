@@ -4,9 +4,9 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 
 /**
- * The agent's home, `$FERRY_HOME`: its license, pinned server keys, clock high-water mark and
- * usage spool. The folder is 0700 and every file 0600, because license.json holds a license key
- * and a token that are as good as the license itself.
+ * The agent's home, `$FERRY_HOME`: its license, pinned server keys, clock high-water mark, usage
+ * spool and trial secret. The folder is 0700 and every file 0600, because license.json holds a
+ * license key and a token that are as good as the license itself, and trial-secret the trial.
  */
 export interface HomePaths {
   dir: string;
@@ -20,6 +20,8 @@ export interface HomePaths {
   spool: string;
   /** A generated machine id, only where the OS has none readable. */
   machineId: string;
+  /** The activation secret of this machine's trial (see trial-secret.ts): kept when the license goes. */
+  trialSecret: string;
 }
 
 export function resolveHomeDir(env: Record<string, string | undefined>): string {
@@ -38,6 +40,7 @@ export function homePaths(dir: string): HomePaths {
     clock: join(dir, 'clock.json'),
     spool: join(dir, 'usage-spool.jsonl'),
     machineId: join(dir, 'machine-id'),
+    trialSecret: join(dir, 'trial-secret'),
   };
 }
 

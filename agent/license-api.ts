@@ -64,13 +64,24 @@ export interface TrialContact {
   marketingOptIn?: boolean;
 }
 
-export async function requestTrial(ctx: AgentContext, server: string, fingerprint: string, contact: TrialContact): Promise<IssuedLicense> {
-  const body: Record<string, unknown> = { fingerprint, ...machineFacts(ctx) };
+/** What shows the server that this is where the trial started (see trial-secret.ts). */
+export interface TrialProof {
+  activationSecret: string;
+  /** The trial's last token from this server, if any: it vouches for a trial from before secrets. */
+  token?: string;
+}
+
+export async function requestTrial(
+  ctx: AgentContext, server: string, fingerprint: string, contact: TrialContact, proof: TrialProof,
+): Promise<IssuedLicense> {
+  const body: Record<string, unknown> = { fingerprint, activationSecret: proof.activationSecret, ...machineFacts(ctx) };
   if (contact.email !== undefined) {
     body.email = contact.email;
     body.marketingOptIn = contact.marketingOptIn ?? false;
   }
-  const reply = await callServer(server, { method: 'POST', path: '/v1/trials', body, timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  const reply = await callServer(server, {
+    method: 'POST', path: '/v1/trials', body, token: proof.token, timeoutMs: INTERACTIVE_TIMEOUT_MS,
+  });
   return parseIssued(server, reply.status, reply.body);
 }
 

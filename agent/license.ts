@@ -9,6 +9,7 @@ import { assessLicense, type Assessment } from './license-assess.js';
 import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit } from './license-state.js';
 import { verifyIssuedToken } from './pinned-keys.js';
 import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
+import { trialSecret } from './trial-secret.js';
 import { reportUsage } from './usage-report.js';
 
 /**
@@ -98,7 +99,10 @@ export async function activateLicense(
   try {
     const issued = key !== null
       ? await requestKeyActivation(ctx, server, fingerprint, key)
-      : await requestTrial(ctx, server, fingerprint, 'trial' in request ? request.trial : {});
+      : await requestTrial(ctx, server, fingerprint, 'trial' in request ? request.trial : {}, {
+        activationSecret: await trialSecret(ctx.paths.trialSecret),
+        token: previous?.kind === 'trial' && previous.server === server ? previous.token : undefined,
+      });
     const state = await stateFromIssued(ctx, server, issued, previous, key);
     await saveLicenseState(ctx.paths, state);
     return { state, created: issued.created };

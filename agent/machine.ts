@@ -26,7 +26,7 @@ export function readOsMachineId(): string {
 }
 
 export interface IdentifyOptions {
-  /** FERRY_MACHINE_ID: for tests and containers, replaces the OS machine id. */
+  /** FERRY_MACHINE_ID: for tests, replaces the OS machine id (development builds only: see context.ts). */
   override: string | undefined;
   /** `$FERRY_HOME/machine-id`, the fallback. */
   fallbackFile: string;

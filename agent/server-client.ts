@@ -169,6 +169,8 @@ export function refusalToAgentError(err: ServerError): AgentError {
       return new AgentError('TRIAL_EXPIRED', `${err.serverMessage} (buy a license, then run "ferry activate --key KEY")`);
     case 'ACTIVATION_INACTIVE':
       return new AgentError('ACTIVATION_INACTIVE', 'this machine was deactivated elsewhere (e.g. in MyAccount): run "ferry activate" again to use it here');
+    case 'TRIAL_EXISTS':
+      return new AgentError('TRIAL_EXISTS', `${err.serverMessage}; its activation secret is not in this ferry home (buy a license, then run "ferry activate --key KEY")`);
     case 'KEY_FORMAT':
       return new AgentError('BAD_KEY_FORMAT', `bad license key: ${err.serverMessage}`);
     case 'TOKEN_WRONG_MACHINE':

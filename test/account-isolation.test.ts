@@ -48,7 +48,8 @@ describe('MyAccount: a customer reaches only their own data', function () {
     db = await openDb(server.config.databaseUrl);
     clientA = await signUp(server, smtp, a);
     clientB = await signUp(server, smtp, b);
-    bTrial = await startTrial(server, { hostname: 'b-workstation' });
+    // Started with B's address, so that B (the claimant) keeps seeing the machine's host name.
+    bTrial = await startTrial(server, { hostname: 'b-workstation', email: b.email });
     assert.equal((await clientB.submit('/account/claim', '/account/claim', { code: bTrial.claimCode })).status, 303);
     const buy = async () => {
       const ordered = await clientB.submit('/account/buy', '/account/buy', { seats: '2', trial: '' });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKey, POLICIES } from '../licensing/index.js';
+import { fingerprint, generateKey, POLICIES } from '../licensing/index.js';
 import type { LicenseState } from '../agent/license-state.js';
 import type { StatusReport } from '../agent/commands/status.js';
 import { rotateKey } from '../server/keys/store.js';
@@ -26,10 +26,10 @@ interface Run {
   stderr: string;
 }
 
-/** One machine with ferry installed: its own FERRY_HOME and machine id. */
+/** One machine with ferry installed: its own FERRY_HOME and machine id (another's, for a clone). */
 class Machine {
   readonly home = tempDir('ferry-home-');
-  readonly id = `machine-${randomBytes(8).toString('hex')}`;
+  constructor(readonly id = `machine-${randomBytes(8).toString('hex')}`) {}
 
   run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
     const env: Record<string, string | undefined> = { ...process.env, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
@@ -148,6 +148,23 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       assert.equal(statSync(join(machine.home, 'license.json')).mode & 0o777, 0o600);
     });
 
+    it('starts one trial when two ferry commands of one machine ask at once (they send the same secret)', async () => {
+      const machine = new Machine();
+      const runs = await Promise.all([1, 2].map(() => machine.run(['activate', '--trial', '--server', server.url])));
+      runs.forEach((run, i) => expectExitCode(run, 0, `command ${i + 1}`));
+      const ids = runs.map((run) => /Claim code ([0-9A-Z]{10})/.exec(run.stdout)?.[1]);
+      assert.equal(ids[0], ids[1]);
+      assert.equal(statSync(join(machine.home, 'trial-secret')).mode & 0o777, 0o600);
+    });
+
+    it('says in one line, exit 2, when the trial secret in the ferry home is damaged', async () => {
+      const machine = new Machine();
+      writeFileSync(join(machine.home, 'trial-secret'), 'not a secret\n', { mode: 0o600 });
+      const run = await machine.run(['activate', '--trial', '--server', server.url]);
+      expectExitCode(run, 2, 'activate with a damaged secret');
+      assertOneLineError(run, /trial-secret is damaged/);
+    });
+
     it('gives the same machine the same trial, with the same end date, when asked again', async () => {
       const machine = new Machine();
       const first = await machine.run(['activate', '--trial', '--server', server.url]);
@@ -229,6 +246,74 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const run = await machine.run(['status'], { now: Date.now() + 13 * HOUR });
       expectExitCode(run, 17, 'status after deactivation elsewhere');
       assertOneLineError(run, /deactivated elsewhere/);
+    });
+  });
+
+  describe('a second machine that knows only the machine id', () => {
+    /** Machine A's trial, started with an email; B: another ferry home with A's machine id (a clone, or someone who read it). */
+    async function aAndItsClone(): Promise<{ a: Machine; b: Machine; claimCode: string; fingerprint: string }> {
+      const a = new Machine();
+      const started = await a.run(['activate', '--trial', '--email', 'ada@example.org', '--server', server.url]);
+      expectExitCode(started, 0, 'A starts its trial');
+      const claimCode = /Claim code ([0-9A-Z]{10})/.exec(started.stdout)![1]!;
+      return { a, b: new Machine(a.id), claimCode, fingerprint: fingerprint(a.id) };
+    }
+
+    async function trialContact(licenseId: string): Promise<unknown> {
+      const db = await openDb(server.config.databaseUrl);
+      try {
+        const [rows] = await db.query('SELECT email, marketing_opt_in, customer_id FROM licenses WHERE id = ?', [licenseId]);
+        return (rows as object[])[0];
+      } finally {
+        await db.end();
+      }
+    }
+
+    it('gets no trial, no token and no claim code, through the agent or by hand, and changes nothing', async () => {
+      const { a, b, claimCode, fingerprint } = await aAndItsClone();
+      const before = await trialContact(a.license().licenseId);
+
+      for (const args of [['activate', '--trial'], ['activate', '--trial', '--email', 'mallory@example.org', '--marketing']]) {
+        const run = await b.run([...args, '--server', server.url]);
+        expectExitCode(run, 18, `B: ${args.join(' ')}`);
+        assertOneLineError(run, /already had its trial .*activation secret is not in this ferry home/);
+        assert.equal(run.stdout, '');
+        assert.ok(!run.stderr.includes(claimCode), 'no claim code for B');
+        assert.equal(b.hasLicense(), false);
+      }
+      const byHand = await request(`${server.url}/v1/trials`, { body: { fingerprint, email: 'mallory@example.org' } });
+      assert.equal(byHand.status, 409);
+      assert.equal(byHand.body.error.code, 'TRIAL_EXISTS');
+      assert.equal(byHand.body.token, undefined);
+      assert.ok(!JSON.stringify(byHand.body).includes(claimCode));
+      assert.deepEqual(await trialContact(a.license().licenseId), before, 'email, marketing choice and claim unchanged');
+
+      // B has nothing to deactivate A with.
+      expectExitCode(await b.run(['deactivate', '--server', server.url]), 10, 'B deactivates');
+      const { activationId } = a.license();
+      assert.equal((await request(`${server.url}/v1/activations/${activationId}`, { method: 'DELETE' })).status, 401);
+    });
+
+    it('leaves A working: its token renews, its status shows its claim code, and it can deactivate and come back', async () => {
+      const { a, b, claimCode } = await aAndItsClone();
+      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 18, 'B asks for the trial');
+
+      const due = await a.run(['status', '--json'], { now: Date.now() + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs + HOUR });
+      expectExitCode(due, 0, 'A renews');
+      const report = JSON.parse(due.stdout) as StatusReport;
+      assert.equal(report.renewed, true);
+      assert.equal(report.claimCode, claimCode);
+      assert.match((await a.run(['status'])).stdout, new RegExp(`Claim code: +${claimCode}`));
+
+      const firstEnd = a.license().licenseExpiresAt;
+      expectExitCode(await a.run(['deactivate']), 0, 'A deactivates');
+      assert.equal(statSync(join(a.home, 'trial-secret')).mode & 0o777, 0o600, 'the secret stays, private');
+      // Even now that A's activation is off, B gets nothing.
+      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 18, 'B asks while A is deactivated');
+      const back = await a.run(['activate', '--trial', '--server', server.url]);
+      expectExitCode(back, 0, 'A activates again');
+      assert.match(back.stdout, new RegExp(`^This machine's trial is active: .*Claim code ${claimCode}`));
+      assert.equal(a.license().licenseExpiresAt, firstEnd, 'same trial, same end date');
     });
   });
 

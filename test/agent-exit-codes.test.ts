@@ -22,7 +22,7 @@ describe('exit codes', () => {
     assert.deepEqual(numbers, {
       OK: 0, INTERNAL: 1, USAGE: 2, BAD_KEY_FORMAT: 3,
       NO_LICENSE: 10, TRIAL_EXPIRED: 11, LICENSE_REVOKED: 12, SEATS_EXHAUSTED: 13, LICENSE_NOT_FOUND: 14,
-      SERVER_UNREACHABLE: 15, SERVER_ERROR: 16, ACTIVATION_INACTIVE: 17,
+      SERVER_UNREACHABLE: 15, SERVER_ERROR: 16, ACTIVATION_INACTIVE: 17, TRIAL_EXISTS: 18,
       CONNECTION: 20, AUTH: 21, HOST_KEY: 22, PARTIAL: 23, NOT_FOUND: 24, PERMISSION: 25, DISK_FULL: 26,
     });
     assert.equal(new Set(Object.values(numbers)).size, Object.keys(numbers).length, 'no number has two meanings');
@@ -34,8 +34,8 @@ describe('exit codes', () => {
     for (const [name, { code: number, meaning }] of Object.entries(EXIT_CODES)) {
       assert.match(stdout, new RegExp(`^ +${number} +${name} +${meaning.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     }
-    assert.match(stdout, /FERRY_MACHINE_ID .*tests and containers/);
-    assert.match(stdout, /FERRY_NOW .*for tests/);
+    assert.match(stdout, /FERRY_MACHINE_ID .*for tests; development builds only/);
+    assert.match(stdout, /FERRY_NOW .*for tests; development builds only/);
   });
 
   it('prints the version from package.json', async () => {
@@ -84,6 +84,7 @@ describe('exit codes', () => {
       [403, 'LICENSE_CANCELLED', 'LICENSE_REVOKED'],
       [403, 'TRIAL_EXPIRED', 'TRIAL_EXPIRED'],
       [403, 'ACTIVATION_INACTIVE', 'ACTIVATION_INACTIVE'],
+      [409, 'TRIAL_EXISTS', 'TRIAL_EXISTS'],
       [400, 'KEY_FORMAT', 'BAD_KEY_FORMAT'],
       [403, 'TOKEN_WRONG_MACHINE', 'NO_LICENSE'],
       [429, 'RATE_LIMITED', 'SERVER_ERROR'],

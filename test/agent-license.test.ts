@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKey, generateSigningKey, peekClaims, POLICIES, type LicenseKind, type SigningKey } from '../licensing/index.js';
 import { saveLicenseState, type LicenseState } from '../agent/license-state.js';
@@ -149,14 +149,19 @@ describe('license renewal and re-activation', () => {
     assert.deepEqual(server.paths(), ['POST /v1/validate', 'POST /v1/activations']);
   });
 
-  it('asks for the same trial again when a trial lease ran out, without the email', async () => {
+  it('asks for the same trial again when a trial lease ran out, without the email, with its secret and old token', async () => {
     const now = T + 2 * DAY;
     const s = setup(now);
-    await storeLicense(server, s, 'trial', T);
+    const stored = await storeLicense(server, s, 'trial', T);
     server.route('POST /v1/validate', () => refusal(401, 'TOKEN_EXPIRED'));
     server.route('POST /v1/trials', (seen) => {
       assert.equal(seen.body.fingerprint, s.machine.fingerprint);
       assert.equal(seen.body.email, undefined);
+      // The secret kept in the home (made now, 0600), and the old token: it vouches for a trial from before secrets.
+      assert.equal(seen.body.activationSecret, readFileSync(join(s.home, 'trial-secret'), 'utf8').trim());
+      assert.match(seen.body.activationSecret, /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(statSync(join(s.home, 'trial-secret')).mode & 0o777, 0o600);
+      assert.equal(seen.auth, `Bearer ${stored.token}`);
       return licensedAnswer(server, s, 'trial', now);
     });
     server.route('POST /v1/usage', () => ({ status: 202, body: { accepted: 1, duplicates: 0 } }));

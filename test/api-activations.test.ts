@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { issueLicense, revokeLicense } from './support/admin.js';
 import { request } from './support/http.js';
-import { newMachine } from './support/machines.js';
+import { newActivationSecret, newMachine } from './support/machines.js';
 import { startServerProcess, type ServerProcess } from './support/processes.js';
 import { openDb, startServer, testEnv, type TestServer } from './support/server.js';
 
@@ -123,8 +123,9 @@ describe('seat limits under concurrency, across server processes', () => {
 
   it('creates one trial when one machine asks every server at once', async () => {
     const fingerprint = newMachine();
+    const activationSecret = newActivationSecret();
     const answers = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => request(`${servers[i % servers.length]!.url}/v1/trials`, { body: { fingerprint } })),
+      Array.from({ length: 30 }, (_, i) => request(`${servers[i % servers.length]!.url}/v1/trials`, { body: { fingerprint, activationSecret } })),
     );
     assert.equal(answers.filter((a) => a.status === 201).length, 1);
     assert.equal(answers.filter((a) => a.status === 200).length, 29);

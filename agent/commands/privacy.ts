@@ -27,6 +27,8 @@ function policyText(spoolFile: string): string[] {
     'When activating, ferry sends the fingerprint, the locale, the platform (e.g. linux-x64) and its',
     'version; a license key when you give one; your email address only if you give it with',
     '"ferry activate --trial --email ADDRESS" (and your choice of marketing mail with --marketing).',
+    'A trial request also sends the random activation secret that ferry keeps in its home',
+    '(trial-secret): it proves the trial is asked for where it started, and says nothing about you.',
     'To renew its lease, ferry sends the license token and the fingerprint.',
     'A permanent license sends nothing beyond activation and this validation: no usage events.',
   ];

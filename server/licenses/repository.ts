@@ -17,6 +17,9 @@ export interface LicenseRow {
   customer_id: number | null;
 }
 
+/** A trial as the trial path reads it: with the digest of its activation secret (null: none was sent). */
+export type TrialRow = LicenseRow & { trial_secret_hash: Buffer | null };
+
 export interface ActivationRow {
   id: number;
   license_id: number;
@@ -46,7 +49,16 @@ export const licenses = {
   byId: (db: Queryable, id: number) => one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.id = ?`, [id]),
 
   trialOfMachine: (db: Queryable, fingerprint: string) =>
-    one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.trial_fingerprint = ?`, [fingerprint]),
+    one<TrialRow>(db, `SELECT ${LICENSE_COLUMNS}, l.trial_secret_hash FROM licenses l WHERE l.trial_fingerprint = ?`, [fingerprint]),
+
+  /** Sets the secret of a trial from before secrets; false when another request set one first. */
+  async adoptTrialSecret(db: Queryable, id: number, secretHash: Buffer): Promise<boolean> {
+    const [result] = await db.execute<ResultSetHeader>(
+      'UPDATE licenses SET trial_secret_hash = ? WHERE id = ? AND trial_secret_hash IS NULL',
+      [secretHash, id],
+    );
+    return result.affectedRows === 1;
+  },
 
   /** Locks the license row: activations of one license take turns, which is what keeps seat counts exact. */
   byKeyDigestForUpdate: (db: PoolConnection, digest: Buffer) =>
@@ -54,12 +66,14 @@ export const licenses = {
 
   async insertTrial(
     db: Queryable,
-    trial: { fingerprint: string; expiresAt: Date; email: string | null; marketingOptIn: boolean; claimCode: string; now: Date },
+    trial: {
+      fingerprint: string; secretHash: Buffer | null; expiresAt: Date; email: string | null; marketingOptIn: boolean; claimCode: string; now: Date;
+    },
   ): Promise<number> {
     const [result] = await db.execute<ResultSetHeader>(
-      `INSERT INTO licenses (kind, status, seats, trial_fingerprint, claim_code, email, marketing_opt_in, expires_at, created_at)
-       VALUES ('trial', 'active', 1, ?, ?, ?, ?, ?, ?)`,
-      [trial.fingerprint, trial.claimCode, trial.email, trial.marketingOptIn, trial.expiresAt, trial.now],
+      `INSERT INTO licenses (kind, status, seats, trial_fingerprint, trial_secret_hash, claim_code, email, marketing_opt_in, expires_at, created_at)
+       VALUES ('trial', 'active', 1, ?, ?, ?, ?, ?, ?, ?)`,
+      [trial.fingerprint, trial.secretHash, trial.claimCode, trial.email, trial.marketingOptIn, trial.expiresAt, trial.now],
     );
     return result.insertId;
   },

@@ -13,14 +13,20 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/trials', {
     schema: {
       tags: ['agent'],
-      summary: 'Start the trial of this machine, or get the one it already has',
+      summary: 'Start the trial of this machine, or get the one it already has (with its activation secret)',
+      description: 'A machine asking again must send the activationSecret its trial started with; otherwise 409 TRIAL_EXISTS, '
+        + 'with no token and nothing changed. A trial started without a secret takes the secret of the first request '
+        + 'that also sends one of its tokens as `Authorization: Bearer`.',
+      headers: BearerHeaders,
       body: TrialRequest,
-      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 429, 503) },
+      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 409, 429, 503) },
     },
     config: { needs: ['mysql', 'redis'] },
     onRequest: app.limitActivations,
   }, async (request, reply) => {
-    const { created, result } = await app.licenses.startTrial(request.body, request.ip);
+    const { authorization } = request.headers;
+    const token = authorization === undefined ? undefined : bearerToken(authorization);
+    const { created, result } = await app.licenses.startTrial(request.body, request.ip, token);
     if (request.body.email !== undefined && result.license.expiresAt) {
       // Not awaited: the reminder sweep plans whatever this misses (say, Redis away this moment).
       planReminders(app.jobs, { licenseId: result.license.id, expiresAt: new Date(result.license.expiresAt) })

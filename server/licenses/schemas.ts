@@ -16,9 +16,16 @@ const MachineFacts = {
   agentVersion: Type.Optional(Type.String({ maxLength: 32 })),
 };
 
+/** 32 random bytes or more, base64url: what proves that a request comes from where the trial started. */
+export const ActivationSecret = Type.String({
+  pattern: '^[A-Za-z0-9_-]{43,128}$',
+  description: 'the random secret this machine\'s agent made and sent when it started its trial; base64url, at least 32 bytes',
+});
+
 export const TrialRequest = Type.Object(
   {
     fingerprint: Fingerprint,
+    activationSecret: Type.Optional(ActivationSecret),
     ...MachineFacts,
     email: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
     marketingOptIn: Type.Optional(Type.Boolean({ default: false })),

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import {
   issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, POLICIES, TokenError, verifyToken,
@@ -7,7 +7,7 @@ import {
 import { AppError } from '../errors.js';
 import {
   activations, inTransaction, isDuplicateKey, licenseEvents, licenses,
-  type ActivationRow, type LicenseRow, type MachineFacts,
+  type ActivationRow, type LicenseRow, type MachineFacts, type TrialRow,
 } from './repository.js';
 import type { LastSeenRecorder } from './last-seen.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest } from './schemas.js';
@@ -23,6 +23,15 @@ function newClaimCode(): string {
   let code = '';
   for (const byte of randomBytes(10)) code += CLAIM_CODE_ALPHABET[byte % CLAIM_CODE_ALPHABET.length];
   return code;
+}
+
+function secretDigest(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}
+
+function isTrialSecret(stored: Buffer | null, presented: string | undefined): boolean {
+  if (stored === null || presented === undefined) return false;
+  return timingSafeEqual(stored, secretDigest(presented));
 }
 
 export function licenseView(row: LicenseRow, options: { withClaimCode?: boolean } = {}): License {
@@ -120,10 +129,55 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
     return { claims, license, activation };
   }
 
-  /** Same machine, same trial: the trial already bound to this fingerprint, made usable again. */
-  async function existingTrial(license: LicenseRow, request: TrialRequest, facts: MachineFacts, at: Date): Promise<Licensed> {
-    assertUsable(license, at);
-    // Asking again with an email (say, after a reinstall) is how a trial user signs up for reminders.
+  /**
+   * A token of `trial` for this machine, signed by one of our keys, however old: the proof that a
+   * request comes from where the trial was activated, for a trial without a secret.
+   */
+  function isTokenOfTrial(token: string | undefined, trial: TrialRow, fingerprint: string, at: Date): boolean {
+    if (token === undefined) return false;
+    try {
+      const { claims } = verifyToken(token, keyring, { now: at.getTime(), acceptExpiredForMs: at.getTime(), fingerprint });
+      return claims.kind === 'trial' && claims.sub === String(trial.id);
+    } catch (err) {
+      if (err instanceof TokenError) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Only where a trial started may it be had again: the fingerprint is no secret (anyone who knows
+   * the machine id can compute it), the activation secret is. A trial without one (from before
+   * migration 005, or started by an agent too old to send one) takes the secret of the first request
+   * that shows one of its tokens. Anything else learns that the trial exists and when it ends, and
+   * gets nothing to act on it with.
+   */
+  async function assertTrialHolder(trial: TrialRow, request: TrialRequest, token: string | undefined, at: Date): Promise<void> {
+    const secret = request.activationSecret;
+    if (isTrialSecret(trial.trial_secret_hash, secret)) return;
+    if (trial.trial_secret_hash === null && secret !== undefined && isTokenOfTrial(token, trial, request.fingerprint, at)) {
+      if (await licenses.adoptTrialSecret(db, trial.id, secretDigest(secret))) return;
+      // Another request of the same machine set one a moment ago: this one counts if it is the same.
+      const current = await licenses.trialOfMachine(db, request.fingerprint);
+      if (current && isTrialSecret(current.trial_secret_hash, secret)) return;
+    }
+    // For support, and for the owner in My data: someone asked for this trial without its secret.
+    // No address is kept: it would be a stranger's, shown to the owner.
+    await licenseEvents.record(db, trial.id, 'trial_repeat', request.fingerprint, null, at);
+    const ends = trial.expires_at ? ` (it ends ${trial.expires_at.toISOString()})` : '';
+    throw new AppError(
+      'TRIAL_EXISTS', 409,
+      `this machine already had its trial${ends}; only the installation that started it, which holds its activation secret, can activate it again`,
+    );
+  }
+
+  /** Same machine, same trial: the trial already bound to this fingerprint, made usable again for its holder. */
+  async function existingTrial(
+    trial: TrialRow, request: TrialRequest, token: string | undefined, facts: MachineFacts, at: Date,
+  ): Promise<Licensed> {
+    assertUsable(trial, at);
+    await assertTrialHolder(trial, request, token, at);
+    let license: LicenseRow = trial;
+    // Asking again with an email is how a trial user signs up for reminders.
     if (request.email !== undefined && request.email !== license.email) {
       await licenses.updateTrialContact(db, license.id, request.email, request.marketingOptIn ?? false);
       license = { ...license, email: request.email };
@@ -144,17 +198,24 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
   return {
     verifyPresented,
 
-    /** `POST /v1/trials`: one trial per machine, ever; concurrent requests from one machine make one. */
-    async startTrial(request: TrialRequest, ip: string): Promise<{ created: boolean; result: Licensed }> {
+    /**
+     * `POST /v1/trials`: one trial per machine, ever; concurrent requests from one machine make one.
+     * `token`: the Bearer token the request came with, if any (it can vouch for a trial from before
+     * activation secrets).
+     */
+    async startTrial(request: TrialRequest, ip: string, token?: string): Promise<{ created: boolean; result: Licensed }> {
       const at = now();
       const facts: MachineFacts = { ...request, ip };
+      // The agent makes the secret, so that a retry after a lost answer is the same request.
+      const secretHash = request.activationSecret === undefined ? null : secretDigest(request.activationSecret);
       for (let attempt = 0; attempt < 3; attempt++) {
         const existing = await licenses.trialOfMachine(db, request.fingerprint);
-        if (existing) return { created: false, result: await existingTrial(existing, request, facts, at) };
+        if (existing) return { created: false, result: await existingTrial(existing, request, token, facts, at) };
         try {
           const result = await inTransaction(db, async (tx) => {
             const licenseId = await licenses.insertTrial(tx, {
               fingerprint: request.fingerprint,
+              secretHash,
               expiresAt: new Date(at.getTime() + trialLengthMs),
               email: request.email ?? null,
               marketingOptIn: request.email !== undefined && (request.marketingOptIn ?? false),

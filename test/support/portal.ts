@@ -148,12 +148,17 @@ export async function logIn(client: PortalClient, person: Pick<Person, 'email' |
   return answer;
 }
 
-/** A trial started the way `ferry activate --trial` does, with a few usage reports: its claim code and ids. */
-export async function startTrial(server: TestServer, facts: { hostname?: string; email?: string } = {}) {
+/**
+ * A trial started the way `ferry activate --trial` does, with a few usage reports: its claim code and ids.
+ * `ip`: the address it comes from, as X-Forwarded-For (for a server with `trustProxy`).
+ */
+export async function startTrial(server: TestServer, { ip, ...facts }: { hostname?: string; email?: string; ip?: string } = {}) {
   const fingerprint = newMachine();
-  const trial = await jsonRequest(`${server.url}/v1/trials`, { body: { fingerprint, locale: 'de-DE', platform: 'linux', agentVersion: '0.1.0', ...facts } });
+  const headers = ip === undefined ? undefined : { 'x-forwarded-for': ip };
+  const trial = await jsonRequest(`${server.url}/v1/trials`, { headers, body: { fingerprint, locale: 'de-DE', platform: 'linux', agentVersion: '0.1.0', ...facts } });
   assert.equal(trial.status, 201, JSON.stringify(trial.body));
   const usage = await jsonRequest(`${server.url}/v1/usage`, {
+    headers,
     token: trial.body.token,
     body: { events: [{ at: new Date().toISOString(), locale: 'de-DE', kind: 'put' }, { at: new Date(Date.now() - 1000).toISOString(), locale: 'de-DE', kind: 'get' }] },
   });

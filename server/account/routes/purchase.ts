@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { AppError } from '../../errors.js';
+import { inTransaction } from '../../licenses/repository.js';
 import { Form, normalizeClaimCode } from '../forms.js';
 import { completeOrder, formatAmount, MAX_SEATS, orders, PRICE_PER_SEAT, type OrderRow } from '../orders.js';
 import type { Portal } from '../plugin.js';
@@ -8,6 +9,29 @@ import { audit } from '../repository.js';
 
 /** What the agent prints: 10 characters of an alphabet without look-alikes (see the license service). */
 const CLAIM_CODE = /^[23456789ABCDEFGHJKMNPQRSTVWXYZ]{10}$/;
+
+/**
+ * What a trial recorded before it was claimed belongs to whoever ran it, and a claim code can be
+ * passed on: the claimant gets the trial, not that person's data. Only a trial started with the
+ * claimant's own (verified) address is known to be theirs and keeps everything; any other keeps
+ * neither its address nor the IP addresses and host name its machine was seen with, as an erasure.
+ */
+async function claimTrial(db: PoolConnection, code: string, account: { id: number; email: string | null }, now: Date): Promise<boolean> {
+  const [result] = await db.execute<ResultSetHeader>(
+    "UPDATE licenses SET customer_id = ?, claimed_at = ? WHERE claim_code = ? AND kind = 'trial' AND customer_id IS NULL",
+    [account.id, now, code],
+  );
+  if (result.affectedRows !== 1) return false;
+  const [rows] = await db.execute<RowDataPacket[]>("SELECT id, email FROM licenses WHERE claim_code = ? AND kind = 'trial'", [code]);
+  const trial = rows[0] as { id: number; email: string | null };
+  const sameAddress = trial.email !== null && account.email !== null && trial.email.toLowerCase() === account.email.toLowerCase();
+  if (sameAddress) return true;
+  await db.execute('UPDATE licenses SET email = NULL, marketing_opt_in = FALSE WHERE id = ?', [trial.id]);
+  await db.execute('UPDATE activations SET ip = NULL, hostname = NULL WHERE license_id = ?', [trial.id]);
+  await db.execute('UPDATE usage_events SET ip = NULL WHERE license_id = ?', [trial.id]);
+  await db.execute('UPDATE license_events SET ip = NULL WHERE license_id = ?', [trial.id]);
+  return true;
+}
 
 /** Claim a trial (register the software), buy or upgrade to a permanent license, and the checkout step. */
 export default async function purchaseRoutes(app: FastifyInstance, portal: Portal): Promise<void> {
@@ -25,11 +49,7 @@ export default async function purchaseRoutes(app: FastifyInstance, portal: Porta
     // Each try counts, right or wrong: codes cannot be guessed from here.
     await portal.limits.claimPerCustomer(request, String(account.id));
     const now = new Date();
-    const [result] = await app.db.execute<ResultSetHeader>(
-      "UPDATE licenses SET customer_id = ?, claimed_at = ? WHERE claim_code = ? AND kind = 'trial' AND customer_id IS NULL",
-      [account.id, now, code],
-    );
-    if (result.affectedRows !== 1) {
+    if (!(await inTransaction(app.db, (tx) => claimTrial(tx, code, account, now)))) {
       const [mine] = await app.db.execute<RowDataPacket[]>("SELECT 1 FROM licenses WHERE claim_code = ? AND kind = 'trial' AND customer_id = ?", [code, account.id]);
       // A trial claimed by someone else gets the same answer as no trial at all.
       form.fail('code', mine.length > 0 ? 'You have already claimed this trial: it is listed in My data.' : 'No unclaimed trial has this code. Check the code that ferry activate --trial printed.');
