@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { installErrorHandlers } from './errors.js';
+import { logTransport } from './log-output.js';
 import configPlugin from './plugins/config.js';
 import mysqlPlugin from './plugins/mysql.js';
 import redisPlugin from './plugins/redis.js';
@@ -10,6 +11,7 @@ import rateLimitPlugin from './plugins/rate-limit.js';
 import adminAuthPlugin from './plugins/admin-auth.js';
 import swaggerPlugin from './plugins/swagger.js';
 import jobsPlugin from './plugins/jobs.js';
+import metricsPlugin from './plugins/metrics.js';
 import licenseServicePlugin from './licenses/plugin.js';
 import healthRoutes from './health/routes.js';
 import licenseRoutes from './licenses/routes.js';
@@ -19,6 +21,7 @@ import reportRoutes from './admin/reports-routes.js';
 import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
 import adminAreaPlugin from './admin/area/plugin.js';
+import homePlugin from './home/plugin.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -29,6 +32,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     logger: {
       level: config.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
+      ...logTransport(),
     },
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
@@ -43,6 +47,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(adminAuthPlugin);
   await app.register(swaggerPlugin);
   await app.register(jobsPlugin);
+  // Before the routes, so that its hook counts every one of them.
+  await app.register(metricsPlugin);
 
   await app.register(licenseServicePlugin);
 
@@ -61,6 +67,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // The admin area (/admin)
   await app.register(adminAreaPlugin, { prefix: '/admin' });
+
+  // The landing page (/)
+  await app.register(homePlugin);
 
   return app;
 }
