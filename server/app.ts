@@ -47,13 +47,14 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(adminAuthPlugin);
   await app.register(swaggerPlugin);
   await app.register(jobsPlugin);
-  // Before the routes, so that its hook counts every one of them.
-  await app.register(metricsPlugin);
 
   await app.register(licenseServicePlugin);
 
   // A request that lost its connection makes the monitor look again now, not at its next tick.
   installErrorHandlers(app, () => app.dependencies.recheck());
+
+  // Before the routes, so that its hook counts every one of them; after the error handler, which its route uses.
+  await app.register(metricsPlugin);
 
   await app.register(healthRoutes);
   await app.register(licenseRoutes);

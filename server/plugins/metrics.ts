@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Type } from 'typebox';
 import { mailCounterKey } from '../jobs/context.js';
-import { ErrorSchema } from '../licenses/schemas.js';
+import { errorResponses } from '../licenses/schemas.js';
 
 /** Upper bounds (seconds) of the validation latency histogram: a validation takes milliseconds. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -102,7 +102,7 @@ export default fp(
         security: [{ adminToken: [] }],
         response: {
           200: Type.String({ description: `the Prometheus text format (${METRICS_CONTENT_TYPE})` }),
-          401: ErrorSchema,
+          401: errorResponses({}, 401)[401],
         },
       },
       onRequest: app.requireAdmin,

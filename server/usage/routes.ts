@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { USAGE_BATCH_MAX, USAGE_KINDS, type UsageKind } from '../../licensing/index.js';
 import { AppError } from '../errors.js';
-import { BearerHeaders, ErrorSchema } from '../licenses/schemas.js';
+import { BearerHeaders, errorResponses } from '../licenses/schemas.js';
 import { bearerToken } from '../licenses/service.js';
 import { usageEvents } from './repository.js';
 
@@ -33,8 +33,8 @@ const usageRoutes: FastifyPluginAsyncTypebox = async (app) => {
       headers: BearerHeaders,
       body: UsageBatch,
       response: {
-        202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }),
-        ...Object.fromEntries([400, 401, 403, 503].map((s) => [s, ErrorSchema])),
+        202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }, { description: 'Stored: how many were new, how many had been sent before' }),
+        ...errorResponses({ body: true }, 401, 403),
       },
     },
   }, async (request, reply) => {
