@@ -13,7 +13,6 @@ COPY tsconfig.json ./
 COPY licensing licensing
 COPY server server
 COPY reports reports
-COPY agent agent
 # The runtime gets the compiled code, the production dependencies, and the views, mail templates,
 # stylesheets and migrations, which are read from the source tree at run time.
 RUN node node_modules/typescript/bin/tsc -p . \

@@ -61,7 +61,7 @@ async function serve(config: Config): Promise<void> {
   }
 }
 
-/** The pages an operator opens first, as links on this listen address (and on PUBLIC_URL when that differs). */
+/** The pages an operator opens first, as links on the address the server listens on. */
 function startUrls(app: FastifyInstance): Record<string, string> {
   const address = app.server.address() as AddressInfo;
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;

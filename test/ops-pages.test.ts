@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Pool } from 'mysql2/promise';
+import { launchChromium, screenshot } from './support/browser.js';
 import { request } from './support/http.js';
 import { PortalClient, portalRoutes, text } from './support/portal.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
@@ -118,6 +119,28 @@ describe('Landing page, API documentation, admin area additions', function () {
     const api = await client.get('/admin/queues/api/queues');
     assert.equal(api.status, 200);
     assert.doesNotMatch(api.html, /ferry-back/, 'the dashboard\'s JSON is left alone');
+  });
+
+  it('the way back is visible above the dashboard in a browser, and leads to the admin area', async function () {
+    this.timeout(120_000);
+    const browser = await launchChromium();
+    try {
+      const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+      await page.goto(`${server.url}/admin/queues`);
+      await page.getByLabel('Admin token').fill(server.adminToken);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(`${server.url}/admin/queues`);
+      await page.getByText('usage-rollup', { exact: true }).first().waitFor();
+      const back = page.getByRole('link', { name: '← Back to the admin area' });
+      // Clicked as a person would: Playwright refuses when another element covers the link.
+      await back.click({ timeout: 10_000 });
+      await page.waitForURL(`${server.url}/admin`);
+      await page.goto(`${server.url}/admin/queues`);
+      await page.getByText('usage-rollup', { exact: true }).first().waitFor();
+      await screenshot(page, 'admin-queues-way-back');
+    } finally {
+      await browser.close();
+    }
   });
 
   it('statistics say "not yet rolled up" before the first roll-up, and "no trials" only after it', async () => {
