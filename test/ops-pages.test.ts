@@ -86,6 +86,10 @@ describe('Landing page, API documentation, admin area additions', function () {
         }
       }
     }
+    const tags = new Set((docs.body.tags as { name: string; description: string }[]).filter((t) => t.description).map((t) => t.name));
+    for (const op of Object.values(paths).flatMap((ops) => Object.values(ops))) {
+      for (const tag of op.tags ?? []) assert.ok(tags.has(tag), `the tag ${tag} is described`);
+    }
     for (const path of ['/healthz', '/readyz', '/.well-known/jwks.json', '/metrics']) {
       assert.ok(paths[path]?.get?.summary, `${path} is documented`);
       assert.ok(Object.keys(paths[path].get.responses).includes('200'));
