@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
-import { SERVER_MAIN, startServerProcess, type ServerProcess } from './support/processes.js';
+import { SERVER_MAIN, startServerProcess, until, type ServerProcess } from './support/processes.js';
 import { testEnv } from './support/server.js';
 import { tempDir } from './support/temp.js';
 
@@ -157,6 +157,27 @@ describe('Backing up and restoring the keys (ferry-server backup / restore)', fu
     assert.equal(short.code, 2);
     assert.match(short.stderr, /at least 12 characters/);
     assert.equal((await ferryServer(['backup'], { FERRY_DATA_DIR: original })).code, 2);
+  });
+
+  it('asks for the passphrase on a terminal, twice, without showing it', async () => {
+    const file = join(tempDir('ferry-backup-tty-'), 'asked.backup');
+    // script(1) gives ferry-server a terminal; what is written to script's stdin is typed on it.
+    const child = spawn('script', ['-q', '-e', '-c', `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(SERVER_MAIN)} backup ${JSON.stringify(file)}`, '/dev/null'], {
+      env: { PATH: process.env.PATH!, FERRY_DATA_DIR: original }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await until('the first question', async () => output.includes('Passphrase for the backup (at least 12 characters): '));
+    child.stdin.write(`${PASSPHRASE}\r`);
+    await until('the second question', async () => output.includes('The same passphrase again: '));
+    child.stdin.write(`${PASSPHRASE}\r`);
+    assert.equal(await exited, 0, output);
+    assert.match(output, /backed up \d+ files/);
+    assert.ok(!output.includes(PASSPHRASE), 'the passphrase is not echoed');
+    const restored = await ferryServer(['restore', file], { FERRY_DATA_DIR: tempDir('ferry-backup-tty-restored-'), FERRY_BACKUP_PASSPHRASE: PASSPHRASE });
+    assert.equal(restored.code, 0, restored.stderr);
   });
 
   it('never writes outside the data folder, whatever a crafted backup names', async () => {
