@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { installErrorHandlers } from './errors.js';
 import { redactLogArguments, serializeRequest } from './log-redaction.js';
+import { logTransport } from './log-output.js';
 import configPlugin from './plugins/config.js';
 import mysqlPlugin from './plugins/mysql.js';
 import redisPlugin from './plugins/redis.js';
@@ -11,6 +12,7 @@ import rateLimitPlugin from './plugins/rate-limit.js';
 import adminAuthPlugin from './plugins/admin-auth.js';
 import swaggerPlugin from './plugins/swagger.js';
 import jobsPlugin from './plugins/jobs.js';
+import metricsPlugin from './plugins/metrics.js';
 import licenseServicePlugin from './licenses/plugin.js';
 import healthRoutes from './health/routes.js';
 import licenseRoutes from './licenses/routes.js';
@@ -20,6 +22,7 @@ import reportRoutes from './admin/reports-routes.js';
 import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
 import adminAreaPlugin from './admin/area/plugin.js';
+import homePlugin from './home/plugin.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -33,6 +36,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       // Mailed tokens and unsubscribe keys travel in addresses: never logged (log-redaction.ts).
       serializers: { req: serializeRequest },
       hooks: { logMethod: redactLogArguments },
+      ...logTransport(),
     },
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
@@ -53,6 +57,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   // A request that lost its connection makes the monitor look again now, not at its next tick.
   installErrorHandlers(app, () => app.dependencies.recheck());
 
+  // Before the routes, so that its hook counts every one of them; after the error handler, which its route uses.
+  await app.register(metricsPlugin);
+
   await app.register(healthRoutes);
   await app.register(licenseRoutes);
   await app.register(usageRoutes);
@@ -65,6 +72,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // The admin area (/admin)
   await app.register(adminAreaPlugin, { prefix: '/admin' });
+
+  // The landing page (/)
+  await app.register(homePlugin);
 
   return app;
 }

@@ -39,6 +39,9 @@ export interface Config {
   logLevel: string;
   /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
   trustProxy: boolean | string;
+  /** A second listen address that serves only /metrics, without the admin token (METRICS_PORT); null: none. */
+  metricsPort: number | null;
+  metricsHost: string;
   /** Run the Bull processors inside the server process (default) or leave them to `ferry-server worker`. */
   runWorkers: boolean;
 }
@@ -203,6 +206,20 @@ function redisPrefix(env: Env): string {
   return raw;
 }
 
+/**
+ * The data folder alone, without creating it or any secret in it: for `backup` and `restore`,
+ * which must find a fresh folder as it is.
+ */
+export function dataDirOf(env: Env = process.env): string {
+  return resolve(text(env, 'FERRY_DATA_DIR', './data'));
+}
+
+/** FERRY_BACKUP_PASSPHRASE, for `backup` and `restore` in scripts; null: ask on the terminal. */
+export function backupPassphraseOf(env: Env = process.env): string | null {
+  const value = env.FERRY_BACKUP_PASSPHRASE;
+  return value === undefined || value === '' ? null : value;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = dataDirectory(env);
   const port = integer(env, 'PORT', 3000, 0, 65535);
@@ -248,5 +265,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     trustProxy: trustProxy(env),
     runWorkers: flag(env, 'FERRY_WORKERS', true),
+    metricsPort: text(env, 'METRICS_PORT', '') === '' ? null : integer(env, 'METRICS_PORT', 0, 1, 65535),
+    metricsHost: text(env, 'METRICS_HOST', '127.0.0.1'),
   };
 }

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { backupPassphraseOf, ConfigError, dataDirOf, loadConfig, type Config } from './config.js';
+import { backupDataDir, BackupError, MIN_PASSPHRASE_LENGTH, restoreDataDir } from './backup.js';
+import { askHidden } from './terminal.js';
 import { migrate } from './db/migrate.js';
 import { retireKey, rotateKey } from './keys/store.js';
 import { pino } from 'pino';
+import { logTransport } from './log-output.js';
 import { createPool } from './db/pool.js';
 import { createJobContext } from './jobs/context.js';
 import { startWorkers } from './jobs/worker.js';
@@ -20,6 +25,13 @@ const USAGE = `usage: ferry-server [command]
   migrate           create the database if missing and apply migrations, then exit
   keys rotate       add a new signing key; it signs from the next start, old keys still verify
   keys retire KID   stop accepting tokens signed by key KID (from the next start)
+  backup FILE       write the keys, the trust root and the secrets of FERRY_DATA_DIR to FILE,
+                    encrypted with a passphrase (FERRY_BACKUP_PASSPHRASE, else asked)
+  restore FILE      put a backup into FERRY_DATA_DIR; refuses to replace a file that is
+                    there already unless --force
+
+Exit codes: 1 failure, 2 usage or bad setting, 3 backup unreadable (wrong passphrase,
+damaged file), 4 restore or backup would replace existing files (--force to allow).
 
 Settings come from environment variables; see README.md.`;
 
@@ -87,6 +99,7 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => void close('SIGTERM'));
   process.on('SIGINT', () => void close('SIGINT'));
   await app.listen({ port: config.port, host: config.host });
+  logWhereToGo(app);
   if (config.adminTokenGenerated) {
     // Printed once, on stderr: never into the JSON log, which goes to stdout.
     process.stderr.write(
@@ -96,12 +109,31 @@ async function serve(config: Config): Promise<void> {
   }
 }
 
+/** The pages an operator opens first, as links on the address the server listens on. */
+function startUrls(app: FastifyInstance): Record<string, string> {
+  const address = app.server.address() as AddressInfo;
+  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
+  const base = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  const urls: Record<string, string> = { home: `${base}/`, docs: `${base}/docs`, account: `${base}/account`, admin: `${base}/admin` };
+  // The download page is another module's: listed once a route serves it.
+  if (app.hasRoute({ method: 'GET', url: '/download' })) urls.download = `${base}/download`;
+  if (app.hasRoute({ method: 'GET', url: '/metrics' })) urls.metrics = `${base}/metrics`;
+  return urls;
+}
+
+function logWhereToGo(app: FastifyInstance): void {
+  const urls = startUrls(app);
+  const lines = Object.entries(urls).map(([name, url]) => `${name} ${url}`).join(', ');
+  const publicUrl = app.config.publicUrl;
+  app.log.info({ urls, publicUrl }, `ferry-server is up: ${lines}${urls.home!.startsWith(publicUrl) ? '' : ` (public address ${publicUrl})`}`);
+}
+
 /** The Bull processors without the HTTP server: as many of these as the queues need. */
 async function worker(config: Config): Promise<void> {
   await pingRedis(config);
   await migrateOrName(config);
   // The same redaction as the server's log: job errors may quote a mailed link.
-  const log = pino({ level: config.logLevel, name: 'ferry-worker', hooks: { logMethod: redactLogArguments } });
+  const log = pino({ level: config.logLevel, name: 'ferry-worker', hooks: { logMethod: redactLogArguments }, ...logTransport() });
   const db = createPool(config.databaseUrl);
   const jobs = createJobContext(config, db, log);
   // MyAccount's mail templates and its part of the retention purge, as inside the server.
@@ -118,12 +150,49 @@ async function worker(config: Config): Promise<void> {
   process.on('SIGINT', () => void stop());
 }
 
+/** Exit codes of backup and restore, by what went wrong. */
+const BACKUP_EXIT = { usage: 2, unreadable: 3, 'would-overwrite': 4 } as const;
+
+/** The passphrase from FERRY_BACKUP_PASSPHRASE, else asked on the terminal (twice for a new backup). */
+async function backupPassphrase(confirm: boolean): Promise<string> {
+  const given = backupPassphraseOf();
+  if (given !== null) return given;
+  if (!process.stdin.isTTY) fail('set FERRY_BACKUP_PASSPHRASE, or run this on a terminal to type the passphrase', 2);
+  const passphrase = await askHidden(confirm ? `Passphrase for the backup (at least ${MIN_PASSPHRASE_LENGTH} characters): ` : 'Passphrase of the backup: ');
+  if (confirm && (await askHidden('The same passphrase again: ')) !== passphrase) fail('the two passphrases differ', 2);
+  return passphrase;
+}
+
+/**
+ * backup and restore work on FERRY_DATA_DIR alone: they neither need MySQL nor Redis, nor create
+ * anything in the folder first (loadConfig would write fresh secrets into a folder being restored).
+ */
+async function backupCommand(command: 'backup' | 'restore', args: string[]): Promise<void> {
+  const force = args.includes('--force');
+  const files = args.filter((a) => a !== '--force');
+  if (files.length !== 1 || files[0]!.startsWith('-')) fail(`${command} needs one FILE (and may take --force)\n\n${USAGE}`, 2);
+  const dataDir = dataDirOf();
+  try {
+    if (command === 'backup') {
+      const { files: kept } = await backupDataDir(dataDir, files[0]!, await backupPassphrase(true), force);
+      process.stdout.write(`backed up ${kept.length} files of ${dataDir} to ${files[0]}: keep it, and its passphrase, apart from this machine\n`);
+    } else {
+      const { files: restored } = await restoreDataDir(dataDir, files[0]!, await backupPassphrase(false), force);
+      process.stdout.write(`restored ${restored.length} files into ${dataDir}: ${restored.join(', ')}\n`);
+    }
+  } catch (err) {
+    if (err instanceof BackupError) fail(err.message, BACKUP_EXIT[err.kind]);
+    throw err;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (command === 'backup' || command === 'restore') return backupCommand(command, rest);
   let config: Config;
   try {
     config = loadConfig();

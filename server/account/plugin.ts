@@ -111,6 +111,10 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
   const cookieOptions = { path: '/account', httpOnly: true, sameSite: 'lax' as const, secure: https };
 
   app.decorateRequest('signedIn', null);
+  // Pages for people, not API calls: kept out of the OpenAPI documentation at /docs.
+  app.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, hide: true };
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/account/style.css') return;

@@ -3,13 +3,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { fileExportReport, findFiledReport, reportCsv, reportJson } from '../../reports/export-compliance.js';
 import { AppError } from '../errors.js';
-import { ErrorSchema } from '../licenses/schemas.js';
+import { errorResponses } from '../licenses/schemas.js';
 
 const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD, UTC' });
 const FiledReport = Type.Object({
   report: Type.Object({ id: Type.Integer(), from: Type.String(), to: Type.String(), rows: Type.Integer(), checksum: Type.String({ description: 'SHA-256 of the CSV' }) }),
 });
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorSchema]));
 
 /** Export-compliance reports: file one for any period, download a filed one (byte-identical each time). */
 const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -21,7 +20,7 @@ const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'File the export-compliance report of a period (non-U.S. businesses that bought or registered)',
       security: [{ adminToken: [] }],
       body: Type.Object({ from: Day, to: Day }, { additionalProperties: false }),
-      response: { 201: FiledReport, ...errors(400, 401, 503) },
+      response: { 201: FiledReport, ...errorResponses({ body: true }, 401) },
     },
   }, async (request, reply) => {
     const { from, to } = request.body;
@@ -37,6 +36,12 @@ const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Download a filed report: `<id>.csv` or `<id>.json`',
       security: [{ adminToken: [] }],
       params: Type.Object({ file: Type.String({ pattern: '^[0-9]{1,18}\\.(csv|json)$' }) }),
+      produces: ['text/csv', 'application/json'],
+      response: {
+        // A stream, sent as it is (not serialized): the schema is for the documentation.
+        200: Type.Unsafe<Readable>({ type: 'string', description: 'The filed report as CSV or JSON, byte-identical each time; X-CSV-SHA256 is its checksum' }),
+        ...errorResponses({}, 401, 404),
+      },
     },
   }, async (request, reply) => {
     const [id, format] = request.params.file.split('.') as [string, 'csv' | 'json'];

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../errors.js';
-import { ErrorSchema, License } from '../licenses/schemas.js';
+import { errorResponses, License } from '../licenses/schemas.js';
 import { inTransaction, licenses } from '../licenses/repository.js';
 import { licenseView } from '../licenses/service.js';
 import { customers } from './customers.js';
@@ -33,8 +33,6 @@ const IssuedLicense = Type.Object({
   license: Type.Intersect([License, Type.Object({ key: Type.String({ description: 'shown once: only its digest is kept' }), customerId: Type.Union([Type.Integer(), Type.Null()]) })]),
 });
 
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorSchema]));
-
 /** Staff calls, behind ADMIN_TOKEN: record a sale (issue a key), revoke a license. */
 const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.requireAdmin);
@@ -45,7 +43,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Issue a permanent license (a sale recorded by staff); the key is in this answer only',
       security: [{ adminToken: [] }],
       body: NewLicense,
-      response: { 201: IssuedLicense, ...errors(400, 401, 503) },
+      response: { 201: IssuedLicense, ...errorResponses({ body: true }, 401) },
     },
   }, async (request, reply) => {
     const { seats, email, customer } = request.body;
@@ -65,7 +63,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Revoke a license: every machine loses it at its next validation',
       security: [{ adminToken: [] }],
       params: Type.Object({ id: Type.Integer({ minimum: 1 }) }),
-      response: { 200: Type.Object({ license: License }), ...errors(400, 401, 404, 503) },
+      response: { 200: Type.Object({ license: License }, { description: 'Revoked (or already revoked)' }), ...errorResponses({}, 401, 404) },
     },
   }, async (request) => {
     const row = await revokeLicense(app, request.params.id);

@@ -22,7 +22,18 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Published keys change only at a restart (rotation), so the answer is made once.
   const jwks = { keys: app.signingKeys.verifying.map(publicJwk) };
   app.get('/.well-known/jwks.json', {
-    schema: { tags: ['agent'], summary: 'The public keys that verify license tokens' },
+    schema: {
+      tags: ['agent'],
+      summary: 'The public keys that verify license tokens',
+      response: {
+        200: Type.Object({
+          keys: Type.Array(Type.Object({
+            kty: Type.Literal('EC'), crv: Type.Literal('P-256'), x: Type.String(), y: Type.String(),
+            kid: Type.String({ description: 'RFC 7638 thumbprint' }), alg: Type.Literal('ES256'), use: Type.Literal('sig'),
+          })),
+        }, { description: 'A JWK set (RFC 7517)' }),
+      },
+    },
   }, async (_request, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return jwks;

@@ -17,6 +17,11 @@ export interface JobContext {
   now(): Date;
 }
 
+/** The Redis key of the mail counter of one outcome ('sent' or 'failed'). */
+export function mailCounterKey(redisPrefix: string, outcome: 'sent' | 'failed'): string {
+  return `${redisPrefix}:metrics:mail:${outcome}`;
+}
+
 export function createJobContext(config: Config, db: Pool, log: FastifyBaseLogger): JobContext {
   const queues = createQueues(config.redisUrl, config.redisPrefix, config.mailPerMinute);
   const transport = config.smtpUrl ? smtpTransport(config.smtpUrl) : outboxTransport(join(config.dataDir, 'outbox'));
@@ -25,6 +30,8 @@ export function createJobContext(config: Config, db: Pool, log: FastifyBaseLogge
     queue: queues.mail,
     transport,
     settings: { publicUrl: config.publicUrl, from: config.mailFrom, postalAddress: config.companyPostalAddress, secret: config.mailSecret },
+    // Counted in Redis, so that /metrics of any server shows what every worker process sent.
+    count: (outcome) => void queues.mail.client.incr(mailCounterKey(config.redisPrefix, outcome)).catch(() => {}),
   });
   return { db, config, log, queues, mail, now: () => new Date() };
 }

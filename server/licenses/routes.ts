@@ -1,12 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
-  ActivationParams, ActivationRequest, BearerHeaders, ErrorSchema, Licensed, TrialRequest, Validated, ValidateRequest,
+  ActivationParams, ActivationRequest, BearerHeaders, errorResponses, Licensed, TrialRequest, Validated, ValidateRequest,
 } from './schemas.js';
 import { bearerToken } from './service.js';
 import { planReminders } from '../jobs/reminders.js';
-
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorSchema]));
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -19,7 +17,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
         + 'that also sends one of its tokens as `Authorization: Bearer`.',
       headers: BearerHeaders,
       body: TrialRequest,
-      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 409, 429, 503) },
+      response: { 200: Licensed, 201: Licensed, ...errorResponses({ body: true }, 403, 409, 429) },
     },
     config: { needs: ['mysql', 'redis'] },
     onRequest: app.limitActivations,
@@ -40,7 +38,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['agent'],
       summary: 'Activate a license key on this machine (takes a seat)',
       body: ActivationRequest,
-      response: { 200: Licensed, 201: Licensed, ...errors(400, 403, 404, 409, 429, 503) },
+      response: { 200: Licensed, 201: Licensed, ...errorResponses({ body: true }, 403, 404, 409, 429) },
     },
     config: { needs: ['mysql', 'redis'] },
     onRequest: app.limitActivations,
@@ -56,7 +54,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       body: Type.Optional(ValidateRequest),
-      response: { 200: Validated, ...errors(400, 401, 403, 503) },
+      response: { 200: Validated, ...errorResponses({ body: true }, 401, 403) },
     },
   }, async (request) => {
     const { license, token } = await app.licenses.validate(
@@ -74,7 +72,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       params: ActivationParams,
-      response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 503) },
+      response: { 204: Type.Null({ description: 'Deactivated' }), ...errorResponses({}, 401, 403, 404) },
     },
   }, async (request, reply) => {
     await app.licenses.deactivate(bearerToken(request.headers.authorization), request.params.id, request.ip);

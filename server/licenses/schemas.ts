@@ -6,6 +6,32 @@ export const ErrorSchema = Type.Object(
   { $id: 'Error', description: 'Every error answer, whatever its status' },
 );
 
+/** The error body, described for one status (no $id: each status has its own description). */
+const errorAnswer = (description: string) =>
+  Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String() }) }, { description });
+
+/** What each error status means on the API, for the documentation at /docs. */
+const ERROR_MEANINGS: Record<number, string> = {
+  400: 'The request is malformed: VALIDATION_FAILED (a field), INVALID_JSON, BAD_REQUEST, or a code of the call (KEY_FORMAT, EVENT_IN_FUTURE, PERIOD_INVALID)',
+  401: 'No credential, or not a valid one: TOKEN_* for license tokens, ADMIN_AUTH_REQUIRED for admin calls',
+  403: 'Refused for this license or machine: LICENSE_REVOKED, TRIAL_EXPIRED, ACTIVATION_INACTIVE, TOKEN_WRONG_MACHINE, NOT_A_TRIAL',
+  404: 'No such license, activation or report (LICENSE_NOT_FOUND, ACTIVATION_NOT_FOUND, REPORT_NOT_FOUND)',
+  409: 'SEATS_EXHAUSTED: every seat of the license is taken',
+  413: 'PAYLOAD_TOO_LARGE: the body is over 1 MiB',
+  415: 'UNSUPPORTED_MEDIA_TYPE: send the body as application/json',
+  429: 'RATE_LIMITED: too many calls from this address; Retry-After says when to try again',
+  503: 'SERVICE_UNAVAILABLE: MySQL or Redis is away for a moment; Retry-After says when to try again',
+};
+
+/**
+ * The documented error answers of an API call: the statuses it names, plus 400 and 503 that every
+ * /v1 call can answer, plus 413 and 415 for a call that takes a JSON body.
+ */
+export function errorResponses(options: { body?: boolean }, ...statuses: number[]): Record<number, unknown> {
+  const all = new Set([400, 503, ...(options.body ? [413, 415] : []), ...statuses]);
+  return Object.fromEntries([...all].sort().map((status) => [status, errorAnswer(ERROR_MEANINGS[status] ?? 'An error')]));
+}
+
 export const Fingerprint = Type.String({ pattern: FINGERPRINT_PATTERN, description: 'HMAC-SHA256 of the machine id, 64 hex' });
 
 /** What the agent tells about the machine when it activates. All optional, all short. */

@@ -42,8 +42,13 @@ export interface MailService {
   readonly transport: MailTransport;
 }
 
-export function createMailService(deps: { db: Pool; queue: Bull.Queue<MailRequest>; transport: MailTransport; settings: ComposeSettings }): MailService {
-  const { db, queue, transport, settings } = deps;
+/** Told of every message the SMTP server (or the outbox) took, and of every attempt it refused: for /metrics. */
+export type MailCounter = (outcome: 'sent' | 'failed') => void;
+
+export function createMailService(deps: {
+  db: Pool; queue: Bull.Queue<MailRequest>; transport: MailTransport; settings: ComposeSettings; count?: MailCounter;
+}): MailService {
+  const { db, queue, transport, settings, count = () => {} } = deps;
 
   async function claim(request: MailRequest, kind: string, now: Date): Promise<'claimed' | 'done'> {
     try {
@@ -101,8 +106,12 @@ export function createMailService(deps: { db: Pool; queue: Bull.Queue<MailReques
           return 'opted-out';
         }
         const message = compose(settings, request.template, request.to, request.data);
-        const info = await transport.send(message);
+        const info = await transport.send(message).catch((err: unknown) => {
+          count('failed');
+          throw err;
+        });
         handedOver = true;
+        count('sent');
         await db.execute("UPDATE sent_mail SET status = 'sent', subject = ?, message_id = ?, sent_at = ? WHERE idempotency_key = ?", [
           message.subject, info.messageId, new Date(), request.key,
         ]);

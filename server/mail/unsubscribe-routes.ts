@@ -27,6 +27,10 @@ const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
   const secret = app.config.mailSecret;
   // Mail clients post `List-Unsubscribe=One-Click` as a form; only these routes take forms.
   await app.register(formbody);
+  // Pages for people who follow a mailed link: not part of the API documented at /docs.
+  app.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, hide: true };
+  });
 
   const optOut = async (email: string) => {
     await app.db.execute(

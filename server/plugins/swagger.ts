@@ -11,6 +11,11 @@ export default fp(
           version: '1',
           description: 'Trials, activations, validation and usage reports for the ferry agent; admin calls for staff.',
         },
+        tags: [
+          { name: 'agent', description: 'What the ferry agent calls: trials, activations, validation, usage reports, the public keys' },
+          { name: 'admin', description: 'Staff calls, with Authorization: Bearer <ADMIN_TOKEN>' },
+          { name: 'ops', description: 'Probes and metrics for the people who run the server' },
+        ],
         components: {
           securitySchemes: {
             licenseToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'the license token of an activation' },

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { USAGE_BATCH_MAX, USAGE_KINDS, type UsageKind } from '../../licensing/index.js';
 import { AppError } from '../errors.js';
-import { BearerHeaders, ErrorSchema } from '../licenses/schemas.js';
+import { BearerHeaders, errorResponses } from '../licenses/schemas.js';
 import { bearerToken } from '../licenses/service.js';
 import { checkEventTime, type EventTimeRefusal } from './event-time.js';
 import { usageEvents } from './repository.js';
@@ -36,8 +36,8 @@ const usageRoutes: FastifyPluginAsyncTypebox = async (app) => {
           duplicates: Type.Integer(),
           rejected: Type.Integer({ description: 'events refused for their time, never stored' }),
           refusals: Type.Array(Type.Object({ index: Type.Integer(), code: Type.String(), message: Type.String() })),
-        }),
-        ...Object.fromEntries([400, 401, 403, 503].map((s) => [s, ErrorSchema])),
+        }, { description: 'Stored: how many were new, how many had been sent before, and which were refused for their time' }),
+        ...errorResponses({ body: true }, 401, 403),
       },
     },
   }, async (request, reply) => {

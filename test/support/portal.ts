@@ -168,9 +168,9 @@ export async function startTrial(server: TestServer, { ip, ...facts }: { hostnam
 
 /**
  * The portal's routes as the server has them (`GET /account/data`, …), read from Fastify's route
- * tree, so that a test can prove it covers every one.
+ * tree, so that a test can prove it covers every one; another prefix (`/v1`) gives those routes.
  */
-export function portalRoutes(app: FastifyInstance): string[] {
+export function portalRoutes(app: FastifyInstance, prefix = '/account'): string[] {
   const routes: string[] = [];
   const stack: string[] = [];
   for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
@@ -180,7 +180,7 @@ export function portalRoutes(app: FastifyInstance): string[] {
     stack.length = depth;
     stack.push(match[2]!);
     const path = stack.join('');
-    if (!path.startsWith('/account')) continue;
+    if (!path.startsWith(prefix)) continue;
     for (const method of match[3]!.split(', ')) if (method !== 'HEAD') routes.push(`${method} ${path.replace(/\/$/, '') || '/'}`);
   }
   return [...new Set(routes)].sort();

@@ -125,6 +125,8 @@ export interface Statistics {
   /** The use-frequency histogram of the period's last day with figures. */
   frequency: { day: string; buckets: { bucket: string; machines: number }[] } | null;
   signals: { day: string; kind: string; subject: string; count: number; detail: string }[];
+  /** The latest day the roll-up has figures for, whatever the period; null before its first run. */
+  lastRolledUp: string | null;
 }
 
 const BUCKET_ORDER: string[] = FREQUENCY_BUCKETS.map((b) => b.name);
@@ -154,10 +156,12 @@ export async function statistics(db: Pool, from: string, to: string): Promise<St
       WHERE day BETWEEN ? AND ? ORDER BY day DESC, count DESC, id LIMIT 200`,
     [from, to],
   );
+  const [[latest]] = await db.query<RowDataPacket[]>("SELECT DATE_FORMAT(MAX(day), '%Y-%m-%d') AS day FROM usage_daily");
   const rank = (bucket: string) => (BUCKET_ORDER.includes(bucket) ? BUCKET_ORDER.indexOf(bucket) : BUCKET_ORDER.length);
   return {
     from,
     to,
+    lastRolledUp: latest?.day ?? null,
     daily: daily.map((r) => ({
       day: r.day, installations: r.installations, newInstallations: r.new_installations,
       activeMachinesDay: r.active_machines_day, activeMachinesWeek: r.active_machines_week, uses: r.uses,
