@@ -171,12 +171,17 @@ export async function fanOut(deps: CampaignDeps, campaignId: number): Promise<nu
   return queued;
 }
 
-/** Campaigns are few and do not change once sending: the workers keep the ones they send. */
-const contents = new Map<number, Record<string, unknown>>();
+/**
+ * Campaigns are few and do not change once sending: the workers keep the ones they send, per
+ * database (a process may serve more than one, as the tests do).
+ */
+const contentsByDb = new WeakMap<Pool, Map<number, Record<string, unknown>>>();
 
 /** A campaign's message with its data: subject, text and (release notices) the download link. */
 export async function campaignMessage(deps: CampaignDeps, request: MailRequest): Promise<MailRequest> {
   const id = request.campaign!.id;
+  let contents = contentsByDb.get(deps.db);
+  if (!contents) contentsByDb.set(deps.db, (contents = new Map()));
   let data = contents.get(id);
   if (!data) {
     const campaign = await findCampaign(deps.db, id);
