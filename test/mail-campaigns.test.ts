@@ -231,24 +231,30 @@ describe('News and release notices by mail', function () {
 describe('A campaign sent by two workers, with Redis flushed mid-send', function () {
   this.timeout(120_000);
 
-  it('reaches every recipient exactly once after a resume', async () => {
+  it('reaches every recipient exactly once after a resume, and skips those who changed their mind meanwhile', async () => {
     const smtp = await startSmtp();
     // The server queues only; two worker sets (each its own Redis connections, SMTP pools and MySQL pool) send.
     const server = await startPortalServer(smtp, { runWorkers: false, marketingMailPerMinute: 2_400, companyPostalAddress: POSTAL_ADDRESS });
     const db = await openDb(server.config.databaseUrl);
     const workers: { ctx: JobContext; pool: Pool }[] = [];
     try {
+      const everyone = Array.from({ length: 245 }, () => uniqueEmail('twice-nobody'));
+      await seedAccounts(db, everyone, { news: true });
+      const subject = 'Two workers, one message each';
+      const id = await createNewsDraft(db, { subject, body: 'Hello from two workers.' }, new Date());
+      assert.equal(await startCampaign(server.app.jobs, id), true);
+      // Queued, not yet sent: three addresses unsubscribe, two accounts turn news off. Their messages are not sent.
+      const changedMinds = everyone.slice(0, 5);
+      await db.query("INSERT INTO mail_opt_outs (email, source, opted_out_at) VALUES ?", [changedMinds.slice(0, 3).map((e) => [e, 'unsubscribe_link', new Date()])]);
+      await db.query('UPDATE customers SET marketing_opt_in = FALSE WHERE email IN (?)', [changedMinds.slice(3)]);
+      const recipients = everyone.slice(5);
+
       for (let i = 0; i < 2; i++) {
         const pool = createPool(server.config.databaseUrl, 4);
         const ctx = createJobContext(server.config as Config, pool, server.app.log);
         await startWorkers(ctx);
         workers.push({ ctx, pool });
       }
-      const recipients = Array.from({ length: 240 }, () => uniqueEmail('twice-nobody'));
-      await seedAccounts(db, recipients, { news: true });
-      const subject = 'Two workers, one message each';
-      const id = await createNewsDraft(db, { subject, body: 'Hello from two workers.' }, new Date());
-      assert.equal(await startCampaign(server.app.jobs, id), true);
 
       // Mid-send: every Bull key of this deployment goes (as a Redis restart without persistence would do).
       await until('a part of the send to arrive', async () => bySubject(smtp, subject).size >= 40, 60_000, 20);
@@ -278,7 +284,9 @@ describe('A campaign sent by two workers, with Redis flushed mid-send', function
       assert.equal(await resumeCampaign(server.app.jobs, id), true);
       await waitUntilSent(db, id, 90_000);
       assertOncePerRecipient(smtp, subject, recipients);
-      assert.deepEqual(await campaignProgress(db, id), { total: 240, sent: 240, skipped: 0, failed: 0, pending: 0 });
+      assert.deepEqual(await campaignProgress(db, id), { total: 245, sent: 240, skipped: 5, failed: 0, pending: 0 });
+      const [skipped] = await db.query<RowDataPacket[]>("SELECT skip_reason, COUNT(*) AS n FROM sent_mail WHERE status = 'skipped' GROUP BY skip_reason ORDER BY skip_reason");
+      assert.deepEqual(skipped.map((r) => [r.skip_reason, Number(r.n)]), [['no_news_consent', 2], ['opted_out', 3]]);
       const [[claims]] = await db.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM sent_mail WHERE idempotency_key LIKE ? AND status = 'sent'", [`campaign:${id}:%`]);
       assert.equal(Number(claims!.n), 240);
     } finally {
