@@ -5,7 +5,7 @@ import type { Config } from '../server/config.js';
 import { createPool } from '../server/db/pool.js';
 import { createJobContext, type JobContext } from '../server/jobs/context.js';
 import { startWorkers } from '../server/jobs/worker.js';
-import { announceRelease, campaignProgress, createNewsDraft, resumeCampaign, startCampaign } from '../server/mail/campaigns.js';
+import { announceRelease, campaignProgress, createNewsDraft, startCampaign } from '../server/mail/campaigns.js';
 import { unsubscribeUrl } from '../server/mail/compose.js';
 import { until } from './support/processes.js';
 import { csrfToken, newPerson, PortalClient, registerAndVerify, signUp, startPortalServer, text, uniqueEmail } from './support/portal.js';
@@ -280,8 +280,12 @@ describe('A campaign sent by two workers, with Redis flushed mid-send', function
       }, 60_000, 10);
       assert.ok(stuck.pending > 0, 'Redis lost queued messages');
 
-      // The admin area's "resume" (here called directly); both workers take part again.
-      assert.equal(await resumeCampaign(server.app.jobs, id), true);
+      // Staff press "resume" in the admin area; both workers take part again.
+      const admin = await signedInAdmin(server);
+      const page = await admin.get(`/admin/news/${id}`);
+      assert.match(text(page.html), new RegExp(`Pending ${stuck.pending} `));
+      const resumed = await admin.post(`/admin/news/${id}/resume`, { _csrf: csrfToken(page.html) });
+      assert.equal(resumed.location, `/admin/news/${id}?done=news-resumed`);
       await waitUntilSent(db, id, 90_000);
       assertOncePerRecipient(smtp, subject, recipients);
       assert.deepEqual(await campaignProgress(db, id), { total: 245, sent: 240, skipped: 5, failed: 0, pending: 0 });

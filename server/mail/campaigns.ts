@@ -84,12 +84,12 @@ export async function createNewsDraft(db: Pool, message: { subject: string; body
 async function startInTransaction(tx: PoolConnection, id: number, now: Date): Promise<boolean> {
   const [started] = await tx.execute<ResultSetHeader>("UPDATE campaigns SET state = 'sending', started_at = ? WHERE id = ? AND state = 'draft'", [now, id]);
   if (started.affectedRows !== 1) return false;
-  const [copied] = await tx.query<ResultSetHeader>(
-    `INSERT IGNORE INTO campaign_recipients (campaign_id, email, customer_id, license_id)
+  // One row per address: the audience is grouped by address, in the same collation as the unique key.
+  await tx.query(
+    `INSERT INTO campaign_recipients (campaign_id, email, customer_id, license_id)
      SELECT ?, audience.email, audience.customer_id, audience.license_id FROM (${NEWS_AUDIENCE_SQL}) audience ORDER BY audience.email`,
     [id],
   );
-  await tx.execute('UPDATE campaigns SET recipients_total = ? WHERE id = ?', [copied.affectedRows, id]);
   return true;
 }
 

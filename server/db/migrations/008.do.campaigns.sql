@@ -13,7 +13,6 @@ CREATE TABLE campaigns (
   body TEXT NOT NULL,
   -- draft: written, not sent; sending: recipients fixed, messages going out; sent: none pending
   state ENUM('draft', 'sending', 'sent') NOT NULL DEFAULT 'draft',
-  recipients_total INT UNSIGNED NOT NULL DEFAULT 0,
   created_at DATETIME(3) NOT NULL,
   started_at DATETIME(3) NULL,
   finished_at DATETIME(3) NULL,
