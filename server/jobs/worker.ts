@@ -1,5 +1,5 @@
 import type Bull from 'bull';
-import { campaignMessage, fanOut, recordFailure, recordOutcome, resumeUnfinishedCampaigns } from '../mail/campaigns.js';
+import { campaignMessage, fanOut, recordFailure, recordOutcome, resumeUnfinishedCampaigns, type FanOutJob } from '../mail/campaigns.js';
 import type { MailRequest } from '../mail/service.js';
 import { ClaimedElsewhere } from '../mail/service.js';
 import type { JobContext } from './context.js';
@@ -45,7 +45,7 @@ export async function startWorkers(ctx: JobContext): Promise<void> {
   // a marketing send to everyone never holds a password link back.
   queues.mail.process(MAIL_CONCURRENCY, (job: Bull.Job<MailRequest>) => processMail(ctx, job));
   queues.marketingMail.process(MARKETING_MAIL_CONCURRENCY, (job: Bull.Job<MailRequest>) => processMail(ctx, job));
-  queues.campaigns.process(1, async (job: Bull.Job<{ campaignId: number }>) => ({ queued: await fanOut(ctx, job.data.campaignId) }));
+  queues.campaigns.process(1, async (job: Bull.Job<FanOutJob>) => ({ queued: await fanOut(ctx, job.data) }));
 
   queues.reminders.process('sweep', 1, async () => sweepReminders(ctx));
   queues.reminders.process(REMINDER_CONCURRENCY, async (job: Bull.Job<ReminderJob>) => processReminder(ctx, job.data));

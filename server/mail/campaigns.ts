@@ -10,8 +10,15 @@ import { MAIL_JOB_OPTIONS, mailJobId, type MailRequest } from './service.js';
  * the audience (audience.ts) into `campaign_recipients` in one transaction, and the fan-out job
  * (the `campaigns` queue) turns pending recipient rows into marketing-mail jobs, in batches. The
  * fan-out may run any number of times (after a crash, a Redis flush, on a second worker): each
- * message is claimed in sent_mail under `campaign:<campaign>:<recipient>`, and its Bull job id is
- * the same key, so a recipient gets the message once.
+ * message is claimed in sent_mail under `campaign:<campaign>:<recipient>`, so a recipient gets the
+ * message once.
+ *
+ * Each run of the fan-out names its jobs `mail:campaign:<campaign>:<recipient>:<run>`. Reusing
+ * one id across runs would let Bull skip a job "already there", and after a Redis flush or restart
+ * Bull can leave exactly that behind: a worker that was just taking a job writes its `processedOn`
+ * back into the emptied Redis (moveToActive sets it without looking), a job hash without data in
+ * no list, which never runs. A message still queued from an earlier run is found sent in sent_mail
+ * and costs one lookup.
  */
 
 export type CampaignKind = 'news' | 'release';
@@ -93,10 +100,17 @@ async function startInTransaction(tx: PoolConnection, id: number, now: Date): Pr
   return true;
 }
 
-/** Queues a run of the fan-out (each run has its own job: a resume must not be swallowed by a finished run's id). */
+export interface FanOutJob {
+  campaignId: number;
+  run: number;
+}
+
+/** Queues the next run of the fan-out; its number comes from MySQL, so runs of any worker differ. */
 async function queueFanOut(deps: CampaignDeps, campaignId: number): Promise<void> {
-  await deps.queues.campaigns.add({ campaignId }, {
-    jobId: `fan-out:${campaignId}:${Date.now()}`, attempts: 5, backoff: { type: 'exponential', delay: 2_000 }, removeOnComplete: true, removeOnFail: 100,
+  const [counted] = await deps.db.execute<ResultSetHeader>('UPDATE campaigns SET fan_out_runs = LAST_INSERT_ID(fan_out_runs + 1) WHERE id = ?', [campaignId]);
+  const job: FanOutJob = { campaignId, run: counted.insertId };
+  await deps.queues.campaigns.add(job, {
+    jobId: `fan-out:${campaignId}:${job.run}`, attempts: 5, backoff: { type: 'exponential', delay: 2_000 }, removeOnComplete: true, removeOnFail: 100,
   });
 }
 
@@ -141,10 +155,10 @@ export async function announceRelease(deps: CampaignDeps, releaseId: number): Pr
 
 /**
  * The `campaigns` queue's processor: queues a marketing-mail job for every pending recipient, in
- * batches, keyset-paged by id. Jobs still in Redis keep their id (the add does nothing); a job
- * that Redis lost is added again; a message sent already is found in sent_mail and not sent again.
+ * batches, keyset-paged by id. A retried run adds the same job ids (the add does nothing); a
+ * message sent already, by this run or an earlier one, is found in sent_mail and not sent again.
  */
-export async function fanOut(deps: CampaignDeps, campaignId: number): Promise<number> {
+export async function fanOut(deps: CampaignDeps, { campaignId, run }: FanOutJob): Promise<number> {
   const campaign = await findCampaign(deps.db, campaignId);
   if (!campaign || campaign.state !== 'sending') return 0;
   const template = campaign.kind === 'release' ? 'release-notice' : 'news';
@@ -162,7 +176,7 @@ export async function fanOut(deps: CampaignDeps, campaignId: number): Promise<nu
         key, template, to: r.email, data: {}, audience: 'news', campaign: { id: campaignId, recipientId: Number(r.id) },
         customerId: r.customer_id === null ? null : Number(r.customer_id), licenseId: r.license_id === null ? null : Number(r.license_id),
       };
-      return { data: request, opts: { ...MAIL_JOB_OPTIONS, jobId: mailJobId(key) } };
+      return { data: request, opts: { ...MAIL_JOB_OPTIONS, jobId: mailJobId(`${key}:${run}`) } };
     }));
     queued += rows.length;
     after = Number(rows[rows.length - 1]!.id);

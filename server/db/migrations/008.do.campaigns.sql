@@ -3,6 +3,7 @@
 -- (in the same transaction), and the fan-out queues one message per recipient from those rows, in
 -- batches. Each message is claimed in sent_mail under `campaign:<campaign>:<recipient>`, so a
 -- fan-out run again after a crash or a Redis flush picks up the pending rows and sends nobody twice.
+-- A campaign's state is here, never only in Redis.
 CREATE TABLE campaigns (
   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   kind ENUM('news', 'release') NOT NULL,
@@ -13,6 +14,8 @@ CREATE TABLE campaigns (
   body TEXT NOT NULL,
   -- draft: written, not sent; sending: recipients fixed, messages going out; sent: none pending
   state ENUM('draft', 'sending', 'sent') NOT NULL DEFAULT 'draft',
+  -- runs of the fan-out so far: each run's mail jobs have ids of their own (see campaigns.ts)
+  fan_out_runs INT UNSIGNED NOT NULL DEFAULT 0,
   created_at DATETIME(3) NOT NULL,
   started_at DATETIME(3) NULL,
   finished_at DATETIME(3) NULL,
