@@ -31,6 +31,8 @@ export interface Config {
   reminderSweepMs: number;
   /** The mail queue's pace towards the SMTP server. */
   mailPerMinute: number;
+  /** Pace of the marketing-mail queue (reminders, news, release notices), apart from service mail's. */
+  marketingMailPerMinute: number;
   /** Usage events of a trial are kept this long after the trial ended, then purged. */
   retainLapsedTrialUsageMs: number;
   /** A cancelled account's personal data is kept this long after cancelling, then purged. */
@@ -258,6 +260,7 @@ export function loadConfig(env: Env = process.env): Config {
     mailFrom: mailFrom(env),
     mailSecret: dataDirSecret(dataDir, 'mail-secret').token,
     mailPerMinute: integer(env, 'MAIL_PER_MINUTE', 600, 1, 1_000_000),
+    marketingMailPerMinute: integer(env, 'MARKETING_MAIL_PER_MINUTE', 300, 1, 1_000_000),
     reminderSweepMs: duration(env, 'REMINDER_SWEEP_EVERY', '15s'),
     retainLapsedTrialUsageMs: duration(env, 'RETAIN_TRIAL_USAGE', '90d'),
     retainCancelledAccountsMs: duration(env, 'RETAIN_CANCELLED_ACCOUNTS', '365d'),

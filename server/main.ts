@@ -139,10 +139,10 @@ async function worker(config: Config): Promise<void> {
   // MyAccount's mail templates and its part of the retention purge, as inside the server.
   registerAccountJobs();
   await startWorkers(jobs);
-  log.info({ mail: jobs.mail.transport.description }, 'worker started');
+  log.info({ mail: jobs.mail.description }, 'worker started');
   const stop = async () => {
     await jobs.queues.close();
-    jobs.mail.transport.close();
+    jobs.mail.close();
     await db.end();
     process.exit(0);
   };

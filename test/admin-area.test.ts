@@ -76,8 +76,8 @@ describe('The admin area (/admin)', function () {
 
   /** Every page and action of the area, with an id that exists where it needs one. */
   const PAGES = ['/admin', '/admin/', '/admin/licenses', '/admin/licenses?kind=trial', '/admin/licenses/1/revoke', '/admin/reports', '/admin/reports/1.csv',
-    '/admin/reports/1.json', '/admin/statistics', '/admin/statistics?days=365', '/admin/queues', '/admin/queues/queue/mail', '/admin/no-such-page'];
-  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/reports', '/admin/reports/usage-rollup', '/admin/logout'];
+    '/admin/reports/1.json', '/admin/statistics', '/admin/statistics?days=365', '/admin/news', '/admin/news/1', '/admin/queues', '/admin/queues/queue/mail', '/admin/no-such-page'];
+  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/reports', '/admin/reports/usage-rollup', '/admin/news', '/admin/news/1/send', '/admin/news/1/resume', '/admin/logout'];
   const QUEUE_API = [['GET', '/admin/queues/api/queues'], ['GET', '/admin/queues/api/redis/stats'], ['PUT', '/admin/queues/api/queues/mail/retry/failed'], ['PUT', '/admin/queues/api/queues/usage-rollup/pause']];
 
   it('sends a visitor without a session to the sign-in page from every page and action, and answers 401 to the dashboard API', async () => {
@@ -451,14 +451,28 @@ describe('The admin area (/admin)', function () {
       assert.match(signals, /key over seats/);
       assert.match(signals, /trials from one address/);
       await looksRight(page, 'statistics', blocked);
+
+      await nav(page, 'News').click();
+      await page.getByRole('heading', { name: 'News', exact: true }).waitFor();
+      await page.getByLabel('Subject').fill('Ferry learns to sync both ways');
+      await page.getByLabel('Text').fill('Hello,\n\nsync now works in both directions.');
+      await looksRight(page, 'news', blocked);
+      await page.getByRole('button', { name: 'Preview' }).click();
+      await page.getByRole('heading', { name: 'Preview: Ferry learns to sync both ways' }).waitFor();
+      assert.match(await page.locator('pre.mail-preview').innerText(), /sync now works in both directions\.[\s\S]*To unsubscribe/);
+      await looksRight(page, 'news-preview', blocked);
+      await page.getByRole('button', { name: /^Send to 0 addresses$/ }).click();
+      await page.getByText('The message is being sent').waitFor();
+      assert.equal(await page.locator('#progress-pending').innerText(), '0');
+      await looksRight(page, 'news-progress', blocked);
     });
 
-    it('loads the queue dashboard with its five queues', async () => {
+    it('loads the queue dashboard with its seven queues', async () => {
       context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       const page = await context.newPage();
       const blocked = cspViolations(page);
       await signIn(page, '/admin/queues');
-      for (const queue of ['mail', 'reminders', 'export-report', 'usage-rollup', 'retention']) {
+      for (const queue of ['mail', 'marketing-mail', 'campaigns', 'reminders', 'export-report', 'usage-rollup', 'retention']) {
         await page.getByText(queue, { exact: true }).first().waitFor();
       }
       await screenshot(page, 'admin-queues');

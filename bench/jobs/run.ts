@@ -104,7 +104,7 @@ export async function runJobsBench(): Promise<string> {
       cwd: ROOT,
       env: {
         ...process.env, DATABASE_URL, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, FERRY_DATA_DIR: dataDir,
-        SMTP_URL: smtp.url, MAIL_PER_MINUTE: '1000000', LOG_LEVEL: 'warn', PORT: String(port), ADMIN_TOKEN: 'bench-admin-token-0123456789',
+        SMTP_URL: smtp.url, MAIL_PER_MINUTE: '1000000', MARKETING_MAIL_PER_MINUTE: '1000000', LOG_LEVEL: 'warn', PORT: String(port), ADMIN_TOKEN: 'bench-admin-token-0123456789',
       },
     });
     const reminders = new Bull('reminders', { prefix: `${prefix}:bull`, redis: { host: '127.0.0.1', port: 6379 } });

@@ -98,6 +98,8 @@ async function eraseRows(tx: PoolConnection, customerId: number, email: string |
   await tx.query('UPDATE license_events SET ip = NULL WHERE license_id IN (?)', [list(licenseIds)]);
   await tx.query('UPDATE sent_mail SET to_email = NULL WHERE customer_id IN (?) OR (? IS NOT NULL AND to_email = ?)', [customerIds, email, email]);
   if (email) await tx.query('DELETE FROM mail_opt_outs WHERE email = ?', [email]);
+  // The address as a recipient of news and release notices (what was sent stays in sent_mail, without it).
+  if (email) await tx.query('DELETE FROM campaign_recipients WHERE email = ?', [email]);
   await tx.query('DELETE FROM account_tokens WHERE customer_id IN (?)', [customerIds]);
   await tx.query('DELETE FROM consent_history WHERE customer_id IN (?)', [customerIds]);
   await tx.query("UPDATE orders SET user_agent = NULL, status = IF(status = 'pending', 'cancelled', status) WHERE customer_id IN (?)", [customerIds]);

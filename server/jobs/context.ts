@@ -22,13 +22,17 @@ export function mailCounterKey(redisPrefix: string, outcome: 'sent' | 'failed'):
   return `${redisPrefix}:metrics:mail:${outcome}`;
 }
 
+/** SMTP connections of each kind of mail: marketing sends in bulk, service mail a message at a time. */
+const SERVICE_SMTP_CONNECTIONS = 2;
+const MARKETING_SMTP_CONNECTIONS = 4;
+
 export function createJobContext(config: Config, db: Pool, log: FastifyBaseLogger): JobContext {
-  const queues = createQueues(config.redisUrl, config.redisPrefix, config.mailPerMinute);
-  const transport = config.smtpUrl ? smtpTransport(config.smtpUrl) : outboxTransport(join(config.dataDir, 'outbox'));
+  const queues = createQueues(config.redisUrl, config.redisPrefix, config);
+  const transport = (connections: number) => (config.smtpUrl ? smtpTransport(config.smtpUrl, connections) : outboxTransport(join(config.dataDir, 'outbox')));
   const mail = createMailService({
     db,
-    queue: queues.mail,
-    transport,
+    queues: { service: queues.mail, marketing: queues.marketingMail },
+    transports: { service: transport(SERVICE_SMTP_CONNECTIONS), marketing: transport(MARKETING_SMTP_CONNECTIONS) },
     settings: { publicUrl: config.publicUrl, from: config.mailFrom, postalAddress: config.companyPostalAddress, secret: config.mailSecret },
     // Counted in Redis, so that /metrics of any server shows what every worker process sent.
     count: (outcome) => void queues.mail.client.incr(mailCounterKey(config.redisPrefix, outcome)).catch(() => {}),

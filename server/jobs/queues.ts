@@ -4,7 +4,10 @@ import type { MailRequest } from '../mail/service.js';
 
 /** The queues of DESIGN.md, by name. Their job data types live with their processors. */
 export const QUEUE_NAMES = {
+  /** Service mail (the name from before marketing had its own queue, so that queued messages carry on). */
   mail: 'mail',
+  marketingMail: 'marketing-mail',
+  campaigns: 'campaigns',
   reminders: 'reminders',
   exportReport: 'export-report',
   usageRollup: 'usage-rollup',
@@ -14,7 +17,12 @@ export const QUEUE_NAMES = {
 export type QueueKey = keyof typeof QUEUE_NAMES;
 
 export interface Queues {
+  /** Service mail: verification, password links and notices, receipts, revocation, deletion. */
   mail: Bull.Queue<MailRequest>;
+  /** Marketing mail: reminders, news, release notices, each paced apart from service mail. */
+  marketingMail: Bull.Queue<MailRequest>;
+  /** The fan-out of campaigns: from MySQL rows to marketing-mail jobs, in batches. */
+  campaigns: Bull.Queue;
   reminders: Bull.Queue;
   exportReport: Bull.Queue;
   usageRollup: Bull.Queue;
@@ -28,7 +36,7 @@ export interface Queues {
  * queues, and a blocking client per queue (Bull's own rule). Bull wants retries without a per-request
  * limit, and waits out a Redis restart by itself.
  */
-export function createQueues(redisUrl: string, prefix: string, mailPerMinute: number): Queues {
+export function createQueues(redisUrl: string, prefix: string, pace: { mailPerMinute: number; marketingMailPerMinute: number }): Queues {
   const options: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: false, connectionName: 'ferry-jobs' };
   let client: Redis | undefined;
   let subscriber: Redis | undefined;
@@ -52,7 +60,9 @@ export function createQueues(redisUrl: string, prefix: string, mailPerMinute: nu
     ...extra,
   });
   const queues = {
-    mail: new Bull<MailRequest>(QUEUE_NAMES.mail, queueOptions({ limiter: { max: mailPerMinute, duration: 60_000 } })),
+    mail: new Bull<MailRequest>(QUEUE_NAMES.mail, queueOptions({ limiter: { max: pace.mailPerMinute, duration: 60_000 } })),
+    marketingMail: new Bull<MailRequest>(QUEUE_NAMES.marketingMail, queueOptions({ limiter: { max: pace.marketingMailPerMinute, duration: 60_000 } })),
+    campaigns: new Bull(QUEUE_NAMES.campaigns, queueOptions()),
     reminders: new Bull(QUEUE_NAMES.reminders, queueOptions()),
     exportReport: new Bull(QUEUE_NAMES.exportReport, queueOptions()),
     usageRollup: new Bull(QUEUE_NAMES.usageRollup, queueOptions()),

@@ -1,4 +1,5 @@
 import type Bull from 'bull';
+import { campaignMessage, fanOut, recordFailure, recordOutcome, resumeUnfinishedCampaigns, type FanOutJob } from '../mail/campaigns.js';
 import type { MailRequest } from '../mail/service.js';
 import { ClaimedElsewhere } from '../mail/service.js';
 import type { JobContext } from './context.js';
@@ -12,7 +13,26 @@ import { processRollup, ROLLUP_SCHEDULE, type RollupJob } from './usage-rollup.j
  * CPU: measured with the jobs bench, 4 at a time left the worker idle half the time.
  */
 const MAIL_CONCURRENCY = 16;
+const MARKETING_MAIL_CONCURRENCY = 16;
 const REMINDER_CONCURRENCY = 16;
+
+/** One message of either mail queue; a campaign's message gets the campaign's text and reports back to its recipient row. */
+async function processMail(ctx: JobContext, job: Bull.Job<MailRequest>) {
+  const { log } = ctx;
+  try {
+    const request = job.data.campaign ? await campaignMessage(ctx, job.data) : job.data;
+    const outcome = await ctx.mail.deliver(request);
+    if (request.campaign) await recordOutcome(ctx.db, request, ctx.now());
+    log.info({ key: job.data.key, template: job.data.template, outcome }, 'mail');
+    return outcome;
+  } catch (err) {
+    if (err instanceof ClaimedElsewhere) log.info({ key: job.data.key }, err.message);
+    else log.warn({ key: job.data.key, err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'mail not sent; will retry');
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (lastAttempt && job.data.campaign) await recordFailure(ctx.db, job.data, ctx.now()).catch(() => {});
+    throw err;
+  }
+}
 
 /**
  * Starts the Bull processors on this process, and the repeatable jobs (Bull keeps one schedule per
@@ -21,17 +41,11 @@ const REMINDER_CONCURRENCY = 16;
 export async function startWorkers(ctx: JobContext): Promise<void> {
   const { queues, log } = ctx;
 
-  queues.mail.process(MAIL_CONCURRENCY, async (job: Bull.Job<MailRequest>) => {
-    try {
-      const outcome = await ctx.mail.deliver(job.data);
-      log.info({ key: job.data.key, template: job.data.template, outcome }, 'mail');
-      return outcome;
-    } catch (err) {
-      if (err instanceof ClaimedElsewhere) log.info({ key: job.data.key }, err.message);
-      else log.warn({ key: job.data.key, err: (err as Error).message, attempt: job.attemptsMade + 1 }, 'mail not sent; will retry');
-      throw err;
-    }
-  });
+  // Service and marketing mail: two queues, each with its own pace and SMTP connections, so that
+  // a marketing send to everyone never holds a password link back.
+  queues.mail.process(MAIL_CONCURRENCY, (job: Bull.Job<MailRequest>) => processMail(ctx, job));
+  queues.marketingMail.process(MARKETING_MAIL_CONCURRENCY, (job: Bull.Job<MailRequest>) => processMail(ctx, job));
+  queues.campaigns.process(1, async (job: Bull.Job<FanOutJob>) => ({ queued: await fanOut(ctx, job.data) }));
 
   queues.reminders.process('sweep', 1, async () => sweepReminders(ctx));
   queues.reminders.process(REMINDER_CONCURRENCY, async (job: Bull.Job<ReminderJob>) => processReminder(ctx, job.data));
@@ -49,12 +63,15 @@ export async function startWorkers(ctx: JobContext): Promise<void> {
     await queues.exportReport.add({}, { ...daily, repeat: EXPORT_REPORT_SCHEDULE, jobId: 'export-report-half-year' });
   };
   await schedule();
+  // A campaign left sending (a crash, a restart) carries on.
+  await resumeUnfinishedCampaigns(ctx);
   // A Redis without persistence comes back empty after a restart, repeatable schedules included:
   // schedule again on every reconnect (the same repeat keys: still one schedule each), and sweep
   // the reminders at once. (The queues share one command connection.)
   queues.reminders.client.on('ready', () => {
     schedule()
       .then(() => queues.reminders.add('sweep', {}, { removeOnComplete: true, removeOnFail: 100 }))
+      .then(() => resumeUnfinishedCampaigns(ctx))
       .catch((err: Error) => log.warn({ err: err.message }, 'could not schedule the repeatable jobs'));
   });
 

@@ -1,7 +1,8 @@
 import type Bull from 'bull';
 import type { Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { choseNews } from './audience.js';
 import { compose, type ComposeSettings } from './compose.js';
-import { templateKind } from './templates.js';
+import { templateKind, type MailKind } from './templates.js';
 import type { MailTransport } from './transport.js';
 
 /** A message to send once: the key names it for good (`reminder:42:7d`, `verify-email:7:3`). */
@@ -12,9 +13,13 @@ export interface MailRequest {
   data: Record<string, unknown>;
   customerId?: number | null;
   licenseId?: number | null;
+  /** Sent only if the address is still in this audience when the message goes out (news and release notices). */
+  audience?: 'news';
+  /** A campaign's message: its data is the campaign's, filled in by the worker (not kept in Redis once per recipient). */
+  campaign?: { id: number; recipientId: number };
 }
 
-export type MailOutcome = 'sent' | 'already-sent' | 'opted-out';
+export type MailOutcome = 'sent' | 'already-sent' | 'opted-out' | 'no-consent';
 
 /** A claim older than this belongs to a worker that died mid-send: another may take it over. */
 const CLAIM_TIMEOUT_MS = 2 * 60_000;
@@ -28,27 +33,38 @@ export const MAIL_JOB_OPTIONS: Bull.JobOptions = {
   removeOnFail: 1_000,
 };
 
+/** The Bull job id of a message: a message queued again while it waits is the same job. */
+export const mailJobId = (key: string) => `mail:${key}`;
+
 export class ClaimedElsewhere extends Error {
   override readonly name = 'ClaimedElsewhere';
 }
 
+/** One of each: service mail and marketing mail go through their own queue and their own SMTP connections. */
+export type ByKind<T> = Record<MailKind, T>;
+
 export interface MailService {
-  /** Queues the message; the same key queued twice, or sent before, goes out once. */
+  /**
+   * Queues the message on the queue of its kind (service or marketing); the same key queued twice,
+   * or sent before, goes out once.
+   */
   enqueue(request: MailRequest): Promise<void>;
-  /** The mail queue's processor: claim the key in MySQL, check the address, send, record. */
+  /** The mail queues' processor: claim the key in MySQL, check the address, send, record. */
   deliver(request: MailRequest): Promise<MailOutcome>;
   /** Removes every queued (waiting, delayed, failed) message to this address from Redis: account deletion. */
   forgetAddress(email: string): Promise<number>;
-  readonly transport: MailTransport;
+  /** Where mail goes, for the start-up log. */
+  readonly description: string;
+  close(): void;
 }
 
 /** Told of every message the SMTP server (or the outbox) took, and of every attempt it refused: for /metrics. */
 export type MailCounter = (outcome: 'sent' | 'failed') => void;
 
 export function createMailService(deps: {
-  db: Pool; queue: Bull.Queue<MailRequest>; transport: MailTransport; settings: ComposeSettings; count?: MailCounter;
+  db: Pool; queues: ByKind<Bull.Queue<MailRequest>>; transports: ByKind<MailTransport>; settings: ComposeSettings; count?: MailCounter;
 }): MailService {
-  const { db, queue, transport, settings, count = () => {} } = deps;
+  const { db, queues, transports, settings, count = () => {} } = deps;
 
   async function claim(request: MailRequest, kind: string, now: Date): Promise<'claimed' | 'done'> {
     try {
@@ -79,21 +95,31 @@ export function createMailService(deps: {
     return rows.length > 0;
   }
 
+  const skip = async (request: MailRequest, reason: string, now: Date) => {
+    await db.execute("UPDATE sent_mail SET status = 'skipped', skip_reason = ?, sent_at = ? WHERE idempotency_key = ?", [reason, now, request.key]);
+  };
+
   return {
-    transport,
+    description: transports.service.description,
+    close() {
+      transports.service.close();
+      transports.marketing.close();
+    },
     async forgetAddress(email) {
       const target = email.toLowerCase();
       let removed = 0;
-      for (const job of await queue.getJobs(['waiting', 'delayed', 'failed', 'paused', 'completed'])) {
-        if (job && job.data.to.toLowerCase() === target) {
-          await job.remove();
-          removed++;
+      for (const queue of [queues.service, queues.marketing]) {
+        for (const job of await queue.getJobs(['waiting', 'delayed', 'failed', 'paused', 'completed'])) {
+          if (job && job.data.to.toLowerCase() === target) {
+            await job.remove();
+            removed++;
+          }
         }
       }
       return removed;
     },
     async enqueue(request) {
-      await queue.add(request, { ...MAIL_JOB_OPTIONS, jobId: `mail:${request.key}` });
+      await queues[templateKind(request.template)].add(request, { ...MAIL_JOB_OPTIONS, jobId: mailJobId(request.key) });
     },
     async deliver(request) {
       const kind = templateKind(request.template);
@@ -102,11 +128,15 @@ export function createMailService(deps: {
       let handedOver = false;
       try {
         if (kind === 'marketing' && (await optedOut(request.to))) {
-          await db.execute("UPDATE sent_mail SET status = 'skipped', skip_reason = 'opted_out', sent_at = ? WHERE idempotency_key = ?", [now, request.key]);
+          await skip(request, 'opted_out', now);
           return 'opted-out';
         }
+        if (request.audience === 'news' && !(await choseNews(db, request.to))) {
+          await skip(request, 'no_news_consent', now);
+          return 'no-consent';
+        }
         const message = compose(settings, request.template, request.to, request.data);
-        const info = await transport.send(message).catch((err: unknown) => {
+        const info = await transports[kind].send(message).catch((err: unknown) => {
           count('failed');
           throw err;
         });

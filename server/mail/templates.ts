@@ -15,6 +15,9 @@ export const MAIL_TEMPLATES = {
   'trial-reminder': { kind: 'marketing', subject: (d: Record<string, unknown>) => `Your Ferry trial ends ${d.whenText}` },
   'trial-ended': { kind: 'marketing', subject: () => 'Your Ferry trial has ended' },
   'license-revoked': { kind: 'service', subject: () => 'Your Ferry license has been revoked' },
+  // Campaigns (server/mail/campaigns.ts): the subject is the campaign's own.
+  news: { kind: 'marketing', subject: (d: Record<string, unknown>) => String(d.subject) },
+  'release-notice': { kind: 'marketing', subject: (d: Record<string, unknown>) => String(d.subject) },
 } satisfies Record<string, { kind: MailKind; subject: (data: Record<string, unknown>) => string }>;
 
 export type MailKind = 'marketing' | 'service';

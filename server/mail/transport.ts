@@ -14,13 +14,15 @@ export interface MailTransport {
   close(): void;
 }
 
-/** Connections kept open to the SMTP server: a new connection per message costs a handshake each. */
-const SMTP_CONNECTIONS = 4;
-
-export function smtpTransport(smtpUrl: string): MailTransport {
+/**
+ * Connections kept open to the SMTP server (a new connection per message costs a handshake each),
+ * per transport: service and marketing mail each have their own, so that a long marketing send
+ * never holds a password link back in the other's connection pool.
+ */
+export function smtpTransport(smtpUrl: string, connections = 4): MailTransport {
   const url = new URL(smtpUrl);
   url.searchParams.set('pool', 'true');
-  url.searchParams.set('maxConnections', String(SMTP_CONNECTIONS));
+  url.searchParams.set('maxConnections', String(connections));
   const transporter = nodemailer.createTransport(url.toString());
   const { hostname, port } = new URL(smtpUrl);
   return {

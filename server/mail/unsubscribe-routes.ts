@@ -66,7 +66,7 @@ const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
     const email = readUnsubscribeLink(secret, e, t);
     if (!email) return invalid(reply);
     await app.db.execute("DELETE FROM mail_opt_outs WHERE email = ? AND source = 'unsubscribe_link'", [email.toLowerCase()]);
-    return page(reply, 200, 'Subscribed again', `<p>${escape(email)} will get Ferry's trial reminders again.</p>`);
+    return page(reply, 200, 'Subscribed again', `<p>${escape(email)} will get Ferry's reminders again (and news, if you chose news).</p>`);
   });
 };
 

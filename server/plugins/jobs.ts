@@ -19,13 +19,13 @@ export default fp(
     const jobs = createJobContext(app.config, app.db, app.log);
     app.decorate('jobs', jobs);
     app.decorate('mail', jobs.mail);
-    app.log.info({ mail: jobs.mail.transport.description }, app.config.smtpUrl ? 'mail goes out by SMTP' : 'SMTP_URL is not set: mail is written to the outbox folder');
+    app.log.info({ mail: jobs.mail.description }, app.config.smtpUrl ? 'mail goes out by SMTP' : 'SMTP_URL is not set: mail is written to the outbox folder');
     if (app.config.runWorkers) {
       app.addHook('onReady', () => startWorkers(jobs));
     }
     app.addHook('onClose', async () => {
       await jobs.queues.close();
-      jobs.mail.transport.close();
+      jobs.mail.close();
     });
   },
   { name: 'jobs', dependencies: ['config', 'mysql'] },

@@ -16,6 +16,7 @@ import overviewRoutes from './routes/overview.js';
 import licenseRoutes from './routes/licenses.js';
 import reportRoutes from './routes/reports.js';
 import statisticsRoutes from './routes/statistics.js';
+import newsRoutes from './routes/news.js';
 
 /** Views stay in the source tree: from dist/server/admin/area/ this is server/admin/area/views/. */
 const VIEWS = fileURLToPath(new URL('../../../../server/admin/area/views/', import.meta.url));
@@ -38,6 +39,9 @@ const NOTICES: Record<string, string> = {
   revoked: 'The license is revoked: every machine loses it at its next validation.',
   'report-filed': 'The export-compliance report is filed. Its downloads are byte-identical every time.',
   'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
+  'news-sending': 'The message is being sent: everyone who chose news gets it once. Refresh to follow it.',
+  'news-started-before': 'This message was sent before; it is not sent again.',
+  'news-resumed': 'The send is resumed: what is pending is queued again, and nobody gets it twice.',
 };
 
 /**
@@ -92,6 +96,7 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   await licenseRoutes(app, adminPages);
   await reportRoutes(app, adminPages);
   await statisticsRoutes(app, adminPages);
+  await newsRoutes(app, adminPages);
 
   installPageErrorHandlers(app, adminPages, { name: 'the admin area', notFound: 'There is no such page in the admin area.' });
 };

@@ -16,7 +16,7 @@ const BACK_LINK =
   '<a href="/admin" style="color:#fff">\u2190 Back to the admin area</a></p>';
 
 /**
- * bull-board's dashboard of the Bull queues (mail, reminders, export-report, usage-rollup,
+ * bull-board's dashboard of the Bull queues (mail, marketing-mail, campaigns, reminders, export-report, usage-rollup,
  * retention): counts, jobs, their data and errors, retry and clean. Registered by the admin area,
  * below its session check. Its single-page app needs inline styles, so its CSP is its own, not the
  * strict one of our pages; it still loads nothing from other sites (the UI falls back from its
