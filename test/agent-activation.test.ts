@@ -275,7 +275,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 
       for (const args of [['activate', '--trial'], ['activate', '--trial', '--email', 'mallory@example.org', '--marketing']]) {
         const run = await b.run([...args, '--server', server.url]);
-        expectExitCode(run, 18, `B: ${args.join(' ')}`);
+        expectExitCode(run, 19, `B: ${args.join(' ')}`);
         assertOneLineError(run, /already had its trial .*activation secret is not in this ferry home/);
         assert.equal(run.stdout, '');
         assert.ok(!run.stderr.includes(claimCode), 'no claim code for B');
@@ -296,7 +296,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 
     it('leaves A working: its token renews, its status shows its claim code, and it can deactivate and come back', async () => {
       const { a, b, claimCode } = await aAndItsClone();
-      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 18, 'B asks for the trial');
+      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 19, 'B asks for the trial');
 
       const due = await a.run(['status', '--json'], { now: Date.now() + POLICIES.trial.leaseMs - POLICIES.trial.renewWhenLeftMs + HOUR });
       expectExitCode(due, 0, 'A renews');
@@ -309,7 +309,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       expectExitCode(await a.run(['deactivate']), 0, 'A deactivates');
       assert.equal(statSync(join(a.home, 'trial-secret')).mode & 0o777, 0o600, 'the secret stays, private');
       // Even now that A's activation is off, B gets nothing.
-      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 18, 'B asks while A is deactivated');
+      expectExitCode(await b.run(['activate', '--trial', '--server', server.url]), 19, 'B asks while A is deactivated');
       const back = await a.run(['activate', '--trial', '--server', server.url]);
       expectExitCode(back, 0, 'A activates again');
       assert.match(back.stdout, new RegExp(`^This machine's trial is active: .*Claim code ${claimCode}`));
