@@ -4,15 +4,14 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 
 /**
- * The agent's home, `$FERRY_HOME`: its license, pinned server keys, clock high-water mark and
- * usage spool. The folder is 0700 and every file 0600, because license.json holds a license key
+ * The agent's home, `$FERRY_HOME`: its license, clock high-water mark and usage spool. The folder is 0700 and every file 0600, because license.json holds a license key
  * and a token that are as good as the license itself.
  */
 export interface HomePaths {
   dir: string;
   /** User settings: `server` (later: sites). */
   config: string;
-  /** The license state: token, ids, server URL, pinned JWKS, key of a permanent license. */
+  /** The license state: token and its key's certificate, ids, server URL, key of a permanent license. */
   license: string;
   /** The highest time this machine has shown the agent. */
   clock: string;
@@ -20,6 +19,8 @@ export interface HomePaths {
   spool: string;
   /** A generated machine id, only where the OS has none readable. */
   machineId: string;
+  /** Development builds only: the root trusted at the first activation, when FERRY_TRUST_ROOT is unset. */
+  trustRoot: string;
 }
 
 export function resolveHomeDir(env: Record<string, string | undefined>): string {
@@ -38,6 +39,7 @@ export function homePaths(dir: string): HomePaths {
     clock: join(dir, 'clock.json'),
     spool: join(dir, 'usage-spool.jsonl'),
     machineId: join(dir, 'machine-id'),
+    trustRoot: join(dir, 'trust-root.json'),
   };
 }
 

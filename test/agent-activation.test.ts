@@ -11,6 +11,7 @@ import { generateKey, POLICIES } from '../licensing/index.js';
 import type { LicenseState } from '../agent/license-state.js';
 import type { StatusReport } from '../agent/commands/status.js';
 import { rotateKey } from '../server/keys/store.js';
+import { TEST_ROOT } from './support/trust-root.js';
 import { request } from './support/http.js';
 import { freePort } from './support/processes.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
@@ -143,7 +144,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const state = machine.license();
       assert.equal(state.kind, 'trial');
       assert.equal(state.server, server.url);
-      assert.ok(state.jwks.keys.length > 0, 'the server keys are pinned');
+      assert.match(state.certificate?.payload ?? '', /"type":"ferry-signing-key"/, 'the root\'s certificate of the signing key is kept');
       assert.equal(statSync(machine.home).mode & 0o777, 0o700);
       assert.equal(statSync(join(machine.home, 'license.json')).mode & 0o777, 0o600);
     });
@@ -433,7 +434,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 });
 
 describe('ferry and a server that rotates its signing key', () => {
-  it('renews with a token of the new key, after fetching the server\'s keys once more', async () => {
+  it('renews with a token of the new key and its certificate', async () => {
     const first = await startServer();
     const port = Number(new URL(first.url).port);
     const machine = new Machine();
@@ -441,13 +442,15 @@ describe('ferry and a server that rotates its signing key', () => {
     try {
       const { key } = await newPermanentLicense(first, 1);
       expectExitCode(await machine.run(['activate', '--key', key, '--server', first.url]), 0, 'activate');
-      assert.equal(machine.license().jwks.keys.length, 1);
+      const kidOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+      const oldKid = kidOf(machine.license().token);
       await first.close();
-      await rotateKey(first.config.dataDir);
+      await rotateKey(first.config.dataDir, TEST_ROOT.privateKey);
       second = await startServer({ databaseUrl: first.config.databaseUrl, dataDir: first.config.dataDir, adminToken: first.adminToken, port });
       const run = await machine.run(['status'], { now: Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR });
       expectExitCode(run, 0, 'status after the rotation');
-      assert.equal(machine.license().jwks.keys.length, 2, 'the new key is pinned next to the old one');
+      assert.notEqual(kidOf(machine.license().token), oldKid, 'a token of the new key');
+      assert.match(machine.license().certificate!.payload, new RegExp(`"kid":"${kidOf(machine.license().token)}"`));
     } finally {
       await (second ?? first).close();
     }
