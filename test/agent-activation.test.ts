@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateKey, POLICIES } from '../licensing/index.js';
-import type { LicenseState } from '../agent/license-state.js';
 import type { StatusReport } from '../agent/commands/status.js';
 import { rotateKey } from '../server/keys/store.js';
 import { TEST_ROOT } from './support/trust-root.js';
@@ -17,51 +14,7 @@ import { freePort } from './support/processes.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
 import { DAY, HOUR, tempDir } from './support/agent-fixtures.js';
-
-/** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
-const CLI = fileURLToPath(new URL('../agent/cli.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** One machine with ferry installed: its own FERRY_HOME and machine id. */
-class Machine {
-  readonly home = tempDir('ferry-home-');
-  readonly id = `machine-${randomBytes(8).toString('hex')}`;
-
-  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
-    const env: Record<string, string | undefined> = { ...process.env, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
-    delete env.FERRY_SERVER;
-    delete env.FERRY_NOW;
-    if (options.now !== undefined) env.FERRY_NOW = String(options.now);
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
-
-  license(): LicenseState {
-    return JSON.parse(readFileSync(join(this.home, 'license.json'), 'utf8')) as LicenseState;
-  }
-
-  hasLicense(): boolean {
-    return existsSync(join(this.home, 'license.json'));
-  }
-
-  spooledKinds(): string[] {
-    const file = join(this.home, 'usage-spool.jsonl');
-    if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { kind: string }).kind);
-  }
-}
+import { Machine, type Run } from './support/ferry-machine.js';
 
 function expectExitCode(run: Run, code: number, what: string): void {
   assert.equal(run.code, code, `${what}: exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
