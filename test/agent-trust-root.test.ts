@@ -171,6 +171,9 @@ describe('the trust root: licenses only from this deployment', function () {
     const ls = await transfer(machine);
     expectExitCode(ls, UNTRUSTED, 'a transfer with a hand-made license');
     assert.deepEqual(fake.requests.filter((r) => r.includes('validate')), [], 'refused offline: nothing asked of its server');
+    // It holds no seat here, so it does not stand in the way of a real activation.
+    expectExitCode(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'activate over the hand-made license');
+    expectExitCode(await machine.run(['status']), 0, 'status with the real license');
   });
 
   it('refuses a real token with a self-made certificate, and a real token with edited claims', async () => {

@@ -42,14 +42,24 @@ function activationRequest(options: ActivateOptions): ActivationRequest {
   return { trial: { email: options.email, marketingOptIn: options.email === undefined ? undefined : Boolean(options.marketing) } };
 }
 
-/** A damaged license.json is replaced by a new activation rather than blocking it. */
+/**
+ * A damaged license.json, or one that this build's trust root does not certify (it holds no seat
+ * of this deployment, and its server is nobody to ask), is replaced by a new activation rather
+ * than blocking it.
+ */
 async function currentState(ctx: AgentContext): Promise<LicenseState | null> {
+  let state: LicenseState | null;
   try {
-    return await loadLicenseState(ctx.paths);
+    state = await loadLicenseState(ctx.paths);
   } catch (err) {
     if (err instanceof AgentError) return null;
     throw err;
   }
+  if (!state?.certificate) return state;
+  const root = await knownRoot(ctx).catch(() => null);
+  if (!root) return state;
+  const assessment = await assessStored(ctx, { ...state, certificate: state.certificate }, root);
+  return assessment.verdict === 'invalid' && assessment.untrusted ? null : state;
 }
 
 /**
