@@ -13,7 +13,7 @@ import type { StatusReport } from '../agent/commands/status.js';
 import { DAY, HOUR, tempDir, tokenFor } from './support/agent-fixtures.js';
 import { Machine, type Run } from './support/ferry-machine.js';
 import { request } from './support/http.js';
-import { freePort, serverCommand } from './support/processes.js';
+import { freePort, serverCommand, startServerProcess } from './support/processes.js';
 import { startServer, type TestServer } from './support/server.js';
 import { assertOneLineError, expectExitCode } from './support/transfer-world.js';
 import { TEST_ROOT } from './support/trust-root.js';
@@ -327,12 +327,18 @@ describe('signing keys certified by the root', function () {
       // A newer key without a certificate (copied in by hand): it must not sign.
       const stray = generateSigningKey();
       writeFileSync(join(dataDir, 'signing-keys', `${Date.now()}-${stray.kid}.pem`), stray.privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-      current = await restart();
-      const trial = await request(`${current.url}/v1/trials`, { body: { fingerprint: fingerprint(new Machine().id) } });
-      assert.equal(kidOf(trial.body.token), oldKid, 'the certified key signs');
-      const served = await request(`${current.url}/.well-known/ferry-keys.json`);
-      assert.deepEqual(served.body.keys.map((k: { kid: string }) => k.kid), [oldKid]);
-      await current.close();
+      const uncertifiedNewest = await startServerProcess({
+        ...env, DATABASE_URL: databaseUrl, REDIS_URL: first.config.redisUrl, REDIS_PREFIX: first.config.redisPrefix, LOG_LEVEL: 'warn',
+      });
+      try {
+        const trial = await request(`${uncertifiedNewest.url}/v1/trials`, { body: { fingerprint: fingerprint(new Machine().id) } });
+        assert.equal(kidOf(trial.body.token), oldKid, 'the certified key signs');
+        const served = await request(`${uncertifiedNewest.url}/.well-known/ferry-keys.json`);
+        assert.deepEqual(served.body.keys.map((k: { kid: string }) => k.kid), [oldKid]);
+        assert.match(uncertifiedNewest.output(), new RegExp(`signing key ${stray.kid} is not certified by the root, so it does not sign: run .{1,2}ferry-server keys certify ${stray.kid}`));
+      } finally {
+        await uncertifiedNewest.stop();
+      }
 
       // The root is brought back on removable media: the key is certified, and signs from the restart.
       const certified = await serverCommand(['keys', 'certify', stray.kid], { ...env, FERRY_ROOT_KEY: offline });
