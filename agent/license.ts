@@ -131,10 +131,11 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
   }
   // A renewal may come with a token of another signing key (the server rotated): its certificate
   // comes with it, and the root decides, exactly as at activation.
-  const { commit } = await verifyIssued(ctx, server, renewal, fingerprint);
+  const { claims, commit } = await verifyIssued(ctx, server, renewal, fingerprint);
+  // What the token says wins: a trial upgraded in place comes back permanent.
   const renewed: LicenseState = {
-    ...state, format: 2, server, token: renewal.token, licenseExpiresAt: renewal.license.expiresAt,
-    certificate: renewal.certificate, refused: null,
+    ...state, format: 2, server, token: renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
+    licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.certificate, refused: null,
   };
   await commit();
   await saveLicenseState(ctx.paths, renewed);
@@ -172,7 +173,15 @@ function unjudged(state: LicenseState | null, problem: AgentError): LicenseCheck
 /** The offline verdict on a stored license: its token and certificate under the root, then its times. */
 export async function assessStored(ctx: AgentContext, state: LicenseState & { certificate: object }, root: Root): Promise<Assessment> {
   const { fingerprint } = await ctx.machine();
-  return assessLicense({ token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now });
+  const assessment = assessLicense({ token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now });
+  // The file's own fields steer what ferry does (a trial reports its use): they must be the token's.
+  if ('claims' in assessment) {
+    const { claims } = assessment;
+    if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
+      return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
+    }
+  }
+  return assessment;
 }
 
 /**

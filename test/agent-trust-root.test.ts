@@ -194,6 +194,12 @@ describe('the trust root: licenses only from this deployment', function () {
     expectExitCode(edited, UNTRUSTED, 'status with an edited token');
     assertOneLineError(edited, /signature does not match/);
 
+    // The file's own fields too: a trial that calls itself permanent would stop reporting its use.
+    writeLicense(machine, { ...real, kind: 'permanent' });
+    const relabelled = await machine.run(['status']);
+    expectExitCode(relabelled, UNTRUSTED, 'status with the kind edited');
+    assertOneLineError(relabelled, /its kind, license or activation is not what its signed token says/);
+
     writeLicense(machine, { ...real });
     expectExitCode(await machine.run(['status']), 0, 'the real license, put back, works');
   });
