@@ -171,7 +171,10 @@ function unjudged(state: LicenseState | null, problem: AgentError): LicenseCheck
 }
 
 /** The offline verdict on a stored license: its token and certificate under the root, then its times. */
-export async function assessStored(ctx: AgentContext, state: LicenseState & { certificate: object }, root: Root): Promise<Assessment> {
+export async function assessStored(ctx: AgentContext, state: LicenseState, root: Root): Promise<Assessment> {
+  if (state.certificate === null) {
+    return { verdict: 'invalid', reason: 'it was written by an earlier ferry and has no certificate', untrusted: true };
+  }
   const { fingerprint } = await ctx.machine();
   const assessment = assessLicense({ token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now });
   // The file's own fields steer what ferry does (a trial reports its use): they must be the token's.
@@ -192,7 +195,7 @@ async function confirmLegacy(ctx: AgentContext, state: LicenseState, root: Root)
   const server = await ctx.resolveServer(state.server);
   try {
     const renewed = await renewLicense(ctx, state, server);
-    return judged(renewed, await assessStored(ctx, { ...renewed, certificate: renewed.certificate! }, root), { renewed: true });
+    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
   } catch (thrown) {
     const err = asAgentError(thrown);
     if (!(err instanceof AgentError)) throw thrown;
@@ -225,7 +228,7 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   }
   if (state.certificate === null) return confirmLegacy(ctx, state, root);
 
-  const assessment = await assessStored(ctx, { ...state, certificate: state.certificate }, root);
+  const assessment = await assessStored(ctx, state, root);
   // Nothing online can change these: a foreign or tampered token, or a trial past its end.
   if (assessment.verdict === 'invalid' || assessment.verdict === 'trial-ended') return judged(state, assessment);
 
@@ -235,7 +238,7 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   const server = await ctx.resolveServer(state.server);
   try {
     const renewed = await renewLicense(ctx, state, server);
-    return judged(renewed, await assessStored(ctx, { ...renewed, certificate: renewed.certificate! }, root), { renewed: true });
+    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
   } catch (thrown) {
     const err = asAgentError(thrown);
     if (!(err instanceof AgentError)) throw thrown;

@@ -58,7 +58,7 @@ async function currentState(ctx: AgentContext): Promise<LicenseState | null> {
   if (!state?.certificate) return state;
   const root = await knownRoot(ctx).catch(() => null);
   if (!root) return state;
-  const assessment = await assessStored(ctx, { ...state, certificate: state.certificate }, root);
+  const assessment = await assessStored(ctx, state, root);
   return assessment.verdict === 'invalid' && assessment.untrusted ? null : state;
 }
 
@@ -100,7 +100,7 @@ export async function activate(ctx: AgentContext, options: ActivateOptions): Pro
     return;
   }
 
-  const assessment = await assessStored(ctx, { ...state, certificate: state.certificate! }, await requireRoot(ctx));
+  const assessment = await assessStored(ctx, state, await requireRoot(ctx));
   if (assessment.verdict === 'trial-ended') throw trialEnded(assessment.trialEndsAt);
   await reportUsage(ctx, state, 'activate');
   const signedEnd = 'claims' in assessment ? assessment.claims.lic_exp : undefined;
@@ -127,7 +127,7 @@ export async function deactivate(ctx: AgentContext): Promise<void> {
   // The trial's last events go before its activation ends: afterwards the server refuses them. Only
   // a license this machine can verify counts; freeing the seat needs no more than the server's word.
   const root = await knownRoot(ctx).catch(() => null);
-  const assessment = root && state.certificate ? await assessStored(ctx, { ...state, certificate: state.certificate }, root) : null;
+  const assessment = root ? await assessStored(ctx, state, root) : null;
   const trialInForce = state.kind === 'trial' && state.refused === null && assessment?.verdict === 'usable';
   await reportUsage(ctx, trialInForce ? state : null, 'deactivate');
 
