@@ -23,7 +23,8 @@ export interface TrustRoot {
 export async function prepareSigningKeys(dataDir: string, rootKeyFile: string | null, log: Log): Promise<{ keys: KeySet; root: TrustRoot }> {
   const paths = rootPaths(dataDir, rootKeyFile ?? undefined);
   const keysBefore = await hasSigningKeys(dataDir);
-  if (!existsSync(paths.publicFile) && keysBefore && (await keysWithoutCertificate(dataDir)).length === 0) {
+  const rootMissing = !existsSync(paths.publicFile) && !existsSync(paths.privateFile);
+  if (rootMissing && keysBefore && (await keysWithoutCertificate(dataDir)).length === 0) {
     // A new root would not be the one agents were built with: never make one over certified keys.
     throw new Error(`the signing keys are certified, but ${paths.publicFile} is missing: copy it (the folder root/) from the deployment's data folder`);
   }
