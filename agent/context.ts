@@ -32,6 +32,8 @@ export interface AgentContext {
    * the license), else FERRY_SERVER, else `server` in config.json.
    */
   resolveServer(licenseServer?: string | null): Promise<string>;
+  /** Where this build's trust root comes from (see trust-root.ts). */
+  trust: TrustSource;
   /** Servers found unreachable during this command: later calls in the same command skip them. */
   unreachableServers: Set<string>;
   /** What transfer commands take from the environment (see TransferEnvironment). */
@@ -45,6 +47,22 @@ export interface AgentContext {
   alongside(task: Promise<void>): void;
   /** Waits for everything started with `alongside`. */
   settle(): Promise<void>;
+}
+
+/**
+ * A release build trusts the root built into it, whatever the environment says; a development
+ * build (a checkout) takes FERRY_TRUST_ROOT, the path of a PEM file, when it is set.
+ */
+export type TrustSource =
+  | { kind: 'built-in'; pem: string | null }
+  | { kind: 'file'; file: string }
+  | { kind: 'development' };
+
+function trustSource(env: Env): TrustSource {
+  const info = buildInfo();
+  if (info.release) return { kind: 'built-in', pem: info.trustRoot };
+  const file = env.FERRY_TRUST_ROOT?.trim();
+  return file ? { kind: 'file', file } : { kind: 'development' };
 }
 
 /**
@@ -178,6 +196,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
       if (fromConfig !== undefined) return normalizeServerUrl(fromConfig, `${paths.config} "server"`);
       throw new AgentError('USAGE', 'no license server set: pass --server URL or set FERRY_SERVER');
     },
+    trust: trustSource(env),
     unreachableServers: new Set(),
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,

@@ -25,6 +25,7 @@ export const EXIT_CODES = {
   SERVER_UNREACHABLE: { code: 15, meaning: 'the license server could not be reached (network, timeout, or it is unavailable)' },
   SERVER_ERROR: { code: 16, meaning: 'the license server refused for another reason (its code and message are printed)' },
   ACTIVATION_INACTIVE: { code: 17, meaning: 'this machine was deactivated elsewhere (e.g. in MyAccount)' },
+  LICENSE_UNTRUSTED: { code: 18, meaning: 'the license, or the server that sent it, is not certified by this build\'s trust root (a forged or edited license.json, another server)' },
   TRIAL_EXISTS: { code: 19, meaning: 'this machine already had its trial, started by another ferry installation (whose activation secret is not here)' },
 
   CONNECTION: { code: 20, meaning: 'transfers: could not connect to the SFTP server' },

@@ -4,15 +4,16 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 
 /**
- * The agent's home, `$FERRY_HOME`: its license, pinned server keys, clock high-water mark, usage
- * spool and trial secret. The folder is 0700 and every file 0600, because license.json holds a
- * license key and a token that are as good as the license itself, and trial-secret the trial.
+ * The agent's home, `$FERRY_HOME`: its license, clock high-water mark, usage spool, trial secret and
+ * (development builds) the trust root pinned at the first activation. The folder is 0700 and every
+ * file 0600, because license.json holds a license key and a token that are as good as the license
+ * itself, and trial-secret the trial.
  */
 export interface HomePaths {
   dir: string;
   /** User settings: `server` (later: sites). */
   config: string;
-  /** The license state: token, ids, server URL, pinned JWKS, key of a permanent license. */
+  /** The license state: token and its key's certificate, ids, server URL, key of a permanent license. */
   license: string;
   /** The highest time this machine has shown the agent. */
   clock: string;
@@ -22,6 +23,8 @@ export interface HomePaths {
   machineId: string;
   /** The activation secret of this machine's trial (see trial-secret.ts): kept when the license goes. */
   trialSecret: string;
+  /** Development builds only: the root trusted at the first activation, when FERRY_TRUST_ROOT is unset. */
+  trustRoot: string;
 }
 
 export function resolveHomeDir(env: Record<string, string | undefined>): string {
@@ -41,6 +44,7 @@ export function homePaths(dir: string): HomePaths {
     spool: join(dir, 'usage-spool.jsonl'),
     machineId: join(dir, 'machine-id'),
     trialSecret: join(dir, 'trial-secret'),
+    trustRoot: join(dir, 'trust-root.json'),
   };
 }
 

@@ -1,4 +1,4 @@
-import { LICENSE_KINDS, type Jwks, type LicenseKind } from '../licensing/index.js';
+import { LICENSE_KINDS, type LicenseKind, type SignedStatement } from '../licensing/index.js';
 import type { AgentContext } from './context.js';
 import { AgentError } from './errors.js';
 import { BACKGROUND_TIMEOUT_MS, callServer, INTERACTIVE_TIMEOUT_MS } from './server-client.js';
@@ -20,6 +20,8 @@ export interface IssuedLicense {
   license: LicenseInfo;
   activationId: number;
   token: string;
+  /** The root's certificate of the key that signed `token`, as the server sent it (not yet checked). */
+  certificate: SignedStatement;
   /** 201: a new trial or a newly taken seat; 200: this machine again. */
   created: boolean;
 }
@@ -48,10 +50,20 @@ function parseLicense(server: string, value: unknown): LicenseInfo {
   };
 }
 
+function isStatement(value: unknown): value is SignedStatement {
+  const s = value as Partial<SignedStatement> | null;
+  return typeof s === 'object' && s !== null && typeof s.payload === 'string' && typeof s.signature === 'string';
+}
+
 function parseIssued(server: string, status: number, body: unknown): IssuedLicense {
-  const b = body as { license?: unknown; activation?: { id?: unknown }; token?: unknown } | undefined;
-  if (!b || typeof b.token !== 'string' || !Number.isSafeInteger(b.activation?.id)) throw malformed(server, 'an activation');
-  return { license: parseLicense(server, b.license), activationId: b.activation!.id as number, token: b.token, created: status === 201 };
+  const b = body as { license?: unknown; activation?: { id?: unknown }; token?: unknown; certificate?: unknown } | undefined;
+  if (!b || typeof b.token !== 'string' || !Number.isSafeInteger(b.activation?.id) || !isStatement(b.certificate)) {
+    throw malformed(server, 'an activation');
+  }
+  return {
+    license: parseLicense(server, b.license), activationId: b.activation!.id as number, token: b.token,
+    certificate: { payload: b.certificate.payload, signature: b.certificate.signature }, created: status === 201,
+  };
 }
 
 /** What the agent tells the server about the machine when activating; `ferry privacy` lists the same. */
@@ -92,24 +104,30 @@ export async function requestKeyActivation(ctx: AgentContext, server: string, fi
 }
 
 /** `POST /v1/validate`: the server checks license and activation now and answers with a new lease. */
-export async function requestRenewal(server: string, token: string, fingerprint: string): Promise<{ license: LicenseInfo; token: string }> {
+export async function requestRenewal(
+  server: string, token: string, fingerprint: string,
+): Promise<{ license: LicenseInfo; token: string; certificate: SignedStatement }> {
   const reply = await callServer(server, {
     method: 'POST', path: '/v1/validate', token, body: { fingerprint }, timeoutMs: BACKGROUND_TIMEOUT_MS,
   });
-  const b = reply.body as { license?: unknown; token?: unknown } | undefined;
-  if (!b || typeof b.token !== 'string') throw malformed(server, 'a validation');
-  return { license: parseLicense(server, b.license), token: b.token };
+  const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown } | undefined;
+  if (!b || typeof b.token !== 'string' || !isStatement(b.certificate)) throw malformed(server, 'a validation');
+  return {
+    license: parseLicense(server, b.license), token: b.token,
+    certificate: { payload: b.certificate.payload, signature: b.certificate.signature },
+  };
 }
 
 export async function requestDeactivation(server: string, activationId: number, token: string): Promise<void> {
   await callServer(server, { method: 'DELETE', path: `/v1/activations/${activationId}`, token, timeoutMs: INTERACTIVE_TIMEOUT_MS });
 }
 
-export async function fetchJwks(server: string): Promise<Jwks> {
-  const reply = await callServer(server, { method: 'GET', path: '/.well-known/jwks.json', timeoutMs: INTERACTIVE_TIMEOUT_MS });
-  const keys = (reply.body as { keys?: unknown } | undefined)?.keys;
-  if (!Array.isArray(keys)) throw malformed(server, 'its public keys');
-  return { keys } as Jwks;
+/** The root public key (PEM) a server says its deployment has: trusted only by a development build without one. */
+export async function fetchServerRoot(server: string): Promise<string> {
+  const reply = await callServer(server, { method: 'GET', path: '/.well-known/ferry-keys.json', timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  const root = (reply.body as { root?: unknown } | undefined)?.root;
+  if (typeof root !== 'string' || root.length > 4096) throw malformed(server, 'its trust root');
+  return root;
 }
 
 export async function sendUsageBatch(server: string, token: string, events: UsageEvent[]): Promise<void> {

@@ -1,13 +1,17 @@
-import { Keyring, POLICIES, TokenError, verifyToken, type Jwks, type LicenseClaims } from '../licensing/index.js';
+import type { KeyObject } from 'node:crypto';
+import { POLICIES, TokenError, TrustError, verifyCertifiedToken, type LicenseClaims } from '../licensing/index.js';
 
 /**
- * What this machine can decide about its license without the server: the token's signature
- * against the pinned keys, its machine, the trial's end, the lease and the offline grace. Pure:
+ * What this machine can decide about its license without the server: the token's signature under
+ * the key its certificate names and that certificate under the trust root, its machine, the trial's end, the lease and the offline grace. Pure:
  * the time comes in, the verdict goes out, so every branch is unit-tested without a server.
  */
 export type Assessment =
-  /** Not a license for this machine: tampered, signed by a key we never pinned, or another machine's. */
-  | { verdict: 'invalid'; reason: string }
+  /**
+   * Not a license for this machine: another machine's (`untrusted` false), or not certified by the
+   * trust root at all: tampered, hand-made, or from another deployment (`untrusted` true).
+   */
+  | { verdict: 'invalid'; reason: string; untrusted: boolean }
   /** The trial's own end has passed: no renewal can help. */
   | { verdict: 'trial-ended'; claims: LicenseClaims; trialEndsAt: number }
   /** Lease (plus offline grace) over: it works again only after renewing online. */
@@ -26,7 +30,9 @@ export type Assessment =
 
 export interface AssessInput {
   token: string;
-  jwks: Jwks;
+  /** The root's certificate of the key that signed the token. */
+  certificate: unknown;
+  root: KeyObject;
   fingerprint: string;
   /** The clock's time, already held at the high-water mark. */
   now: number;
@@ -35,18 +41,13 @@ export interface AssessInput {
 /** Far beyond any lease: the signature and machine are checked here, the times below. */
 const ANY_AGE_MS = Number.MAX_SAFE_INTEGER;
 
-export function assessLicense({ token, jwks, fingerprint, now }: AssessInput): Assessment {
-  let keyring: Keyring;
-  try {
-    keyring = Keyring.fromJwks(jwks);
-  } catch (err) {
-    return { verdict: 'invalid', reason: `the pinned server keys are damaged (${(err as Error).message})` };
-  }
+export function assessLicense({ token, certificate, root, fingerprint, now }: AssessInput): Assessment {
   let claims: LicenseClaims;
   try {
-    claims = verifyToken(token, keyring, { fingerprint, now, acceptExpiredForMs: ANY_AGE_MS }).claims;
+    claims = verifyCertifiedToken(token, certificate, root, { fingerprint, now, acceptExpiredForMs: ANY_AGE_MS }).claims;
   } catch (err) {
-    if (err instanceof TokenError) return { verdict: 'invalid', reason: err.message };
+    if (err instanceof TrustError) return { verdict: 'invalid', reason: err.message, untrusted: true };
+    if (err instanceof TokenError) return { verdict: 'invalid', reason: err.message, untrusted: err.code !== 'TOKEN_WRONG_MACHINE' };
     throw err;
   }
   // The server issued this token at `iat`: time on this machine cannot be earlier than that, even

@@ -1,4 +1,4 @@
-import { LICENSE_KINDS, type Jwks, type LicenseKind } from '../licensing/index.js';
+import { LICENSE_KINDS, type LicenseKind, type SignedStatement } from '../licensing/index.js';
 import { AgentError } from './errors.js';
 import type { HomePaths } from './home.js';
 import { readJsonFile, removeFile, UnreadableFileError, writeJsonAtomic } from './home.js';
@@ -6,9 +6,12 @@ import { readJsonFile, removeFile, UnreadableFileError, writeJsonAtomic } from '
 /** The refusals that end a license's use until the server says otherwise: remembered, so offline runs know. */
 export type RefusalExit = 'LICENSE_REVOKED' | 'TRIAL_EXPIRED' | 'ACTIVATION_INACTIVE';
 
-/** `license.json`: what this machine knows about its license. */
+/**
+ * `license.json`: what this machine knows about its license. Format 2 keeps the root's certificate
+ * of the key that signed the token, so the whole chain is checked offline at every load.
+ */
 export interface LicenseState {
-  format: 1;
+  format: 2;
   /** The license server that issued the token: renewals and deactivation go there. */
   server: string;
   token: string;
@@ -21,18 +24,32 @@ export interface LicenseState {
   key: string | null;
   /** Trials: what the user enters in MyAccount to register the trial. */
   claimCode: string | null;
-  /** The server's public keys, pinned at the first activation: tokens are verified against these. */
-  jwks: Jwks;
+  /**
+   * The root's certificate of the key that signed `token`. Null only for a file of format 1 (from
+   * before certificates, with keys pinned on first use): it must be confirmed online once.
+   */
+  certificate: SignedStatement | null;
   activatedAt: string;
   /** Set when the server refused this license; cleared when it accepts it again. */
   refused: { exit: RefusalExit; message: string; at: string } | null;
 }
 
-function isLicenseState(value: unknown): value is LicenseState {
+function isCertificate(value: unknown): value is SignedStatement {
+  const c = value as Record<string, unknown> | null;
+  return typeof c === 'object' && c !== null && typeof c.payload === 'string' && typeof c.signature === 'string';
+}
+
+/** Format 2, or format 1 (the keys it pinned are not trusted: they were whatever the server offered). */
+function hasCertificateOrIsLegacy(s: Record<string, unknown>): boolean {
+  if (s.format === 2) return isCertificate(s.certificate);
+  return s.format === 1;
+}
+
+function isLicenseState(value: unknown): value is Omit<LicenseState, 'format' | 'certificate'> & { format: 1 | 2; certificate?: unknown } {
   if (typeof value !== 'object' || value === null) return false;
   const s = value as Record<string, unknown>;
   return (
-    s.format === 1 &&
+    hasCertificateOrIsLegacy(s) &&
     typeof s.server === 'string' &&
     typeof s.token === 'string' &&
     typeof s.licenseId === 'string' &&
@@ -41,7 +58,6 @@ function isLicenseState(value: unknown): value is LicenseState {
     Number.isSafeInteger(s.activationId) &&
     (s.key === null || typeof s.key === 'string') &&
     (s.claimCode === null || typeof s.claimCode === 'string') &&
-    typeof s.jwks === 'object' && s.jwks !== null && Array.isArray((s.jwks as Jwks).keys) &&
     typeof s.activatedAt === 'string' &&
     (s.refused === null || (typeof s.refused === 'object' && typeof (s.refused as { exit?: unknown }).exit === 'string'))
   );
@@ -62,7 +78,8 @@ export async function loadLicenseState(paths: HomePaths): Promise<LicenseState |
   if (!isLicenseState(stored)) {
     throw new AgentError('NO_LICENSE', `${paths.license} is damaged (fields missing or of the wrong type): run "ferry activate" again`);
   }
-  return stored;
+  const { jwks: _pinnedOnFirstUse, ...rest } = stored as typeof stored & { jwks?: unknown };
+  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null };
 }
 
 export async function saveLicenseState(paths: HomePaths, state: LicenseState): Promise<void> {

@@ -7,9 +7,9 @@ import {
 } from './license-api.js';
 import { assessLicense, type Assessment } from './license-assess.js';
 import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit } from './license-state.js';
-import { verifyIssuedToken } from './pinned-keys.js';
 import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
 import { trialSecret } from './trial-secret.js';
+import { requireRoot, verifyIssued, type Root } from './trust-root.js';
 import { reportUsage } from './usage-report.js';
 
 /**
@@ -52,23 +52,24 @@ export function trialEnded(endsAt: number): AgentError {
 
 export type ActivationRequest = { trial: TrialContact } | { key: string };
 
-/** The stored state for a license the server has just issued, its token verified against pinned keys. */
+/**
+ * The state to store for a license the server has just issued, once its token and certificate are
+ * verified under the trust root; `commit` keeps what a development build came to trust with it.
+ */
 async function stateFromIssued(
   ctx: AgentContext,
   server: string,
   issued: IssuedLicense,
   previous: LicenseState | null,
   key: string | null,
-): Promise<LicenseState> {
+): Promise<{ state: LicenseState; commit(): Promise<void> }> {
   const { fingerprint } = await ctx.machine();
-  // Keys pinned for this server stay pinned; another server (or the first activation) pins anew.
-  const pinned = previous?.server === server ? previous.jwks : null;
-  const { claims, jwks } = await verifyIssuedToken(server, issued.token, pinned, fingerprint);
+  const { claims, commit } = await verifyIssued(ctx, server, issued, fingerprint);
   if (claims.sub !== issued.license.id || claims.aid !== issued.activationId) {
     throw new AgentError('SERVER_ERROR', `the license server ${server} sent a token for another license or activation than it named`);
   }
-  return {
-    format: 1,
+  const state: LicenseState = {
+    format: 2,
     server,
     token: issued.token,
     licenseId: issued.license.id,
@@ -77,10 +78,11 @@ async function stateFromIssued(
     activationId: issued.activationId,
     key: claims.kind === 'permanent' ? key : null,
     claimCode: issued.license.claimCode ?? (previous?.licenseId === issued.license.id ? previous.claimCode : null),
-    jwks,
+    certificate: issued.certificate,
     activatedAt: new Date(ctx.clock.wallNow).toISOString(),
     refused: null,
   };
+  return { state, commit };
 }
 
 /**
@@ -103,7 +105,8 @@ export async function activateLicense(
         activationSecret: await trialSecret(ctx.paths.trialSecret),
         token: previous?.kind === 'trial' && previous.server === server ? previous.token : undefined,
       });
-    const state = await stateFromIssued(ctx, server, issued, previous, key);
+    const { state, commit } = await stateFromIssued(ctx, server, issued, previous, key);
+    await commit();
     await saveLicenseState(ctx.paths, state);
     return { state, created: issued.created };
   } catch (err) {
@@ -130,10 +133,15 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
     const request: ActivationRequest = state.kind === 'trial' ? { trial: {} } : { key: state.key! };
     return (await activateLicense(ctx, server, request, state)).state;
   }
-  const { jwks } = await verifyIssuedToken(server, renewal.token, state.server === server ? state.jwks : null, fingerprint);
+  // A renewal may come with a token of another signing key (the server rotated): its certificate
+  // comes with it, and the root decides, exactly as at activation.
+  const { claims, commit } = await verifyIssued(ctx, server, renewal, fingerprint);
+  // What the token says wins: a trial upgraded in place comes back permanent.
   const renewed: LicenseState = {
-    ...state, server, token: renewal.token, licenseExpiresAt: renewal.license.expiresAt, jwks, refused: null,
+    ...state, format: 2, server, token: renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
+    licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.certificate, refused: null,
   };
+  await commit();
   await saveLicenseState(ctx.paths, renewed);
   return renewed;
 }
@@ -141,7 +149,12 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
 function judged(state: LicenseState, assessment: Assessment, extra: Partial<LicenseCheck> = {}): LicenseCheck {
   const base: LicenseCheck = { state, assessment, renewed: false, offline: false, renewalProblem: null, problem: null, ...extra };
   if (base.problem) return base;
-  if (assessment.verdict === 'invalid') {
+  if (assessment.verdict === 'invalid' && assessment.untrusted) {
+    base.problem = new AgentError(
+      'LICENSE_UNTRUSTED',
+      `the stored license was not issued under this build's trust root, or was edited (${assessment.reason}): run "ferry activate" again`,
+    );
+  } else if (assessment.verdict === 'invalid') {
     base.problem = new AgentError('NO_LICENSE', `the stored license is not valid on this machine (${assessment.reason}): run "ferry activate" again`);
   } else if (assessment.verdict === 'trial-ended') {
     base.problem = trialEnded(assessment.trialEndsAt);
@@ -157,22 +170,69 @@ function leaseEndedOffline(assessment: Assessment & { verdict: 'lease-ended' }, 
   );
 }
 
+function unjudged(state: LicenseState | null, problem: AgentError): LicenseCheck {
+  return { state, assessment: null, renewed: false, offline: false, renewalProblem: null, problem };
+}
+
+/** The offline verdict on a stored license: its token and certificate under the root, then its times. */
+export async function assessStored(ctx: AgentContext, state: LicenseState, root: Root): Promise<Assessment> {
+  if (state.certificate === null) {
+    return { verdict: 'invalid', reason: 'it was written by an earlier ferry and has no certificate', untrusted: true };
+  }
+  const { fingerprint } = await ctx.machine();
+  const assessment = assessLicense({ token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now });
+  // The file's own fields steer what ferry does (a trial reports its use): they must be the token's.
+  if ('claims' in assessment) {
+    const { claims } = assessment;
+    if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
+      return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
+    }
+  }
+  return assessment;
+}
+
+/**
+ * A license.json of format 1 trusted whatever keys its server offered first: it proves nothing,
+ * so the server (the one it names) must renew it once, under the root, before it counts.
+ */
+async function confirmLegacy(ctx: AgentContext, state: LicenseState, root: Root): Promise<LicenseCheck> {
+  const server = await ctx.resolveServer(state.server);
+  try {
+    const renewed = await renewLicense(ctx, state, server);
+    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
+  } catch (thrown) {
+    const err = asAgentError(thrown);
+    if (!(err instanceof AgentError)) throw thrown;
+    if (err.exit === 'SERVER_UNREACHABLE') ctx.unreachableServers.add(server);
+    return unjudged(state, new AgentError(
+      err.exit,
+      `${ctx.paths.license} was written by an earlier ferry and must be confirmed once by its license server, but ${err.message}`,
+    ));
+  }
+}
+
 /** Judges this machine's license, renewing online if due. Never throws for a license problem: returns it. */
 export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   let state: LicenseState | null;
   try {
     state = await loadLicenseState(ctx.paths);
   } catch (err) {
-    if (err instanceof AgentError) return { state: null, assessment: null, renewed: false, offline: false, renewalProblem: null, problem: err };
+    if (err instanceof AgentError) return unjudged(null, err);
     throw err;
   }
   if (!state) {
-    const problem = new AgentError('NO_LICENSE', 'this machine has no license: run "ferry activate --trial" or "ferry activate --key KEY"');
-    return { state: null, assessment: null, renewed: false, offline: false, renewalProblem: null, problem };
+    return unjudged(null, new AgentError('NO_LICENSE', 'this machine has no license: run "ferry activate --trial" or "ferry activate --key KEY"'));
   }
+  let root: Root;
+  try {
+    root = await requireRoot(ctx);
+  } catch (err) {
+    if (err instanceof AgentError) return unjudged(state, err);
+    throw err;
+  }
+  if (state.certificate === null) return confirmLegacy(ctx, state, root);
 
-  const { fingerprint } = await ctx.machine();
-  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
+  const assessment = await assessStored(ctx, state, root);
   // Nothing online can change these: a foreign or tampered token, or a trial past its end.
   if (assessment.verdict === 'invalid' || assessment.verdict === 'trial-ended') return judged(state, assessment);
 
@@ -182,7 +242,7 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   const server = await ctx.resolveServer(state.server);
   try {
     const renewed = await renewLicense(ctx, state, server);
-    return judged(renewed, assessLicense({ token: renewed.token, jwks: renewed.jwks, fingerprint, now: ctx.clock.now }), { renewed: true });
+    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
   } catch (thrown) {
     const err = asAgentError(thrown);
     if (!(err instanceof AgentError)) throw thrown;

@@ -4,3 +4,4 @@ export * from './key.js';
 export * from './policy.js';
 export * from './token.js';
 export * from './trust.js';
+export * from './certificate.js';

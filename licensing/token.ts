@@ -72,7 +72,7 @@ export class TokenError extends Error {
 }
 
 /** RFC 7638 thumbprint of the public key: a stable `kid` that names the key by its content. */
-function thumbprint(publicKey: KeyObject): string {
+export function thumbprint(publicKey: KeyObject): string {
   const jwk = publicKey.export({ format: 'jwk' });
   const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
   return createHash('sha256').update(canonical).digest('base64url');

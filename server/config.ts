@@ -14,6 +14,8 @@ export interface Config {
   redisPrefix: string;
   smtpUrl: string | null;
   dataDir: string;
+  /** FERRY_ROOT_KEY: where the root private key is (default FERRY_DATA_DIR/root/root-key.pem); it may be absent (offline). */
+  rootKeyFile: string | null;
   port: number;
   host: string;
   adminToken: string;
@@ -249,6 +251,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisPrefix: redisPrefix(env),
     smtpUrl: smtp === '' ? null : url(env, 'SMTP_URL', smtp, ['smtp:', 'smtps:']),
     dataDir,
+    rootKeyFile: text(env, 'FERRY_ROOT_KEY', '') === '' ? null : resolve(text(env, 'FERRY_ROOT_KEY', '')),
     port,
     host,
     adminToken: admin.token,

@@ -6,7 +6,8 @@ import { backupPassphraseOf, ConfigError, dataDirOf, loadConfig, type Config } f
 import { backupDataDir, BackupError, MIN_PASSPHRASE_LENGTH, restoreDataDir } from './backup.js';
 import { askHidden } from './terminal.js';
 import { migrate } from './db/migrate.js';
-import { retireKey, rotateKey } from './keys/store.js';
+import { certifyKey, retireKey, rotateKey } from './keys/store.js';
+import { loadOrCreateRoot, loadRootPrivateKey, rootPaths } from './keys/root.js';
 import { pino } from 'pino';
 import { logTransport } from './log-output.js';
 import { createPool } from './db/pool.js';
@@ -23,8 +24,11 @@ const USAGE = `usage: ferry-server [command]
   worker            run the job processors only (reminders, mail, reports, roll-ups,
                     retention): for scaling out, with FERRY_WORKERS=0 on the servers
   migrate           create the database if missing and apply migrations, then exit
-  keys rotate       add a new signing key; it signs from the next start, old keys still verify
+  keys rotate       add a new signing key, certified by the root (its private key must be
+                    present); it signs from the next start, old keys still verify
+  keys certify KID  certify an existing signing key with the root (brought back from offline)
   keys retire KID   stop accepting tokens signed by key KID (from the next start)
+  trust-root        print the root public key (PEM): FERRY_TRUST_ROOT of a development agent
   backup FILE       write the keys, the trust root and the secrets of FERRY_DATA_DIR to FILE,
                     encrypted with a passphrase (FERRY_BACKUP_PASSPHRASE, else asked)
   restore FILE      put a backup into FERRY_DATA_DIR; refuses to replace a file that is
@@ -186,6 +190,15 @@ async function backupCommand(command: 'backup' | 'restore', args: string[]): Pro
   }
 }
 
+/** The root private key, or a stop with what to do when it is offline (and that nothing changed). */
+async function rootPrivateKeyFor(config: Config, why: string) {
+  try {
+    return await loadRootPrivateKey(rootPaths(config.dataDir, config.rootKeyFile ?? undefined));
+  } catch (err) {
+    return fail(`${why}, but ${(err as Error).message}; nothing was changed`);
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
@@ -212,8 +225,15 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'keys':
       if (rest[0] === 'rotate') {
-        const key = await rotateKey(config.dataDir);
-        process.stdout.write(`new signing key ${key.kid}: restart the servers to sign with it\n`);
+        const rootPrivate = await rootPrivateKeyFor(config, 'keys rotate certifies the new key with the root');
+        const key = await rotateKey(config.dataDir, rootPrivate);
+        process.stdout.write(`new signing key ${key.kid}, certified by the root: restart the servers to sign with it\n`);
+        return;
+      }
+      if (rest[0] === 'certify' && rest[1]) {
+        const rootPrivate = await rootPrivateKeyFor(config, `keys certify signs with the root`);
+        const key = await certifyKey(config.dataDir, rootPrivate, rest[1]);
+        process.stdout.write(`certified signing key ${key.kid}: restart the servers to sign with it if it is the newest\n`);
         return;
       }
       if (rest[0] === 'retire' && rest[1]) {
@@ -221,7 +241,13 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`retired ${rest[1]}: tokens it signed are refused after the servers restart\n`);
         return;
       }
-      return fail(`keys needs "rotate" or "retire KID"\n\n${USAGE}`, 2);
+      return fail(`keys needs "rotate", "certify KID" or "retire KID"\n\n${USAGE}`, 2);
+    case 'trust-root': {
+      // The same root the server makes on its first start, so a developer can ask before that.
+      const root = await loadOrCreateRoot(rootPaths(config.dataDir, config.rootKeyFile ?? undefined));
+      process.stdout.write(root.pem.endsWith('\n') ? root.pem : `${root.pem}\n`);
+      return;
+    }
     default:
       return fail(`unknown command "${command}"\n\n${USAGE}`, 2);
   }

@@ -1,66 +1,20 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fingerprint, generateKey, POLICIES } from '../licensing/index.js';
-import type { LicenseState } from '../agent/license-state.js';
 import type { StatusReport } from '../agent/commands/status.js';
 import { rotateKey } from '../server/keys/store.js';
+import { TEST_ROOT } from './support/trust-root.js';
 import { request } from './support/http.js';
 import { freePort } from './support/processes.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
 import { DAY, HOUR, tempDir } from './support/agent-fixtures.js';
-
-/** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
-const CLI = fileURLToPath(new URL('../agent/cli.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** One machine with ferry installed: its own FERRY_HOME and machine id (another's, for a clone). */
-class Machine {
-  readonly home = tempDir('ferry-home-');
-  constructor(readonly id = `machine-${randomBytes(8).toString('hex')}`) {}
-
-  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
-    const env: Record<string, string | undefined> = { ...process.env, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id };
-    delete env.FERRY_SERVER;
-    delete env.FERRY_NOW;
-    if (options.now !== undefined) env.FERRY_NOW = String(options.now);
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
-
-  license(): LicenseState {
-    return JSON.parse(readFileSync(join(this.home, 'license.json'), 'utf8')) as LicenseState;
-  }
-
-  hasLicense(): boolean {
-    return existsSync(join(this.home, 'license.json'));
-  }
-
-  spooledKinds(): string[] {
-    const file = join(this.home, 'usage-spool.jsonl');
-    if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { kind: string }).kind);
-  }
-}
+import { Machine, type Run } from './support/ferry-machine.js';
 
 function expectExitCode(run: Run, code: number, what: string): void {
   assert.equal(run.code, code, `${what}: exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
@@ -143,7 +97,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const state = machine.license();
       assert.equal(state.kind, 'trial');
       assert.equal(state.server, server.url);
-      assert.ok(state.jwks.keys.length > 0, 'the server keys are pinned');
+      assert.match(state.certificate?.payload ?? '', /"type":"ferry-signing-key"/, 'the root\'s certificate of the signing key is kept');
       assert.equal(statSync(machine.home).mode & 0o777, 0o700);
       assert.equal(statSync(join(machine.home, 'license.json')).mode & 0o777, 0o600);
     });
@@ -256,7 +210,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const started = await a.run(['activate', '--trial', '--email', 'ada@example.org', '--server', server.url]);
       expectExitCode(started, 0, 'A starts its trial');
       const claimCode = /Claim code ([0-9A-Z]{10})/.exec(started.stdout)![1]!;
-      return { a, b: new Machine(a.id), claimCode, fingerprint: fingerprint(a.id) };
+      return { a, b: new Machine({ id: a.id }), claimCode, fingerprint: fingerprint(a.id) };
     }
 
     async function trialContact(licenseId: string): Promise<unknown> {
@@ -518,7 +472,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
 });
 
 describe('ferry and a server that rotates its signing key', () => {
-  it('renews with a token of the new key, after fetching the server\'s keys once more', async () => {
+  it('renews with a token of the new key and its certificate', async () => {
     const first = await startServer();
     const port = Number(new URL(first.url).port);
     const machine = new Machine();
@@ -526,13 +480,15 @@ describe('ferry and a server that rotates its signing key', () => {
     try {
       const { key } = await newPermanentLicense(first, 1);
       expectExitCode(await machine.run(['activate', '--key', key, '--server', first.url]), 0, 'activate');
-      assert.equal(machine.license().jwks.keys.length, 1);
+      const kidOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+      const oldKid = kidOf(machine.license().token);
       await first.close();
-      await rotateKey(first.config.dataDir);
+      await rotateKey(first.config.dataDir, TEST_ROOT.privateKey);
       second = await startServer({ databaseUrl: first.config.databaseUrl, dataDir: first.config.dataDir, adminToken: first.adminToken, port });
       const run = await machine.run(['status'], { now: Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR });
       expectExitCode(run, 0, 'status after the rotation');
-      assert.equal(machine.license().jwks.keys.length, 2, 'the new key is pinned next to the old one');
+      assert.notEqual(kidOf(machine.license().token), oldKid, 'a token of the new key');
+      assert.match(machine.license().certificate!.payload, new RegExp(`"kid":"${kidOf(machine.license().token)}"`));
     } finally {
       await (second ?? first).close();
     }

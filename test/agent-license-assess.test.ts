@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { generateSigningKey, POLICIES } from '../licensing/index.js';
+import { certifySigningKey, generateRootKey, generateSigningKey, POLICIES } from '../licensing/index.js';
 import { judgeClock } from '../agent/clock.js';
 import { assessLicense, type Assessment } from '../agent/license-assess.js';
-import { mergeJwks } from '../agent/pinned-keys.js';
-import { DAY, HOUR, jwksOf, newMachineId, tokenFor } from './support/agent-fixtures.js';
+import { DAY, HOUR, newMachineId, tokenFor } from './support/agent-fixtures.js';
 
+const root = generateRootKey();
 const key = generateSigningKey();
-const jwks = jwksOf(key);
+const certificate = certifySigningKey(root.privateKey, key, 0);
 const machine = newMachineId();
 const T = Date.UTC(2025, 5, 1, 12, 0, 0);
 
@@ -21,8 +21,8 @@ function permanentToken(issuedAt: number): string {
   return tokenFor({ key, fingerprint: machine.fingerprint, kind: 'permanent', issuedAt, leaseEndsAt: issuedAt + POLICIES.permanent.leaseMs });
 }
 
-function assess(token: string, now: number, fingerprint = machine.fingerprint): Assessment {
-  return assessLicense({ token, jwks, fingerprint, now });
+function assess(token: string, now: number, fingerprint = machine.fingerprint, cert: unknown = certificate): Assessment {
+  return assessLicense({ token, certificate: cert, root: root.publicKey, fingerprint, now });
 }
 
 describe('offline license decisions', () => {
@@ -89,6 +89,7 @@ describe('offline license decisions', () => {
     const a = assess(permanentToken(T), T, newMachineId().fingerprint);
     assert.equal(a.verdict, 'invalid');
     assert.match(a.verdict === 'invalid' ? a.reason : '', /another machine/);
+    assert.equal(a.verdict === 'invalid' && a.untrusted, false);
   });
 
   it('refuses a token whose claims were edited (a longer trial)', () => {
@@ -99,25 +100,24 @@ describe('offline license decisions', () => {
     assert.equal(assess(forged, T).verdict, 'invalid');
   });
 
-  it('refuses a token signed by a key the agent never pinned', () => {
+  it('refuses a token signed by another key than the certified one', () => {
     const other = tokenFor({ key: generateSigningKey(), fingerprint: machine.fingerprint, kind: 'permanent', issuedAt: T, leaseEndsAt: T + DAY });
     const a = assess(other, T);
     assert.equal(a.verdict, 'invalid');
     assert.match(a.verdict === 'invalid' ? a.reason : '', /does not know/);
+    assert.equal(a.verdict === 'invalid' && a.untrusted, true);
+  });
+
+  it('refuses a certificate of another root, an edited one, and a token older than its key', () => {
+    const foreign = certifySigningKey(generateRootKey().privateKey, key, 0);
+    assert.match((assess(permanentToken(T), T, machine.fingerprint, foreign) as { reason: string }).reason, /not the trust root's/);
+    const edited = { ...certificate, payload: certificate.payload.replace('"notBefore":0', '"notBefore":1') };
+    assert.equal(assess(permanentToken(T), T, machine.fingerprint, edited).verdict, 'invalid');
+    const later = certifySigningKey(root.privateKey, key, T + DAY);
+    assert.match((assess(permanentToken(T), T + 2 * DAY, machine.fingerprint, later) as { reason: string }).reason, /before its signing key was certified/);
   });
 
   it('refuses garbage where the token should be', () => {
     assert.equal(assess('not.a.token', T).verdict, 'invalid');
-  });
-});
-
-describe('pinned server keys', () => {
-  it('adds the keys of a rotation and never replaces a key already pinned', () => {
-    const rotated = generateSigningKey();
-    const pinned = jwksOf(key);
-    const impostor = { ...jwksOf(rotated).keys[0]!, kid: key.kid };
-    const merged = mergeJwks(pinned, { keys: [impostor, ...jwksOf(rotated).keys] });
-    assert.deepEqual(merged.keys.map((k) => k.kid), [key.kid, rotated.kid]);
-    assert.deepEqual(merged.keys[0], pinned.keys[0]);
   });
 });

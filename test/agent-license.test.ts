@@ -3,10 +3,11 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKey, generateSigningKey, peekClaims, POLICIES, type LicenseKind, type SigningKey } from '../licensing/index.js';
+import { certifySigningKey, generateKey, generateRootKey, generateSigningKey, peekClaims, POLICIES, type LicenseKind, type SigningKey } from '../licensing/index.js';
 import { saveLicenseState, type LicenseState } from '../agent/license-state.js';
 import { checkLicense, requireLicense } from '../agent/license.js';
 import { agentContext, DAY, HOUR, jwksOf, newMachineId, tempDir, tokenFor } from './support/agent-fixtures.js';
+import { testCertificate } from './support/trust-root.js';
 
 /**
  * The license state machine against a scripted license server: the answers the real server gives
@@ -75,24 +76,26 @@ function setup(now: number): Setup {
   return { home, machine, env: { FERRY_HOME: home, FERRY_MACHINE_ID: machine.id, FERRY_NOW: String(now) } };
 }
 
-function licensedAnswer(server: ScriptedServer, s: Setup, kind: LicenseKind, issuedAt: number, status = 200, key = server.keys[0]!): Answer {
+function licensedAnswer(
+  server: ScriptedServer, s: Setup, kind: LicenseKind, issuedAt: number, status = 200, key = server.keys[0]!, certificate = testCertificate(key),
+): Answer {
   const trialEnd = T + 30 * DAY;
   const token = tokenFor({
     key, fingerprint: s.machine.fingerprint, kind, issuedAt, licenseId: 7, activationId: 9,
     leaseEndsAt: issuedAt + POLICIES[kind].leaseMs, licenseExpiresAt: kind === 'trial' ? trialEnd : null,
   });
   const license = { id: 7, kind, status: 'active', seats: 1, expiresAt: kind === 'trial' ? new Date(trialEnd).toISOString() : null, createdAt: new Date(T).toISOString() };
-  return { status, body: { valid: true, license, activation: { id: 9, fingerprint: s.machine.fingerprint, active: true, createdAt: new Date(T).toISOString() }, token } };
+  return { status, body: { valid: true, license, activation: { id: 9, fingerprint: s.machine.fingerprint, active: true, createdAt: new Date(T).toISOString() }, token, certificate } };
 }
 
 async function storeLicense(server: ScriptedServer, s: Setup, kind: LicenseKind, issuedAt: number, extra: Partial<LicenseState> = {}): Promise<LicenseState> {
   const { ctx } = await agentContext(s.env);
-  const answer = licensedAnswer(server, s, kind, issuedAt).body as { token: string };
+  const answer = licensedAnswer(server, s, kind, issuedAt).body as Pick<LicenseState, 'token' | 'certificate'>;
   const state: LicenseState = {
-    format: 1, server: server.url, token: answer.token, licenseId: '7', kind,
+    format: 2, server: server.url, token: answer.token, licenseId: '7', kind,
     licenseExpiresAt: kind === 'trial' ? new Date(T + 30 * DAY).toISOString() : null,
     activationId: 9, key: kind === 'permanent' ? generateKey() : null, claimCode: null,
-    jwks: jwksOf(...server.keys), activatedAt: new Date(issuedAt).toISOString(), refused: null, ...extra,
+    certificate: answer.certificate, activatedAt: new Date(issuedAt).toISOString(), refused: null, ...extra,
   };
   await saveLicenseState(ctx.paths, state);
   return state;
@@ -171,7 +174,7 @@ describe('license renewal and re-activation', () => {
     assert.deepEqual(server.paths(), ['POST /v1/validate', 'POST /v1/trials', 'POST /v1/usage']);
   });
 
-  it('follows a rotation of the server\'s signing key, fetching its keys once', async () => {
+  it('follows a rotation of the server\'s signing key, with the certificate that comes with the token', async () => {
     const now = T + 4 * DAY;
     const s = setup(now);
     await storeLicense(server, s, 'permanent', T);
@@ -180,20 +183,22 @@ describe('license renewal and re-activation', () => {
     server.route('POST /v1/validate', () => licensedAnswer(server, s, 'permanent', now, 200, rotated));
     const { ctx } = await agentContext(s.env);
     assert.equal((await checkLicense(ctx)).problem, null);
-    assert.deepEqual(server.paths(), ['POST /v1/validate', 'GET /.well-known/jwks.json']);
-    assert.equal(storedState(s).jwks.keys.length, 2);
+    assert.deepEqual(server.paths(), ['POST /v1/validate']);
+    assert.match(storedState(s).certificate!.payload, new RegExp(`"kid":"${rotated.kid}"`));
   });
 
-  it('does not store a token signed by a key the server does not publish', async () => {
+  it('does not store a token under a key the trust root did not certify', async () => {
     const now = T + 4 * DAY;
     const s = setup(now);
     const before = await storeLicense(server, s, 'permanent', T);
-    server.route('POST /v1/validate', () => licensedAnswer(server, s, 'permanent', now, 200, generateSigningKey()));
+    const stranger = generateSigningKey();
+    const selfMade = certifySigningKey(generateRootKey().privateKey, stranger, 0);
+    server.route('POST /v1/validate', () => licensedAnswer(server, s, 'permanent', now, 200, stranger, selfMade));
     const { ctx } = await agentContext(s.env);
     const check = await checkLicense(ctx);
     // The lease still has days left: the machine keeps working, the suspicious token is not kept.
     assert.equal(check.problem, null);
-    assert.match(check.renewalProblem ?? '', /cannot trust/);
+    assert.match(check.renewalProblem ?? '', /is not certified by FERRY_TRUST_ROOT/);
     assert.equal(storedState(s).token, before.token);
   });
 

@@ -48,4 +48,20 @@ describe('the trust root', () => {
     await loadOrCreateRoot(rootPaths(dir));
     await assert.rejects(loadRootPrivateKey(rootPaths(dir, `${dir}/elsewhere.pem`)), /not here: bring it back/);
   });
+
+  it('is one root when servers start together on a new data folder', async () => {
+    const paths = rootPaths(tempDir('ferry-root-'));
+    const roots = await Promise.all([1, 2, 3, 4].map(() => loadOrCreateRoot(paths)));
+    assert.equal(new Set(roots.map((r) => r.pem)).size, 1);
+    assert.equal(roots.filter((r) => r.generated).length, 1);
+  });
+
+  it('takes the public half from FERRY_ROOT_KEY on a new server of an existing deployment', async () => {
+    const deployment = rootPaths(tempDir('ferry-root-'));
+    const { pem } = await loadOrCreateRoot(deployment);
+    const newServer = rootPaths(tempDir('ferry-root-'), deployment.privateFile);
+    const root = await loadOrCreateRoot(newServer);
+    assert.equal(root.pem, pem);
+    assert.equal(await readFile(newServer.publicFile, 'utf8'), pem);
+  });
 });

@@ -3,9 +3,9 @@ import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { formatTime } from '../format.js';
 import { requestDeactivation } from '../license-api.js';
-import { assessLicense } from '../license-assess.js';
 import { loadLicenseState, removeLicenseState, type LicenseState } from '../license-state.js';
-import { activateLicense, renewLicense, trialEnded, type ActivationRequest } from '../license.js';
+import { activateLicense, assessStored, renewLicense, trialEnded, type ActivationRequest } from '../license.js';
+import { knownRoot, requireRoot } from '../trust-root.js';
 import { refusalToAgentError, ServerError } from '../server-client.js';
 import { reportUsage, sendSpooledUsage } from '../usage-report.js';
 import { discardSpool } from '../usage-spool.js';
@@ -42,14 +42,24 @@ function activationRequest(options: ActivateOptions): ActivationRequest {
   return { trial: { email: options.email, marketingOptIn: options.email === undefined ? undefined : Boolean(options.marketing) } };
 }
 
-/** A damaged license.json is replaced by a new activation rather than blocking it. */
+/**
+ * A damaged license.json, or one that this build's trust root does not certify (it holds no seat
+ * of this deployment, and its server is nobody to ask), is replaced by a new activation rather
+ * than blocking it.
+ */
 async function currentState(ctx: AgentContext): Promise<LicenseState | null> {
+  let state: LicenseState | null;
   try {
-    return await loadLicenseState(ctx.paths);
+    state = await loadLicenseState(ctx.paths);
   } catch (err) {
     if (err instanceof AgentError) return null;
     throw err;
   }
+  if (!state?.certificate) return state;
+  const root = await knownRoot(ctx).catch(() => null);
+  if (!root) return state;
+  const assessment = await assessStored(ctx, state, root);
+  return assessment.verdict === 'invalid' && assessment.untrusted ? null : state;
 }
 
 /**
@@ -90,8 +100,7 @@ export async function activate(ctx: AgentContext, options: ActivateOptions): Pro
     return;
   }
 
-  const { fingerprint } = await ctx.machine();
-  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
+  const assessment = await assessStored(ctx, state, await requireRoot(ctx));
   if (assessment.verdict === 'trial-ended') throw trialEnded(assessment.trialEndsAt);
   await reportUsage(ctx, state, 'activate');
   const signedEnd = 'claims' in assessment ? assessment.claims.lic_exp : undefined;
@@ -115,10 +124,11 @@ export async function deactivate(ctx: AgentContext): Promise<void> {
   if (!state) throw new AgentError('NO_LICENSE', 'this machine has no license to deactivate');
   const server = await ctx.resolveServer(state.server);
 
-  const { fingerprint } = await ctx.machine();
-  const assessment = assessLicense({ token: state.token, jwks: state.jwks, fingerprint, now: ctx.clock.now });
-  // The trial's last events go before its activation ends: afterwards the server refuses them.
-  const trialInForce = state.kind === 'trial' && state.refused === null && assessment.verdict === 'usable';
+  // The trial's last events go before its activation ends: afterwards the server refuses them. Only
+  // a license this machine can verify counts; freeing the seat needs no more than the server's word.
+  const root = await knownRoot(ctx).catch(() => null);
+  const assessment = root ? await assessStored(ctx, state, root) : null;
+  const trialInForce = state.kind === 'trial' && state.refused === null && assessment?.verdict === 'usable';
   await reportUsage(ctx, trialInForce ? state : null, 'deactivate');
 
   let freedBefore = false;

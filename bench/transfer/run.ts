@@ -8,6 +8,7 @@ import mysql from 'mysql2/promise';
 import { createdDatabases } from '../../test/support/databases.js';
 import { MYSQL_SERVER_URL, startServer } from '../../test/support/server.js';
 import { startSshd } from '../../test/support/sshd.js';
+import { TEST_ROOT } from '../../test/support/trust-root.js';
 import { formatTable } from '../table.js';
 
 /**
@@ -143,7 +144,7 @@ async function main(): Promise<number> {
     copyFileSync(knownHosts, join(home, '.ssh', 'known_hosts'));
     copyFileSync(sshd.clientKey, join(home, '.ssh', 'id_ed25519'));
     chmodSync(join(home, '.ssh', 'id_ed25519'), 0o600);
-    const ferryEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, USER: sshd.user, FERRY_HOME: join(home, 'ferry'), FERRY_MACHINE_ID: `bench-${randomBytes(6).toString('hex')}` };
+    const ferryEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, USER: sshd.user, FERRY_HOME: join(home, 'ferry'), FERRY_MACHINE_ID: `bench-${randomBytes(6).toString('hex')}`, FERRY_TRUST_ROOT: TEST_ROOT.publicFile };
     const activated = await timed(process.execPath, [CLI, 'activate', '--trial', '--server', license.url], ferryEnv);
     if (activated.code !== 0) throw new Error(`ferry activate failed: ${activated.output}`);
 

@@ -38,6 +38,20 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     reply.header('cache-control', 'public, max-age=300');
     return jwks;
   });
+
+  // The root and its certificate of every key that still verifies: what an agent needs to trust a
+  // token offline. The root's public half is public; agents trust only the root they were built with.
+  const ferryKeys = {
+    root: app.trustRoot.pem,
+    rootFingerprint: app.trustRoot.fingerprint,
+    keys: [...app.signingKeys.certificates].map(([kid, certificate]) => ({ kid, certificate })),
+  };
+  app.get('/.well-known/ferry-keys.json', {
+    schema: { tags: ['agent'], summary: "The deployment's root public key and its certificates of the signing keys" },
+  }, async (_request, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return ferryKeys;
+  });
 };
 
 export default healthRoutes;

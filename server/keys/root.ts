@@ -39,11 +39,35 @@ export async function loadOrCreateRoot(paths: RootPaths): Promise<{ publicKey: K
   const { privateKey, publicKey } = generateRootKey();
   await mkdir(dirname(paths.privateFile), { recursive: true, mode: 0o700 });
   await mkdir(dirname(paths.publicFile), { recursive: true, mode: 0o700 });
-  // 'wx': two servers starting together never overwrite each other's root.
-  await writeFile(paths.privateFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  // 'wx': two servers starting together never overwrite each other's root; the one that loses
+  // the race takes the winner's, which the winner writes right after its private half.
+  try {
+    await writeFile(paths.privateFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return { ...(await theWinnersRoot(paths)), generated: false };
+  }
   const pem = rootPublicPem(publicKey);
   await writeFile(paths.publicFile, pem, { mode: 0o644, flag: 'wx' });
   return { publicKey, pem, generated: true };
+}
+
+/**
+ * The root public key another process is writing this moment; or, when none comes, the public half
+ * of the private key that is there (FERRY_ROOT_KEY naming the root on a new server's first start).
+ */
+async function theWinnersRoot(paths: RootPaths): Promise<{ publicKey: KeyObject; pem: string }> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const pem = await readIfPresent(paths.publicFile);
+    if (pem !== null) return { publicKey: rootPublicFromPem(pem), pem };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const publicKey = createPublicKey(rootPrivateFromPem(await readFile(paths.privateFile, 'utf8')));
+  const pem = rootPublicPem(publicKey);
+  await writeFile(paths.publicFile, pem, { mode: 0o644, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  return { publicKey, pem };
 }
 
 /** The root private key, for the commands that certify or sign; a clear error when it is offline. */

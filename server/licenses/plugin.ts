@@ -20,6 +20,7 @@ export default fp(
       createLicenseService({
         db: app.db,
         signingKey: app.signingKeys.active,
+        certificate: app.signingKeys.certificates.get(app.signingKeys.active.kid)!,
         keyring: app.keyring,
         trialLengthMs: app.config.trialLengthMs,
         lastSeen,

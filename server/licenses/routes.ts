@@ -57,12 +57,12 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Validated, ...errorResponses({ body: true }, 401, 403) },
     },
   }, async (request) => {
-    const { license, token } = await app.licenses.validate(
+    const { license, token, certificate } = await app.licenses.validate(
       bearerToken(request.headers.authorization),
       request.body?.fingerprint,
       request.ip,
     );
-    return { valid: true as const, license, token };
+    return { valid: true as const, license, token, certificate };
   });
 
   app.delete('/v1/activations/:id', {

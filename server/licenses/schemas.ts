@@ -95,10 +95,15 @@ export const Activation = Type.Object({
 });
 export type Activation = Static<typeof Activation>;
 
-export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String() });
+export const Certificate = Type.Object(
+  { payload: Type.String(), signature: Type.String() },
+  { description: "the deployment root's certificate of the key that signed the token (a signed 'ferry-signing-key' statement)" },
+);
+
+export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), certificate: Certificate });
 export type Licensed = Static<typeof Licensed>;
 
-export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String() });
+export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), certificate: Certificate });
 
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 

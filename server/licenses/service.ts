@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import {
   issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, POLICIES, TokenError, verifyToken,
-  type Keyring, type LicenseClaims, type SigningKey,
+  type Keyring, type LicenseClaims, type SignedStatement, type SigningKey,
 } from '../../licensing/index.js';
 import { AppError } from '../errors.js';
 import {
@@ -70,6 +70,8 @@ export function bearerToken(authorization: string | undefined): string {
 export interface LicenseServiceDeps {
   db: Pool;
   signingKey: SigningKey;
+  /** The root's certificate of `signingKey`: sent with every token, so that agents can check it offline. */
+  certificate: SignedStatement;
   keyring: Keyring;
   trialLengthMs: number;
   lastSeen: LastSeenRecorder;
@@ -78,7 +80,7 @@ export interface LicenseServiceDeps {
 
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
-export function createLicenseService({ db, signingKey, keyring, trialLengthMs, lastSeen, now = () => new Date() }: LicenseServiceDeps) {
+export function createLicenseService({ db, signingKey, certificate, keyring, trialLengthMs, lastSeen, now = () => new Date() }: LicenseServiceDeps) {
   function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Licensed {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
@@ -93,7 +95,7 @@ export function createLicenseService({ db, signingKey, keyring, trialLengthMs, l
       },
       signingKey,
     );
-    return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token };
+    return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token, certificate };
   }
 
   /** Verifies a presented token; a lease may be renewed within its kind's offline grace. */

@@ -2,6 +2,7 @@ import { tempDir as makeTempDir } from './temp.js';
 import { randomBytes } from 'node:crypto';
 import { fingerprint, issueToken, publicJwk, type Jwks, type LicenseKind, type SigningKey } from '../../licensing/index.js';
 import { createContext, type AgentContext } from '../../agent/context.js';
+import { TEST_ROOT } from './trust-root.js';
 
 /** Shared by the agent's unit tests: temp homes, machines, tokens signed like the server signs them. */
 
@@ -55,12 +56,15 @@ export interface CapturedContext {
   stderr: string[];
 }
 
-/** An agent context on a temp home, as a command would get it, with output captured. */
+/**
+ * An agent context on a temp home, as a command would get it, with output captured. It trusts the
+ * test run's root unless `env` names another FERRY_TRUST_ROOT (or sets it undefined: none).
+ */
 export async function agentContext(env: Record<string, string | undefined>, serverOption?: string): Promise<CapturedContext> {
   const stdout: string[] = [];
   const stderr: string[] = [];
   const ctx = await createContext({
-    env,
+    env: { FERRY_TRUST_ROOT: TEST_ROOT.publicFile, ...env },
     serverOption,
     agentVersion: '0.0.0-test',
     stdout: (t) => stdout.push(t),

@@ -2,6 +2,8 @@ import mysql from 'mysql2/promise';
 import { createdDatabases } from './databases.js';
 import { MYSQL_SERVER_URL } from './server.js';
 import { removeTempDirs } from './temp.js';
+// Before any test: every agent a test starts trusts the run's root (FERRY_TRUST_ROOT).
+import './trust-root.js';
 
 /** Mocha root hooks (loaded with --require): clean up what the run made in the shared MariaDB. */
 export const mochaHooks = {

@@ -8,6 +8,7 @@ import { migrate } from '../../server/db/migrate.js';
 import { createdDatabases } from './databases.js';
 import { tempDir } from './temp.js';
 import { freePort } from './processes.js';
+import { seedTestRoot } from './trust-root.js';
 
 export const MYSQL_SERVER_URL = process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -17,17 +18,20 @@ export function uniqueName(prefix: string): string {
 }
 
 /**
- * The environment of a fresh test server: its own database (dropped after the run), data folder,
- * Redis key prefix (so rate limits and queues of one test never meet another's) and admin token.
+ * The environment of a fresh test server: its own database (dropped after the run), data folder
+ * (with the test run's trust root), Redis key prefix (so rate limits and queues of one test never meet another's) and admin token.
  */
 export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
   const database = uniqueName('ferry_test');
   createdDatabases.add(database);
+  // The run's one trust root (see trust-root.ts), so that every agent of the tests trusts this server.
+  const dataDir = tempDir('ferry-data-');
+  seedTestRoot(dataDir);
   return {
     DATABASE_URL: `${MYSQL_SERVER_URL}/${database}`,
     REDIS_URL,
     REDIS_PREFIX: uniqueName('ferry-test'),
-    FERRY_DATA_DIR: tempDir('ferry-data-'),
+    FERRY_DATA_DIR: dataDir,
     ADMIN_TOKEN: randomBytes(24).toString('base64url'),
     PORT: '0',
     HOST: '127.0.0.1',

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer, type TestServer } from './server.js';
 import { startSshd, type Sshd, type SshdOptions } from './sshd.js';
 import { tempDir } from './temp.js';
+import { TEST_ROOT } from './trust-root.js';
 
 /**
  * What the transfer tests share: a license server, a real sshd on a loopback port, and users of
@@ -101,6 +102,7 @@ export class FerryUser {
       USER: this.world.sshd.user,
       FERRY_HOME: this.ferryHome,
       FERRY_MACHINE_ID: this.machineId,
+      FERRY_TRUST_ROOT: TEST_ROOT.publicFile,
       LANG: 'en_US.UTF-8',
       ...extra,
     };

@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LicenseState } from '../../agent/license-state.js';
+import { tempDir } from './temp.js';
+import { TEST_ROOT } from './trust-root.js';
+
+/** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
+export const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * One machine with ferry installed: its own FERRY_HOME and machine id (another's, for a clone). It trusts the test run's
+ * root (FERRY_TRUST_ROOT) unless `env` says otherwise; `cli` runs another build of ferry.
+ */
+export class Machine {
+  readonly home = tempDir('ferry-home-');
+  readonly id: string;
+  private readonly cli: string;
+
+  /** `id`: another machine's, for a clone that knows it; `cli`: another build of ferry. */
+  constructor(options: { id?: string; cli?: string } = {}) {
+    this.id = options.id ?? `machine-${randomBytes(8).toString('hex')}`;
+    this.cli = options.cli ?? CLI;
+  }
+
+  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
+    const env: Record<string, string | undefined> = {
+      ...process.env, FERRY_TRUST_ROOT: TEST_ROOT.publicFile, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id,
+    };
+    delete env.FERRY_SERVER;
+    delete env.FERRY_NOW;
+    if (options.now !== undefined) env.FERRY_NOW = String(options.now);
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [this.cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  get licenseFile(): string {
+    return join(this.home, 'license.json');
+  }
+
+  license(): LicenseState {
+    return JSON.parse(readFileSync(this.licenseFile, 'utf8')) as LicenseState;
+  }
+
+  hasLicense(): boolean {
+    return existsSync(this.licenseFile);
+  }
+
+  spooledKinds(): string[] {
+    const file = join(this.home, 'usage-spool.jsonl');
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { kind: string }).kind);
+  }
+}
