@@ -17,6 +17,9 @@ const USAGE = `usage: ferry-server [command]
   migrate           create the database if missing and apply migrations, then exit
   keys rotate       add a new signing key; it signs from the next start, old keys still verify
   keys retire KID   stop accepting tokens signed by key KID (from the next start)
+  package           build the agent's release (npm package, Linux x64 executable, signed
+                    manifest) into FERRY_DATA_DIR/releases/<version>/ (FERRY_PACKAGE_VERSION
+                    overrides package.json's version); staff publish it in /admin/releases
 
 Settings come from environment variables; see README.md.`;
 
@@ -103,6 +106,18 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       return fail(`keys needs "rotate" or "retire KID"\n\n${USAGE}`, 2);
+    case 'package': {
+      // Loaded here only: esbuild and postject are needed to package, not to serve.
+      const { packageAgent } = await import('./releases/package.js');
+      await packageAgent({
+        dataDir: config.dataDir,
+        rootKeyFile: process.env.FERRY_ROOT_KEY?.trim() || undefined,
+        publicUrl: config.publicUrl,
+        version: process.env.FERRY_PACKAGE_VERSION?.trim() || undefined,
+        log: (line) => process.stdout.write(`${line}\n`),
+      });
+      return;
+    }
     default:
       return fail(`unknown command "${command}"\n\n${USAGE}`, 2);
   }
