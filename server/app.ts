@@ -19,6 +19,7 @@ import reportRoutes from './admin/reports-routes.js';
 import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
 import adminAreaPlugin from './admin/area/plugin.js';
+import releaseRoutes from './releases/routes.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -58,6 +59,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // MyAccount, the customer portal (/account)
   await app.register(accountPlugin, { prefix: '/account' });
+
+  // Getting the agent: /download, /install.sh
+  await app.register(releaseRoutes);
 
   // The admin area (/admin)
   await app.register(adminAreaPlugin, { prefix: '/admin' });

@@ -62,10 +62,13 @@ export const Activation = Type.Object({
 });
 export type Activation = Static<typeof Activation>;
 
-export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String() });
+/** The newest published release of the agent, so that agents can say an update is there. */
+const LatestVersion = Type.Optional(Type.String({ description: 'the newest published version of ferry' }));
+
+export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), latestVersion: LatestVersion });
 export type Licensed = Static<typeof Licensed>;
 
-export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String() });
+export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), latestVersion: LatestVersion });
 
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 

@@ -17,6 +17,7 @@ import overviewRoutes from './routes/overview.js';
 import licenseRoutes from './routes/licenses.js';
 import reportRoutes from './routes/reports.js';
 import statisticsRoutes from './routes/statistics.js';
+import releaseRoutes from './routes/releases.js';
 
 /** Views stay in the source tree: from dist/server/admin/area/ this is server/admin/area/views/. */
 const VIEWS = fileURLToPath(new URL('../../../../server/admin/area/views/', import.meta.url));
@@ -39,6 +40,7 @@ const NOTICES: Record<string, string> = {
   'signed-out': 'You are signed out.',
   revoked: 'The license is revoked: every machine loses it at its next validation.',
   'report-filed': 'The export-compliance report is filed. Its downloads are byte-identical every time.',
+  'release-published': 'The release is published: the download page, install.sh and ferry update offer it now.',
   'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
 };
 
@@ -94,6 +96,7 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   await licenseRoutes(app, adminPages);
   await reportRoutes(app, adminPages);
   await statisticsRoutes(app, adminPages);
+  await releaseRoutes(app, adminPages);
 
   installPageErrorHandlers(app, adminPages, { name: 'the admin area', notFound: 'There is no such page in the admin area.' });
 };
