@@ -33,6 +33,8 @@ export interface AgentContext {
   resolveServer(licenseServer?: string | null): Promise<string>;
   /** Servers found unreachable during this command: later calls in the same command skip them. */
   unreachableServers: Set<string>;
+  /** The newest published release the license server named during this command (see update-notice.ts). */
+  latestVersion: string | null;
   /** What transfer commands take from the environment (see TransferEnvironment). */
   transferEnv: TransferEnvironment;
   /** The terminal, when ferry runs on one: progress bars and prompts need it. */
@@ -151,6 +153,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
       throw new AgentError('USAGE', 'no license server set: pass --server URL or set FERRY_SERVER');
     },
     unreachableServers: new Set(),
+    latestVersion: null,
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,
     alongside: (task) => void alongside.push(task),

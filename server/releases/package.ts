@@ -75,6 +75,8 @@ async function bundleAgent(outfile: string, info: BuildInfo): Promise<string[]> 
     legalComments: 'eof',
     // ssh2 loads these in try/catch and has JavaScript fallbacks for both.
     external: ['*.node', 'cpu-features'],
+    // A single executable has no dynamic import(): every import() becomes a require().
+    supported: { 'dynamic-import': false },
     define: { __FERRY_BUILD_INFO__: JSON.stringify(info) },
     metafile: true,
     logLevel: 'error',
