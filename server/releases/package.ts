@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -123,10 +124,9 @@ async function singleExecutable(dir: string, bundle: string, version: string): P
   const exe = join(dir, name);
   await copyFile(process.execPath, exe);
   await chmod(exe, 0o755);
-  // postject has no types: its one function, as its documentation gives it.
-  const postject = 'postject';
-  const { inject } = (await import(postject)) as { inject: (file: string, name: string, data: Buffer, options: { sentinelFuse: string }) => Promise<void> };
-  await inject(exe, 'NODE_SEA_BLOB', await readFile(blob), { sentinelFuse: SEA_FUSE });
+  // Its command line, in a child: it writes warnings about the ELF notes it passes over that say nothing.
+  const postject = createRequire(import.meta.url).resolve('postject/dist/cli.js');
+  await exec(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
   await rm(work, { recursive: true, force: true });
   return name;
 }

@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { compareVersions, isVersion, verifyManifest, type ManifestBody } from '../../licensing/release-manifest.js';
+import { compareVersions, isVersion, parseManifestBody, verifyManifest, type ManifestBody } from '../../licensing/release-manifest.js';
+import type { SignedStatement } from '../../licensing/trust.js';
 
 /**
  * Releases of the agent: the packaged ones in `FERRY_DATA_DIR/releases/<version>/` (what
@@ -57,19 +58,24 @@ interface ReleaseRow extends RowDataPacket {
   published_at: Date;
 }
 
-/** Published releases, newest version first. The manifests were verified when they were published. */
+/** The body of a stored manifest (verified when it was published); null for a row that is not one. */
+function storedBody(manifest: string): ManifestBody | null {
+  try {
+    return parseManifestBody(JSON.parse((JSON.parse(manifest) as SignedStatement).payload) as Record<string, unknown>);
+  } catch {
+    return null;
+  }
+}
+
+/** Published releases, newest version first. */
 export async function listPublished(db: Pool): Promise<PublishedRelease[]> {
   const [rows] = await db.query<ReleaseRow[]>('SELECT id, version, notes, manifest, published_at FROM releases');
-  return rows
-    .map((row) => ({
-      id: row.id,
-      version: row.version,
-      notes: row.notes,
-      manifestText: row.manifest,
-      body: JSON.parse(JSON.parse(row.manifest).payload) as ManifestBody,
-      publishedAt: row.published_at,
-    }))
-    .sort((a, b) => compareVersions(b.version, a.version));
+  const releases: PublishedRelease[] = [];
+  for (const row of rows) {
+    const body = storedBody(row.manifest);
+    if (body) releases.push({ id: row.id, version: row.version, notes: row.notes, manifestText: row.manifest, body, publishedAt: row.published_at });
+  }
+  return releases.sort((a, b) => compareVersions(b.version, a.version));
 }
 
 /** Agents learn the newest version at every check-in: cached, so a validation costs no extra query. */
