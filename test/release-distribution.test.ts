@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from 'mysql2/promise';
 import type { ManifestBody } from '../licensing/release-manifest.js';
+import { loadOrCreateRoot, rootPaths } from '../server/keys/root.js';
 import { packageAgent } from '../server/releases/package.js';
 import { issueLicense } from './support/admin.js';
 import { PortalClient, text } from './support/portal.js';
@@ -48,6 +49,8 @@ function runOnTerminal(args: string[], env: Record<string, string>): Promise<{ c
   });
 }
 
+/** A version as it appears in text, for a RegExp. */
+const literal = (version: string) => version.replace(/\./g, '\\.');
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 describe('getting ferry: packaging, the download page, install.sh and ferry update', function () {
@@ -75,9 +78,11 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     const port = await freePort();
     server = await startServer({ port, publicUrl: `http://127.0.0.1:${port}` });
     db = await openDb(server.config.databaseUrl);
-    for (const version of [V1, V2]) {
+    // Two releases, for the update from one to the next, packaged side by side under one root.
+    await loadOrCreateRoot(rootPaths(server.config.dataDir));
+    await Promise.all([V1, V2].map(async (version) => {
       releases[version] = (await packageAgent({ dataDir: server.config.dataDir, publicUrl: server.url, version })).body;
-    }
+    }));
     staff = new PortalClient(server.url);
     assert.equal((await staff.post('/admin/login', { token: server.adminToken })).status, 303);
     await publish(V1, 'The first release.\nWith two lines.');
@@ -96,7 +101,7 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     writeFileSync(join(forged, 'manifest.json'), readFileSync(join(forged, 'manifest.json'), 'utf8').replaceAll(V2, '0.9.9'));
     const page = await staff.get('/admin/releases');
     assert.equal(page.status, 200);
-    assert.match(page.html, new RegExp(`Publish ${V2.replace(/\./g, '\\.')}`));
+    assert.match(page.html, new RegExp(`Publish ${literal(V2)}`));
     assert.match(text(page.html), /Not listed, because their manifest is missing or not signed by this deployment's root: 0\.9\.9/);
     const refused = await staff.submit('/admin/releases', '/admin/releases', { version: '0.9.9', notes: '' });
     assert.equal(refused.status, 404);
@@ -105,11 +110,11 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     assert.equal(download.status, 200);
     assert.match(download.headers.get('content-security-policy') ?? '', /default-src 'none'/);
     const html = await download.text();
-    assert.match(html, new RegExp(`ferry ${V1.replace(/\./g, '\\.')} \\(latest\\)`));
+    assert.match(html, new RegExp(`ferry ${literal(V1)} \\(latest\\)`));
     assert.match(html, /The first release\.\nWith two lines\./);
     assert.ok(html.includes(artefact(V1, 'linux-x64').sha256) && html.includes(artefact(V1, 'node').sha256), 'both checksums are shown');
     assert.ok(html.includes(`curl -fsSL ${server.url}/install.sh | sh`));
-    assert.doesNotMatch(html, new RegExp(V2.replace(/\./g, '\\.')), 'an unpublished release is not shown');
+    assert.doesNotMatch(html, new RegExp(literal(V2)), 'an unpublished release is not shown');
     assert.equal((await fetch(`${server.url}/download/${V2}/${artefact(V2, 'node').name}`)).status, 404);
     assert.equal((await fetch(`${server.url}/download/${V1}/manifest.json/../../../admin-token`)).status, 404);
     const latest = await fetch(`${server.url}/download/latest/manifest.json`);
@@ -128,7 +133,7 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     assert.equal(installed.code, 0, installed.stderr);
     const version = await run(join(prefix, 'bin', 'ferry'), ['version'], { PATH: process.env.PATH!, HOME: tempDir('ferry-npm-home-') });
     assert.equal(version.code, 0, version.stderr);
-    assert.match(version.stdout, new RegExp(`^ferry ${V1.replace(/\./g, '\\.')} \\(build \\w+ \\d{4}-\\d\\d-\\d\\d, release\\)\ntrust root: SHA256:`));
+    assert.match(version.stdout, new RegExp(`^ferry ${literal(V1)} \\(build \\w+ \\d{4}-\\d\\d-\\d\\d, release\\)\ntrust root: SHA256:`));
     const info = JSON.parse(readFileSync(join(prefix, 'lib', 'node_modules', 'ferry-agent', 'build-info.json'), 'utf8'));
     assert.equal(info.trustRoot, readFileSync(join(server.config.dataDir, 'root', 'root-public.pem'), 'utf8'));
     assert.equal(info.server, server.url);
@@ -155,7 +160,7 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
 
     const [rows] = await db.query('SELECT r.version, d.platform, d.artefact FROM release_downloads d JOIN releases r ON r.id = d.release_id');
     assert.deepEqual(rows, [{ version: V1, platform: 'linux-x64', artefact: artefact(V1, 'linux-x64').name }]);
-    assert.match(text((await staff.get('/admin/releases')).html), new RegExp(`${V1.replace(/\./g, '\\.')} linux-x64 1`));
+    assert.match(text((await staff.get('/admin/releases')).html), new RegExp(`${literal(V1)} linux-x64 1`));
   });
 
   it('activates FERRY_KEY unattended during the install', async () => {
@@ -206,7 +211,7 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
   it('ferry update replaces the single executable with the next release, atomically', async () => {
     const update = await run(join(customer.bin, 'ferry'), ['update'], customerEnv());
     assert.equal(update.code, 0, update.stderr);
-    assert.match(update.stdout, new RegExp(`updated from ${V1.replace(/\./g, '\\.')} to ${V2.replace(/\./g, '\\.')}`));
+    assert.match(update.stdout, new RegExp(`updated from ${literal(V1)} to ${literal(V2)}`));
     assert.deepEqual(readdirSync(customer.bin), ['ferry']);
     assert.equal(sha256(join(customer.bin, 'ferry')), artefact(V2, 'linux-x64').sha256);
     const version = await run(join(customer.bin, 'ferry'), ['--version'], { PATH: '/nonexistent' });
@@ -214,6 +219,19 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     const again = await run(join(customer.bin, 'ferry'), ['update'], customerEnv());
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /is up to date/);
+  });
+
+  it('ferry update of an npm installation installs the next release\'s package with npm', async () => {
+    const prefix = tempDir('ferry-npm-update-');
+    // npm_config_prefix: the "global" installation of this test, here and in the npm that ferry runs.
+    const env = { PATH: `${join(prefix, 'bin')}:${process.env.PATH!}`, HOME: tempDir('ferry-npm-home-'), npm_config_prefix: prefix, FERRY_SERVER: server.url };
+    const installed = await run('npm', ['install', '--global', '--no-audit', '--no-fund', releaseFile(V1, 'node')], env);
+    assert.equal(installed.code, 0, installed.stderr);
+    const update = await run(join(prefix, 'bin', 'ferry'), ['update'], env);
+    assert.equal(update.code, 0, update.stderr);
+    assert.match(update.stdout, new RegExp(`updated from ${literal(V1)} to ${literal(V2)}`));
+    const version = await run(join(prefix, 'bin', 'ferry'), ['--version'], env);
+    assert.equal(version.stdout.trim(), V2);
   });
 
   it('a development build says what it is and refuses to update itself', async () => {
