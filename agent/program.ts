@@ -60,7 +60,6 @@ function helpFooter(): string {
  */
 const activation = () => import('./commands/activation.js');
 const transfers = () => import('./commands/transfer.js');
-
 const updates = () => import('./commands/update.js');
 
 type Run = (command: Command, work: (ctx: AgentContext) => Promise<void>, options?: { updateNotice?: boolean }) => Promise<void>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from 'mysql2/promise';
@@ -170,6 +170,26 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     assert.equal(install.code, 0, install.stderr);
     const status = await run(join(home, 'bin', 'ferry'), ['status', '--json'], { HOME: home, PATH: process.env.PATH! });
     assert.equal(JSON.parse(status.stdout).kind, 'permanent', status.stdout);
+  });
+
+  it('stops install.sh with a clear message on an unknown platform or a failed download, installing nothing', async () => {
+    const home = tempDir('ferry-unlucky-');
+    const env = { HOME: home, PATH: process.env.PATH!, FERRY_INSTALL_DIR: join(home, 'bin') };
+    const unknown = await installSh({ ...env, FERRY_INSTALL_PLATFORM: 'plan9-mips' });
+    assert.notEqual(unknown.code, 0);
+    assert.match(unknown.stderr, /^ferry install: no ferry build for \S+ \(plan9-mips\) in release /m);
+    assert.equal(existsSync(join(home, 'bin', 'ferry')), false);
+
+    const exe = releaseFile(V1, 'linux-x64');
+    renameSync(exe, `${exe}.away`);
+    try {
+      const failed = await installSh(env);
+      assert.notEqual(failed.code, 0);
+      assert.match(failed.stderr, /the download of ferry-\S+ from \S+ failed: nothing was installed/);
+      assert.deepEqual(readdirSync(join(home, 'bin')), []);
+    } finally {
+      renameSync(`${exe}.away`, exe);
+    }
   });
 
   it('refuses a tampered artefact or manifest, in install.sh and in ferry update, and keeps the installed ferry', async () => {
