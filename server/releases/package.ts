@@ -140,6 +140,8 @@ export async function packageAgent(options: PackageOptions): Promise<PackageResu
   const log = options.log ?? (() => undefined);
   const version = options.version ?? (await repoVersion());
   if (!isVersion(version)) throw new Error(`"${version}" is not a release version (e.g. 1.2.3 or 1.2.3-rc.1, at most 32 characters)`);
+  // The executable is this Node binary with the agent inside: only a Linux x64 Node makes a Linux x64 one.
+  if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error(`package on Linux x64 (this is ${process.platform}-${process.arch}): the single executable is made from the Node binary that runs the command`);
   const finalDir = join(releasesDir(options.dataDir), version);
   if (existsSync(finalDir)) throw new Error(`${finalDir} exists already: a packaged version is never rebuilt (choose another FERRY_PACKAGE_VERSION)`);
 
