@@ -10,7 +10,8 @@ import { loadOrCreateRoot, rootPaths } from '../server/keys/root.js';
 import { packageAgent } from '../server/releases/package.js';
 import { issueLicense } from './support/admin.js';
 import { PortalClient, text } from './support/portal.js';
-import { freePort } from './support/processes.js';
+import { freePort, until } from './support/processes.js';
+import { startThrottledProxy } from './support/throttled-proxy.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { tempDir } from './support/temp.js';
 
@@ -226,6 +227,28 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     } finally {
       await db.execute('UPDATE releases SET manifest = REPLACE(manifest, ?, ?) WHERE version = ?', [forgedSha, realSha, V2]);
     }
+  });
+
+  it('keeps the installed ferry when the update\'s download breaks off', async () => {
+    const proxy = await startThrottledProxy(Number(new URL(server.url).port), 8 * 1024 * 1024);
+    try {
+      const update = run(join(customer.bin, 'ferry'), ['update', '--server', `http://127.0.0.1:${proxy.port}`], customerEnv());
+      let ended: Run | undefined;
+      void update.then((r) => (ended = r));
+      await until('a few MiB of the new release on their way', async () => {
+        if (ended) throw new Error(`ferry update ended first: ${JSON.stringify(ended)}`);
+        return proxy.bytes() > 4 * 1024 * 1024;
+      }, 20_000).catch((err: Error) => { throw new Error(`${err.message}; ${proxy.bytes()} bytes, ${proxy.connections()} connections`); });
+      proxy.dropAll();
+      const broken = await update;
+      assert.equal(broken.code, 32, broken.stderr);
+      assert.match(broken.stderr, /broke off .*nothing was changed/);
+    } finally {
+      await proxy.close();
+    }
+    assert.deepEqual(readdirSync(customer.bin), ['ferry'], 'no part of the new one is left');
+    assert.equal(sha256(join(customer.bin, 'ferry')), artefact(V1, 'linux-x64').sha256);
+    assert.equal((await run(join(customer.bin, 'ferry'), ['--version'], { PATH: '/nonexistent' })).stdout.trim(), V1);
   });
 
   it('ferry update replaces the single executable with the next release, atomically', async () => {
