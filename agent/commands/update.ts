@@ -47,10 +47,11 @@ function installKind(info: BuildInfo): 'executable' | 'npm' | 'checkout' {
   return info.release ? 'npm' : 'checkout';
 }
 
-function releaseBuild(): BuildInfo & { trustRoot: string } {
+/** This build, when it is a release build with a trust root; `refusal` says what a development build does not do. */
+function releaseBuild(refusal: string): BuildInfo & { trustRoot: string } {
   const info = buildInfo();
   if (!info.release || info.trustRoot === null) {
-    throw new AgentError('UPDATE_UNSUPPORTED', 'this is a development build: it has no trust root to check a release with, so it does not update itself (in a checkout: git pull, then npx tsc -p .)');
+    throw new AgentError('UPDATE_UNSUPPORTED', `this is a development build: it has no trust root to check a release with, so it does not ${refusal}`);
   }
   return info as BuildInfo & { trustRoot: string };
 }
@@ -166,7 +167,7 @@ async function installTarball(server: string, manifest: ManifestBody): Promise<v
 }
 
 export async function update(ctx: AgentContext): Promise<void> {
-  const info = releaseBuild();
+  const info = releaseBuild('update itself (in a checkout: git pull, then npx tsc -p .)');
   const kind = installKind(info);
   const server = await updateServer(ctx, info);
   const manifest = await fetchManifest(server, 'latest', info.trustRoot);
@@ -203,7 +204,7 @@ async function recordServer(ctx: AgentContext, server: string): Promise<void> {
  * config.json so that `ferry activate --trial` needs no --server.
  */
 export async function verifyInstall(ctx: AgentContext, serverOption: string): Promise<void> {
-  const info = releaseBuild();
+  const info = releaseBuild('verify an installation');
   const server = normalizeServerUrl(serverOption, '--server');
   const manifest = await fetchManifest(server, info.version, info.trustRoot);
   if (manifest.version !== info.version) throw new AgentError('UPDATE_REFUSED', `${server} sent the manifest of ${manifest.version} for ${info.version}`);
