@@ -1,14 +1,22 @@
 #!/usr/bin/env node
 import { runCli } from './program.js';
 
-// A reader that stops early (`ferry status | head -1`) closes the pipe: not ferry's failure.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-});
+/**
+ * The `ferry` executable. No top-level await: `npm run package` bundles this file to CommonJS for
+ * the single executable, and CommonJS has none.
+ */
+async function main(): Promise<void> {
+  // A reader that stops early (`ferry status | head -1`) closes the pipe: not ferry's failure.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 
-process.exitCode = await runCli(process.argv, {
-  env: process.env,
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-  terminal: { input: process.stdin, output: process.stderr },
-});
+  process.exitCode = await runCli(process.argv, {
+    env: process.env,
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    terminal: { input: process.stdin, output: process.stderr },
+  });
+}
+
+void main();

@@ -36,6 +36,8 @@ export interface AgentContext {
   trust: TrustSource;
   /** Servers found unreachable during this command: later calls in the same command skip them. */
   unreachableServers: Set<string>;
+  /** The newest published release the license server named during this command (see update-notice.ts). */
+  latestVersion: string | null;
   /** What transfer commands take from the environment (see TransferEnvironment). */
   transferEnv: TransferEnvironment;
   /** The terminal, when ferry runs on one: progress bars and prompts need it. */
@@ -198,6 +200,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     },
     trust: trustSource(env),
     unreachableServers: new Set(),
+    latestVersion: null,
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,
     alongside: (task) => void alongside.push(task),

@@ -3,7 +3,8 @@
  * numbers, so once released a number never changes its meaning; new codes take free numbers.
  *
  * The ranges say who is talking: 0-9 the command line itself, 10-19 licensing (this machine's
- * license or the license server), 20-29 transfers (the SFTP server or the files).
+ * license or the license server), 20-29 transfers (the SFTP server or the files), 30-39 updating
+ * ferry itself.
  */
 export interface ExitCodeEntry {
   code: number;
@@ -35,6 +36,10 @@ export const EXIT_CODES = {
   NOT_FOUND: { code: 24, meaning: 'transfers: a local or remote path does not exist' },
   PERMISSION: { code: 25, meaning: 'transfers: permission denied' },
   DISK_FULL: { code: 26, meaning: 'transfers: no space left where the files go' },
+
+  UPDATE_UNSUPPORTED: { code: 30, meaning: 'update: this build cannot update itself (a development build, or an installation ferry cannot replace)' },
+  UPDATE_REFUSED: { code: 31, meaning: 'update: the release failed its check (signature, size or SHA-256); nothing was changed' },
+  UPDATE_FAILED: { code: 32, meaning: 'update: the download or the replacement failed; the installed ferry is unchanged' },
 } as const satisfies Record<string, ExitCodeEntry>;
 
 export type ExitName = keyof typeof EXIT_CODES;

@@ -1,4 +1,5 @@
 import { LICENSE_KINDS, type LicenseKind, type SignedStatement } from '../licensing/index.js';
+import { isVersion } from '../licensing/release-manifest.js';
 import type { AgentContext } from './context.js';
 import { AgentError } from './errors.js';
 import { BACKGROUND_TIMEOUT_MS, callServer, INTERACTIVE_TIMEOUT_MS } from './server-client.js';
@@ -66,6 +67,12 @@ function parseIssued(server: string, status: number, body: unknown): IssuedLicen
   };
 }
 
+/** Licensing answers name the newest published release: kept for the update notice. */
+function noteLatestVersion(ctx: AgentContext, body: unknown): void {
+  const latest = (body as { latestVersion?: unknown } | undefined)?.latestVersion;
+  if (typeof latest === 'string' && isVersion(latest)) ctx.latestVersion = latest;
+}
+
 /** What the agent tells the server about the machine when activating; `ferry privacy` lists the same. */
 function machineFacts(ctx: AgentContext): { locale: string; platform: string; agentVersion: string } {
   return { locale: ctx.locale, platform: ctx.platform, agentVersion: ctx.agentVersion.slice(0, 32) };
@@ -94,22 +101,25 @@ export async function requestTrial(
   const reply = await callServer(server, {
     method: 'POST', path: '/v1/trials', body, token: proof.token, timeoutMs: INTERACTIVE_TIMEOUT_MS,
   });
+  noteLatestVersion(ctx, reply.body);
   return parseIssued(server, reply.status, reply.body);
 }
 
 export async function requestKeyActivation(ctx: AgentContext, server: string, fingerprint: string, key: string): Promise<IssuedLicense> {
   const body = { key, fingerprint, ...machineFacts(ctx) };
   const reply = await callServer(server, { method: 'POST', path: '/v1/activations', body, timeoutMs: INTERACTIVE_TIMEOUT_MS });
+  noteLatestVersion(ctx, reply.body);
   return parseIssued(server, reply.status, reply.body);
 }
 
 /** `POST /v1/validate`: the server checks license and activation now and answers with a new lease. */
 export async function requestRenewal(
-  server: string, token: string, fingerprint: string,
+  ctx: AgentContext, server: string, token: string, fingerprint: string,
 ): Promise<{ license: LicenseInfo; token: string; certificate: SignedStatement }> {
   const reply = await callServer(server, {
     method: 'POST', path: '/v1/validate', token, body: { fingerprint }, timeoutMs: BACKGROUND_TIMEOUT_MS,
   });
+  noteLatestVersion(ctx, reply.body);
   const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown } | undefined;
   if (!b || typeof b.token !== 'string' || !isStatement(b.certificate)) throw malformed(server, 'a validation');
   return {

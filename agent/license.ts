@@ -123,7 +123,7 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
   const { fingerprint } = await ctx.machine();
   let renewal: Awaited<ReturnType<typeof requestRenewal>>;
   try {
-    renewal = await requestRenewal(server, state.token, fingerprint);
+    renewal = await requestRenewal(ctx, server, state.token, fingerprint);
   } catch (err) {
     if (!(err instanceof ServerError)) throw err;
     if (err.status !== 401) throw refusalToAgentError(err);

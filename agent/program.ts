@@ -8,6 +8,7 @@ import { exitCodeOf, exitCodeTable } from './exit-codes.js';
 import { formatTime } from './format.js';
 import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
+import { updateNotice, type NoticeFlags } from './update-notice.js';
 
 /**
  * The command line: parses, hands each command a context, prints, and turns every failure into
@@ -62,8 +63,11 @@ function helpFooter(): string {
  */
 const activation = () => import('./commands/activation.js');
 const transfers = () => import('./commands/transfer.js');
+const updates = () => import('./commands/update.js');
 
-function buildProgram(io: CliIo, version: string, run: (command: Command, work: (ctx: AgentContext) => Promise<void>) => Promise<void>): Command {
+type Run = (command: Command, work: (ctx: AgentContext) => Promise<void>, options?: { updateNotice?: boolean }) => Promise<void>;
+
+function buildProgram(io: CliIo, version: string, run: Run): Command {
   const program = new Command('ferry')
     .description('Ferry: licensed SFTP file transfer')
     .version(version, '-V, --version', 'print the version of ferry')
@@ -103,6 +107,24 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
     .command('privacy')
     .description('show exactly what ferry reports, and this machine\'s values')
     .action((_options: unknown, command: Command) => run(command, async (ctx) => (await import('./commands/privacy.js')).privacy(ctx)));
+
+  program
+    .command('version')
+    .description('show the version and build of ferry, and the trust root it checks releases with')
+    .action((_options: unknown, command: Command) => run(command, async (ctx) => (await updates()).version(ctx)));
+
+  program
+    .command('update')
+    .description('replace ferry with the newest release of the license server (checked against the built-in trust root)')
+    .action((_options: unknown, command: Command) => run(command, async (ctx) => (await updates()).update(ctx), { updateNotice: false }));
+
+  program
+    .command('verify-install')
+    .description('check this installation against its signed release manifest and record the license server (install.sh runs it)')
+    .action((_options: unknown, command: Command) => {
+      const { server } = command.optsWithGlobals<{ server?: string }>();
+      return run(command, async (ctx) => (await updates()).verifyInstall(ctx, server ?? ''), { updateNotice: false });
+    });
 
   const connection = (command: Command) =>
     command
@@ -167,7 +189,7 @@ function buildProgram(io: CliIo, version: string, run: (command: Command, work: 
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
     const agentVersion = readAgentVersion();
-    const run = async (command: Command, work: (ctx: AgentContext) => Promise<void>) => {
+    const run: Run = async (command, work, options = {}) => {
       const { server } = command.optsWithGlobals<{ server?: string }>();
       const ctx = await createContext({ env: io.env, serverOption: server, agentVersion, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal ?? null });
       if (ctx.clock.setBack && ctx.clock.highWater !== null) {
@@ -179,6 +201,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       } finally {
         await ctx.settle();
       }
+      // A notice is a nicety: it never fails the command it follows.
+      if (options.updateNotice !== false) await updateNotice(ctx, command.optsWithGlobals<NoticeFlags>()).catch(() => undefined);
     };
     const program = buildProgram(io, agentVersion, run);
     if (argv.length <= 2) {

@@ -23,6 +23,7 @@ import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
 import adminAreaPlugin from './admin/area/plugin.js';
 import homePlugin from './home/plugin.js';
+import releaseRoutes from './releases/routes.js';
 
 /**
  * The whole server at a glance: external plugins, then ours, then the routes, one error handler.
@@ -69,6 +70,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // MyAccount, the customer portal (/account)
   await app.register(accountPlugin, { prefix: '/account' });
+
+  // Getting the agent: /download, /install.sh
+  await app.register(releaseRoutes);
 
   // The admin area (/admin)
   await app.register(adminAreaPlugin, { prefix: '/admin' });

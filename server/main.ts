@@ -28,6 +28,9 @@ const USAGE = `usage: ferry-server [command]
                     present); it signs from the next start, old keys still verify
   keys certify KID  certify an existing signing key with the root (brought back from offline)
   keys retire KID   stop accepting tokens signed by key KID (from the next start)
+  package           build the agent's release (npm package, Linux x64 executable, signed
+                    manifest) into FERRY_DATA_DIR/releases/<version>/ (FERRY_PACKAGE_VERSION
+                    overrides package.json's version); staff publish it in /admin/releases
   trust-root        print the root public key (PEM): FERRY_TRUST_ROOT of a development agent
   backup FILE       write the keys, the trust root and the secrets of FERRY_DATA_DIR to FILE,
                     encrypted with a passphrase (FERRY_BACKUP_PASSPHRASE, else asked)
@@ -246,6 +249,18 @@ async function main(argv: string[]): Promise<void> {
       // The same root the server makes on its first start, so a developer can ask before that.
       const root = await loadOrCreateRoot(rootPaths(config.dataDir, config.rootKeyFile ?? undefined));
       process.stdout.write(root.pem.endsWith('\n') ? root.pem : `${root.pem}\n`);
+      return;
+    }
+    case 'package': {
+      // Loaded here only: esbuild and postject are needed to package, not to serve.
+      const { packageAgent } = await import('./releases/package.js');
+      await packageAgent({
+        dataDir: config.dataDir,
+        rootKeyFile: config.rootKeyFile ?? undefined,
+        publicUrl: config.publicUrl,
+        version: process.env.FERRY_PACKAGE_VERSION?.trim() || undefined,
+        log: (line) => process.stdout.write(`${line}\n`),
+      });
       return;
     }
     default:

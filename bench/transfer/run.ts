@@ -145,7 +145,12 @@ async function main(): Promise<number> {
     copyFileSync(sshd.clientKey, join(home, '.ssh', 'id_ed25519'));
     chmodSync(join(home, '.ssh', 'id_ed25519'), 0o600);
     const ferryEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, USER: sshd.user, FERRY_HOME: join(home, 'ferry'), FERRY_MACHINE_ID: `bench-${randomBytes(6).toString('hex')}`, FERRY_TRUST_ROOT: TEST_ROOT.publicFile };
-    const activated = await timed(process.execPath, [CLI, 'activate', '--trial', '--server', license.url], ferryEnv);
+    // BENCH_FERRY_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the agent's runs;
+    // BENCH_FERRY names a packaged single executable to measure instead of `node dist/agent/cli.js`.
+    const ferryNodeArgs = (process.env.BENCH_FERRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const [ferryCommand, ...ferryArgs] = process.env.BENCH_FERRY ? [process.env.BENCH_FERRY] : [process.execPath, ...ferryNodeArgs, CLI];
+    const ferry = (args: string[]) => timed(ferryCommand!, [...ferryArgs, ...args], ferryEnv);
+    const activated = await ferry(['activate', '--trial', '--server', license.url]);
     if (activated.code !== 0) throw new Error(`ferry activate failed: ${activated.output}`);
 
     const sshOptions = ['-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-i', sshd.clientKey];
@@ -165,9 +170,6 @@ async function main(): Promise<number> {
       ].join('\n'));
       return timed('lftp', ['-f', file], { PATH: process.env.PATH, HOME: home });
     };
-    // BENCH_FERRY_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the agent's runs.
-    const ferryNodeArgs = (process.env.BENCH_FERRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const ferry = (args: string[]) => timed(process.execPath, [...ferryNodeArgs, CLI, ...args], ferryEnv);
 
     const rows: Row[] = [];
     /** Every run of a scenario and tool; the table shows the median (this machine's timings vary by ±20 % from run to run). */

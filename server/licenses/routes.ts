@@ -5,9 +5,13 @@ import {
 } from './schemas.js';
 import { bearerToken } from './service.js';
 import { planReminders } from '../jobs/reminders.js';
+import { latestVersion } from '../releases/store.js';
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // Every answer that licenses a machine names the newest release; a failure to look it up never fails the call.
+  const latest = async () => ({ latestVersion: (await latestVersion(app.db).catch(() => null)) ?? undefined });
+
   app.post('/v1/trials', {
     schema: {
       tags: ['agent'],
@@ -30,7 +34,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       planReminders(app.jobs, { licenseId: result.license.id, expiresAt: new Date(result.license.expiresAt) })
         .catch((err: Error) => request.log.warn({ err: err.message }, 'reminders not planned now; the sweep will'));
     }
-    return reply.code(created ? 201 : 200).send(result);
+    return reply.code(created ? 201 : 200).send({ ...result, ...(await latest()) });
   });
 
   app.post('/v1/activations', {
@@ -44,7 +48,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     onRequest: app.limitActivations,
   }, async (request, reply) => {
     const { created, result } = await app.licenses.activate(request.body, request.ip);
-    return reply.code(created ? 201 : 200).send(result);
+    return reply.code(created ? 201 : 200).send({ ...result, ...(await latest()) });
   });
 
   app.post('/v1/validate', {
@@ -62,7 +66,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       request.body?.fingerprint,
       request.ip,
     );
-    return { valid: true as const, license, token, certificate };
+    return { valid: true as const, license, token, certificate, ...(await latest()) };
   });
 
   app.delete('/v1/activations/:id', {

@@ -100,10 +100,13 @@ export const Certificate = Type.Object(
   { description: "the deployment root's certificate of the key that signed the token (a signed 'ferry-signing-key' statement)" },
 );
 
-export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), certificate: Certificate });
+/** The newest published release of the agent, so that agents can say an update is there. */
+const LatestVersion = Type.Optional(Type.String({ description: 'the newest published version of ferry' }));
+
+export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), certificate: Certificate, latestVersion: LatestVersion });
 export type Licensed = Static<typeof Licensed>;
 
-export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), certificate: Certificate });
+export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), certificate: Certificate, latestVersion: LatestVersion });
 
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 

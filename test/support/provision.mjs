@@ -68,6 +68,10 @@ for (const [binary, pkg] of [['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/ss
 if (!existsSync('/usr/bin/openssl')) {
   missing.push('/usr/bin/openssl is missing: install the Debian package openssl (.ci/run does); the https test makes a certificate with it');
 }
+// The distribution test runs `curl -fsSL <server>/install.sh | sh`, as customers do.
+if (!has('curl')) {
+  missing.push('curl is missing: install the Debian package curl (.ci/run does); the distribution test runs install.sh with it');
+}
 
 for (const problem of missing) console.error(`provision: ${problem}`);
 if (missing.length === 0) console.log('provision: Chromium, sshd and openssl are installed');

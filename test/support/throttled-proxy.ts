@@ -25,6 +25,7 @@ export async function startThrottledProxy(targetPort: number, bytesPerSecond: nu
   const pipeSlowly = (from: Socket, to: Socket) => {
     const queue: Buffer[] = [];
     let timer: NodeJS.Timeout | null = null;
+    let ended = false;
     const flush = () => {
       let budget = perTick;
       while (budget > 0 && queue.length > 0) {
@@ -39,7 +40,8 @@ export async function startThrottledProxy(targetPort: number, bytesPerSecond: nu
       if (queue.length === 0) {
         clearInterval(timer!);
         timer = null;
-        from.resume();
+        if (ended) to.end();
+        else from.resume();
       }
     };
     from.on('data', (chunk: Buffer) => {
@@ -47,7 +49,14 @@ export async function startThrottledProxy(targetPort: number, bytesPerSecond: nu
       from.pause();
       timer ??= setInterval(flush, tickMs);
     });
+    // A side that closes after its last bytes (an HTTP answer with `Connection: close`) has them
+    // delivered first; a side that was destroyed takes the other one down at once.
+    from.on('end', () => {
+      ended = true;
+      if (timer === null) to.end();
+    });
     from.on('close', () => {
+      if (ended) return;
       if (timer) clearInterval(timer);
       timer = null;
       to.destroy();

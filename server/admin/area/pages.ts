@@ -17,6 +17,7 @@ import licenseRoutes from './routes/licenses.js';
 import reportRoutes from './routes/reports.js';
 import statisticsRoutes from './routes/statistics.js';
 import newsRoutes from './routes/news.js';
+import releaseRoutes from './routes/releases.js';
 
 /** Views stay in the source tree: from dist/server/admin/area/ this is server/admin/area/views/. */
 const VIEWS = fileURLToPath(new URL('../../../../server/admin/area/views/', import.meta.url));
@@ -38,6 +39,7 @@ const NOTICES: Record<string, string> = {
   'signed-out': 'You are signed out.',
   revoked: 'The license is revoked: every machine loses it at its next validation.',
   'report-filed': 'The export-compliance report is filed. Its downloads are byte-identical every time.',
+  'release-published': 'The release is published: the download page, install.sh and ferry update offer it now.',
   'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
   'news-sending': 'The message is being sent: everyone who chose news gets it once. Refresh to follow it.',
   'news-started-before': 'This message was sent before; it is not sent again.',
@@ -97,6 +99,7 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   await reportRoutes(app, adminPages);
   await statisticsRoutes(app, adminPages);
   await newsRoutes(app, adminPages);
+  await releaseRoutes(app, adminPages);
 
   installPageErrorHandlers(app, adminPages, { name: 'the admin area', notFound: 'There is no such page in the admin area.' });
 };
