@@ -99,7 +99,8 @@ describe('Backing up and restoring the keys (ferry-server backup / restore)', fu
     const kept = [...filesOf(original)].filter(([path]) => !path.startsWith('outbox/') && !path.startsWith('releases/'));
     assert.ok(kept.some(([path]) => path.startsWith('signing-keys/')), 'the signing key is among them');
     assert.deepEqual(new Map(kept), filesOf(restored), 'the same files, byte for byte; no outbox, no releases');
-    for (const [path] of kept.filter(([p]) => p.startsWith('signing-keys/') || p === 'admin-token' || p === 'mail-secret')) {
+    // Private keys and secrets stay 0600 (a key's certificate is public).
+    for (const [path] of kept.filter(([p]) => (p.startsWith('signing-keys/') && p.endsWith('.pem')) || p === 'root/root-key.pem' || p === 'admin-token' || p === 'mail-secret')) {
       assert.equal(statSync(join(restored, path)).mode & 0o777, 0o600, path);
     }
 

@@ -78,7 +78,7 @@ describe('Metrics (/metrics)', function () {
 
   it('counts requests by route pattern and status, and times validations in a histogram', async () => {
     const trial = await startTrial(server, { email: `metrics-${Date.now()}@example.org` });
-    const token = (await request(`${server.url}/v1/trials`, { body: { fingerprint: trial.fingerprint } })).body.token as string;
+    const { token } = trial;
     for (let i = 0; i < 3; i++) assert.equal((await request(`${server.url}/v1/validate`, { body: {}, token })).status, 200);
     assert.equal((await request(`${server.url}/v1/validate`, { body: {}, token: 'not-a-token' })).status, 401);
     assert.equal((await request(`${server.url}/v1/activations/999999`, { method: 'DELETE', token })).status, 403); // not this token's activation
@@ -89,7 +89,7 @@ describe('Metrics (/metrics)', function () {
     assert.equal(valueOf(samples, 'ferry_http_requests_total', { method: 'POST', route: '/v1/validate', status: '401' }), 1);
     assert.equal(valueOf(samples, 'ferry_http_requests_total', { method: 'DELETE', route: '/v1/activations/:id', status: '403' }), 1, 'the pattern, not the id');
     assert.equal(valueOf(samples, 'ferry_http_requests_total', { method: 'GET', route: 'unmatched', status: '404' }), 1);
-    assert.equal(valueOf(samples, 'ferry_http_requests_total', { method: 'POST', route: '/v1/trials', status: '200' }), 1);
+    assert.equal(valueOf(samples, 'ferry_http_requests_total', { method: 'POST', route: '/v1/trials', status: '201' }), 1);
 
     const buckets = samples.filter((s) => s.name === 'ferry_validate_duration_seconds_bucket');
     assert.ok(buckets.length >= 5);

@@ -163,7 +163,10 @@ export async function startTrial(server: TestServer, { ip, ...facts }: { hostnam
     body: { events: [{ at: new Date().toISOString(), locale: 'de-DE', kind: 'put' }, { at: new Date(Date.now() - 1000).toISOString(), locale: 'de-DE', kind: 'get' }] },
   });
   assert.equal(usage.status, 202, JSON.stringify(usage.body));
-  return { claimCode: trial.body.license.claimCode as string, licenseId: trial.body.license.id as number, activationId: trial.body.activation.id as number, fingerprint };
+  return {
+    claimCode: trial.body.license.claimCode as string, licenseId: trial.body.license.id as number,
+    activationId: trial.body.activation.id as number, fingerprint, token: trial.body.token as string,
+  };
 }
 
 /**
