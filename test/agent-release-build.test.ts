@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fingerprint } from '../licensing/index.js';
 import type { StatusReport } from '../agent/commands/status.js';
 import { tempDir } from './support/agent-fixtures.js';
+import { runToEnd } from './support/processes.js';
 
 /**
  * FERRY_MACHINE_ID and FERRY_NOW in a release build and in a development build. The release build
@@ -37,15 +37,7 @@ interface Run {
 function ferry(cli: string, args: string[], env: Record<string, string>): Promise<Run> {
   const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
   delete childEnv.FERRY_SERVER;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runToEnd(process.execPath, [cli, ...args], childEnv);
 }
 
 /** The full fingerprint `ferry privacy` prints. */

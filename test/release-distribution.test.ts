@@ -10,7 +10,7 @@ import { loadOrCreateRoot, rootPaths } from '../server/keys/root.js';
 import { packageAgent } from '../server/releases/package.js';
 import { issueLicense } from './support/admin.js';
 import { PortalClient, text } from './support/portal.js';
-import { freePort, until } from './support/processes.js';
+import { freePort, until, runToEnd } from './support/processes.js';
 import { startThrottledProxy } from './support/throttled-proxy.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { tempDir } from './support/temp.js';
@@ -26,15 +26,7 @@ interface Run {
 }
 
 function run(command: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runToEnd(command, args, env);
 }
 
 /** Runs `command` on a pseudo-terminal (util-linux `script`): what a person at a terminal sees. */

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { LicenseState } from '../../agent/license-state.js';
 import { tempDir } from './temp.js';
 import { TEST_ROOT } from './trust-root.js';
+import { runToEnd } from './processes.js';
 
 /** The built `ferry` binary, run as a user runs it: a child process with its own home and machine. */
 export const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
@@ -38,15 +38,7 @@ export class Machine {
     delete env.FERRY_SERVER;
     delete env.FERRY_NOW;
     if (options.now !== undefined) env.FERRY_NOW = String(options.now);
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [this.cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    return runToEnd(process.execPath, [this.cli, ...args], env);
   }
 
   get licenseFile(): string {
