@@ -11,6 +11,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY licensing licensing
+# The agent's sources: the server's release code reads the agent's build facts and manifest types.
+COPY agent agent
 COPY server server
 COPY reports reports
 # The runtime gets the compiled code, the production dependencies, and the views, mail templates,
