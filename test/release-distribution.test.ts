@@ -87,6 +87,15 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     await server?.close();
   });
 
+  it('announces a release published in /admin once, as a release notice to those who chose news', async () => {
+    const [rows] = await db.query("SELECT r.version, c.kind, c.state, c.body FROM campaigns c JOIN releases r ON r.id = c.release_id");
+    assert.deepEqual((rows as { version: string; kind: string; body: string }[]).map((r) => [r.version, r.kind, r.body]), [[V1, 'release', 'The first release.\nWith two lines.']]);
+    const again = await staff.submit('/admin/releases', '/admin/releases', { version: V1, notes: 'again' });
+    assert.equal(again.status, 404, 'a published release is no longer offered: it is published, and announced, once');
+    const [after] = await db.query('SELECT COUNT(*) AS n FROM campaigns');
+    assert.equal(Number((after as { n: number }[])[0]!.n), 1);
+  });
+
   it('lists the packaged versions whose manifest the root signed, and serves only published ones', async () => {
     // A release folder whose manifest was edited after signing is not offered for publishing.
     const forged = join(server.config.dataDir, 'releases', '0.9.9');
