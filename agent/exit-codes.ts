@@ -3,7 +3,9 @@
  * numbers, so once released a number never changes its meaning; new codes take free numbers.
  *
  * The ranges say who is talking: 0-9 the command line itself, 10-19 licensing (this machine's
- * license or the license server), 20-29 transfers (the SFTP server or the files).
+ * license or the license server), 20-29 transfers (the SFTP server or the files). 130 is the
+ * shell's own number for a command ended by Ctrl-C (128 + SIGINT): ferry ends with it too when
+ * it stops cleanly on Ctrl-C.
  */
 export interface ExitCodeEntry {
   code: number;
@@ -35,6 +37,8 @@ export const EXIT_CODES = {
   NOT_FOUND: { code: 24, meaning: 'transfers: a local or remote path does not exist' },
   PERMISSION: { code: 25, meaning: 'transfers: permission denied' },
   DISK_FULL: { code: 26, meaning: 'transfers: no space left where the files go' },
+
+  INTERRUPTED: { code: 130, meaning: 'interrupted (Ctrl-C): part files are left, and the same command with --resume continues them' },
 } as const satisfies Record<string, ExitCodeEntry>;
 
 export type ExitName = keyof typeof EXIT_CODES;
@@ -46,6 +50,6 @@ export function exitCodeOf(name: ExitName): number {
 /** The table as `--help` shows it: code, name, meaning. */
 export function exitCodeTable(): string {
   return Object.entries(EXIT_CODES)
-    .map(([name, { code, meaning }]) => `  ${String(code).padStart(2)}  ${name.padEnd(20)} ${meaning}`)
+    .map(([name, { code, meaning }]) => `  ${String(code).padStart(3)}  ${name.padEnd(20)} ${meaning}`)
     .join('\n');
 }

@@ -24,6 +24,7 @@ describe('exit codes', () => {
       NO_LICENSE: 10, TRIAL_EXPIRED: 11, LICENSE_REVOKED: 12, SEATS_EXHAUSTED: 13, LICENSE_NOT_FOUND: 14,
       SERVER_UNREACHABLE: 15, SERVER_ERROR: 16, ACTIVATION_INACTIVE: 17, LICENSE_UNTRUSTED: 18, TRIAL_EXISTS: 19,
       CONNECTION: 20, AUTH: 21, HOST_KEY: 22, PARTIAL: 23, NOT_FOUND: 24, PERMISSION: 25, DISK_FULL: 26,
+      INTERRUPTED: 130,
     });
     assert.equal(new Set(Object.values(numbers)).size, Object.keys(numbers).length, 'no number has two meanings');
   });
