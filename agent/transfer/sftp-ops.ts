@@ -261,12 +261,7 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
     progress.confirmed = start;
     progress.startedAt = start;
     hooks.onStart(start, resumed ?? undefined);
-    // A fresh upload asks about a part file in the same round trip as it opens its own (the server
-    // answers in order, so the stat sees what an earlier run left), to say that it is replaced.
-    const leftover = mode === 'fresh' ? fs.statOrNull(part).catch(() => null) : null;
-    remote = await fs.open(part, start > 0 ? 'r+' : 'w');
-    const earlier = await leftover;
-    if (earlier && Number(earlier.size) > 0) hooks.onLeftover(Number(earlier.size));
+    remote = start > 0 ? await fs.open(part, 'r+') : mode === 'fresh' ? await openFreshPart(fs, part, hooks) : await fs.open(part, 'w');
     const handle = remote;
     // Times (and mode) on the part file first: the file appears under its name complete and dated.
     // Both go out right behind the last write: the server handles one handle's requests in order,
@@ -285,6 +280,27 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
     await local.close().catch(() => undefined);
     if (remote) await fs.close(remote, part).catch(() => undefined);
   }
+}
+
+/**
+ * A fresh upload's part file, created exclusively: the usual case costs the one open it always
+ * did. When that fails, a part file from an earlier run may be in the way: it is said (when it
+ * has data), then replaced; any other reason for the failure comes from the plain open. A server
+ * that ignores the exclusive flag still truncates (the open asks for that too), only the notice
+ * is missing then.
+ */
+async function openFreshPart(fs: RemoteFs, part: string, hooks: TransferHooks): Promise<Buffer> {
+  try {
+    return await fs.open(part, 'wx');
+  } catch (err) {
+    if (err instanceof ConnectionLost) throw err;
+  }
+  const earlier = await fs.statOrNull(part, 'lstat').catch((err: unknown) => {
+    if (err instanceof ConnectionLost) throw err;
+    return null;
+  });
+  if (earlier && (earlier.mode & 0o170000) === 0o100000 && Number(earlier.size) > 0) hooks.onLeftover(Number(earlier.size));
+  return fs.open(part, 'w');
 }
 
 async function pipelinedWrite(

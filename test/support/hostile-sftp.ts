@@ -245,6 +245,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
         const existing = fileAt(target);
         if (tree.get(posix.dirname(target))?.type !== 'dir' || tree.get(target)?.type === 'dir') return failure(id, STATUS_CODE.NO_SUCH_FILE);
         if (!existing && !(flags & OPEN_MODE.CREAT)) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+        if (existing && flags & OPEN_MODE.EXCL) return failure(id, STATUS_CODE.FAILURE);
         if (!existing || flags & OPEN_MODE.TRUNC) tree.set(target, { type: 'file', data: Buffer.alloc(0), mtime: T0, mode: existing?.mode ?? 0o644 });
       } else if (!fileAt(target)) {
         return failure(id, STATUS_CODE.NO_SUCH_FILE);
