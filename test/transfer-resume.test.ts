@@ -160,6 +160,23 @@ describe('resume that verifies by the server\'s check-file (hostile server answe
     assert.deepEqual({ ...resumedEvent(run.stdout) }, { event: 'resumed', file: 'big.bin', from: 3 * MiB, size: source.length, partBytes: 4 * MiB, verified: 'sha256', matched: false, via: 'check-file' });
     assert.ok(readFileSync(join(local, 'big.bin')).equals(source));
   });
+
+  it('a server that announces check-file but refuses it: the part file is read back instead, and the result is the same', async () => {
+    const refusing = await startHostileSftp({ files: { '/up/.big.bin.ferry-part': flipped(source.subarray(0, 3 * MiB), 10) }, checkFile: 'refuse' });
+    appendFileSync(join(user.home, '.ssh', 'known_hosts'), `${refusing.knownHostsLine()}\n`);
+    try {
+      const local = folder();
+      writeFileSync(join(local, 'big.bin'), source);
+      const run = await user.run(['put', '--resume', '--json', join(local, 'big.bin'), refusing.url('/up/')]);
+      expectExitCode(run, 0, 'put --resume to a server that refuses check-file');
+      assert.equal(refusing.checkFileRequests.length, 1, 'it was asked');
+      assert.ok(refusing.reads > 0, 'then the part file was read back');
+      assert.deepEqual({ ...resumedEvent(run.stdout) }, { event: 'resumed', file: 'big.bin', from: 0, size: source.length, partBytes: 3 * MiB, verified: 'sha256', matched: false, via: 'read-back' });
+      assert.ok(refusing.file('/up/big.bin')?.equals(source));
+    } finally {
+      await refusing.close();
+    }
+  });
 });
 
 describe('Ctrl-C during a transfer', function () {

@@ -109,8 +109,9 @@ function sshString(value: Buffer | string): Buffer {
 }
 
 /**
- * Writes the request as ssh2 writes its own, when the channel can take it whole now; otherwise
- * (its window is used up by other files' data) returns false and the caller reads back instead.
+ * Writes the request as ssh2 writes its own, when the channel can take it whole now, and returns
+ * its id; otherwise (the channel's window is used up by other files' data) null, and the caller
+ * reads back instead.
  */
 function send(sftp: Ssh2Sftp, body: Buffer[]): number | null {
   const { outgoing } = sftp;

@@ -33,9 +33,10 @@ export interface HostileOptions {
   stall?: StallOptions;
   /**
    * Announce and answer `check-file-handle` and `check-file-name` (draft-ietf-secsh-filexfer-
-   * extensions) with real SHA-256 digests, as ProFTPD does; without it they are unsupported.
+   * extensions) with real SHA-256 digests, as ProFTPD does; `refuse`: announce them, then answer
+   * every one OP_UNSUPPORTED (recorded all the same); without it they are unsupported.
    */
-  checkFile?: boolean;
+  checkFile?: boolean | 'refuse';
 }
 
 /** A check-file request the server was asked (`target`: the file's path). */
@@ -313,7 +314,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       checkFileRequests.push({ request: name, target: path ?? '?', algorithms, start, length, blockSize });
       const node = path === undefined ? undefined : fileAt(path);
       if (!node) return failure(id, STATUS_CODE.NO_SUCH_FILE);
-      if (!algorithms.split(',').includes('sha256')) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
+      if (behaviour.checkFile === 'refuse' || !algorithms.split(',').includes('sha256')) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
       const range = node.data.subarray(start, length === 0 ? node.data.length : start + length);
       const block = blockSize === 0 ? Math.max(range.length, 1) : blockSize;
       const digests: Buffer[] = [];
