@@ -3,7 +3,12 @@ import type { SFTPWrapper } from 'ssh2';
 /**
  * The `check-file-handle` and `check-file-name` requests (draft-ietf-secsh-filexfer-extensions,
  * "check-file"): the server hashes a range of a file itself, block by block, so that a part file
- * is verified without reading it back. ProFTPD's mod_sftp answers them; OpenSSH does not.
+ * is verified without reading it back. ProFTPD's mod_sftp answers them (with `SFTPExtensions
+ * +checkFile`), without announcing them in SFTP v3's VERSION: they are asked for unannounced, and
+ * a channel whose server refuses once is not asked again. OpenSSH refuses (OP_UNSUPPORTED).
+ * ProFTPD 1.3.8 answers, as measured, `string algorithm` then the digests (Apache MINA puts
+ * `string "check-file"` first; both are read), and its last block runs to the end of the file
+ * whatever length was asked: callers ask only for whole blocks where the file goes on.
  *
  * ssh2 has no call for them, and hands the body of an extended reply it does not know to nobody:
  * the request is written here, and while one is unanswered the channel's incoming bytes are also
@@ -31,11 +36,8 @@ interface Ssh2Sftp {
   push(data: Buffer | null): unknown;
 }
 
-/** Which of the two requests the server announced (`check-file` announces both). */
-export function checkFileOffered(sftp: SFTPWrapper, target: 'handle' | 'name'): boolean {
-  const extensions = (sftp as unknown as Ssh2Sftp)._extensions ?? {};
-  return 'check-file' in extensions || `check-file-${target}` in extensions;
-}
+/** Channels whose server refused a check-file request: not asked again. */
+const refused = new WeakSet<SFTPWrapper>();
 
 /** Catches EXTENDED_REPLY packets by request id while any is awaited; then steps aside. */
 class ReplyCatcher {
@@ -128,7 +130,7 @@ function send(sftp: Ssh2Sftp, body: Buffer[]): number | null {
   return id;
 }
 
-/** Parses a check-file reply: `string "check-file"`, `string algorithm`, then the digests. */
+/** Parses a check-file reply: [`string "check-file"`], `string algorithm`, then the digests. */
 function digestsOf(payload: Buffer, blocks: number): Buffer[] | null {
   let p = 5;
   const readString = (): Buffer | null => {
@@ -139,22 +141,22 @@ function digestsOf(payload: Buffer, blocks: number): Buffer[] | null {
     p += 4 + length;
     return value;
   };
-  const kind = readString();
-  const algorithm = readString();
-  if (kind?.toString() !== 'check-file' || algorithm?.toString() !== ALGORITHM) return null;
+  let algorithm = readString();
+  if (algorithm?.toString() === 'check-file') algorithm = readString();
+  if (algorithm?.toString() !== ALGORITHM) return null;
   if (payload.length - p !== blocks * DIGEST_BYTES) return null;
   return Array.from({ length: blocks }, (_, i) => Buffer.from(payload.subarray(p + i * DIGEST_BYTES, p + (i + 1) * DIGEST_BYTES)));
 }
 
 /**
  * The SHA-256 of each `blockBytes` block of [0, length) of a remote file, hashed by the server;
- * null when it cannot or will not say (not offered, refused, another algorithm, a malformed
- * answer): the caller then reads the bytes back. Rejects only when the connection is lost.
+ * null when it cannot or will not say (refused, another algorithm, a malformed answer, a lost
+ * connection): the caller then reads the bytes back (where a lost connection shows). Never rejects.
  */
 export function checkFileBlocks(sftpWrapper: SFTPWrapper, target: CheckFileTarget, length: number, blockBytes: number): Promise<Buffer[] | null> {
   const sftp = sftpWrapper as unknown as Ssh2Sftp;
   const name = 'handle' in target ? 'check-file-handle' : 'check-file-name';
-  if (!checkFileOffered(sftpWrapper, 'handle' in target ? 'handle' : 'name') || length <= 0) return Promise.resolve(null);
+  if (refused.has(sftpWrapper) || length <= 0) return Promise.resolve(null);
   const range = Buffer.allocUnsafe(20);
   range.writeBigUInt64BE(0n, 0);
   range.writeBigUInt64BE(BigInt(length), 8);
@@ -175,7 +177,9 @@ export function checkFileBlocks(sftpWrapper: SFTPWrapper, target: CheckFileTarge
       // ssh2 calls back with nothing for a reply it does not know, with an error for a STATUS.
       cb: (err) => {
         if (catcher.forget(id)) catchers.delete(sftpWrapper);
-        resolve(err || !reply ? null : digestsOf(reply, blocks));
+        const digests = err || !reply ? null : digestsOf(reply, blocks);
+        if (digests === null) refused.add(sftpWrapper);
+        resolve(digests);
       },
     };
   });

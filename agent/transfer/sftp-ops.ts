@@ -205,18 +205,25 @@ function verifiedPrefix(a: Buffer[], b: Buffer[], length: number): number {
  * Both run at once. Nothing is trusted that was not compared.
  */
 async function verifyPart(
-  fs: RemoteFs, remote: { handle: Buffer; path: string }, partBytes: number, readLocal: (len: number, pos: number) => Promise<Buffer> | Buffer,
+  fs: RemoteFs, remote: { handle: Buffer; path: string; endsWithPart: boolean }, partBytes: number, readLocal: (len: number, pos: number) => Promise<Buffer> | Buffer,
 ): Promise<ResumeStart> {
   const local = localBlockDigests(partBytes, readLocal);
   // A local failure surfaces when awaited below; this keeps it from going unhandled meanwhile.
   local.catch(() => undefined);
+  // A server may hash its last block to the end of the file (ProFTPD does): where the remote file
+  // goes on beyond the part (a download's source), only whole blocks are asked for, and a partial
+  // last block is transferred again rather than trusted.
+  const block = PIPELINE.resumeBlockBytes;
+  const asked = remote.endsWithPart ? partBytes : Math.floor(partBytes / block) * block;
   let via: ResumeStart['via'] = 'check-file';
-  let remoteDigests = await checkFileBlocks(fs.sftp, { handle: remote.handle }, partBytes, PIPELINE.resumeBlockBytes);
+  let checked = asked;
+  let remoteDigests = await checkFileBlocks(fs.sftp, { handle: remote.handle }, asked, block);
   if (remoteDigests === null) {
     via = 'read-back';
+    checked = partBytes;
     remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes);
   }
-  const from = verifiedPrefix(await local, remoteDigests, partBytes);
+  const from = verifiedPrefix(await local, remoteDigests, checked);
   return { from, partBytes, verified: 'sha256', matched: from === partBytes, via };
 }
 
@@ -250,7 +257,7 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
       resumed = await resumeStart(mode, existing ? Number(existing.size) : -1, job.size, progress, async () => {
         const reader = await fs.open(part, 'r');
         remote = reader;
-        const result = await verifyPart(fs, { handle: reader, path: part }, Number(existing!.size), (len, pos) => local.read(len, pos));
+        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos));
         remote = null;
         await fs.close(reader, part);
         return result;
@@ -550,7 +557,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
         const reader = await open(part, READ_PART);
         try {
           const block = Buffer.allocUnsafe(Math.min(PIPELINE.resumeBlockBytes, partSize));
-          return await verifyPart(fs, { handle: remote, path: job.source }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part));
+          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part));
         } finally {
           await reader.close();
         }

@@ -321,7 +321,8 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       for (let at = 0; at < range.length; at += block) digests.push(createHash('sha256').update(range.subarray(at, at + block)).digest());
       const requestId = Buffer.alloc(4);
       requestId.writeUInt32BE(id);
-      sendRaw(sftp, packetOf(201, [requestId, sshString('check-file'), sshString('sha256'), ...digests]));
+      // As ProFTPD 1.3.8 answers: the algorithm, then the digests.
+      sendRaw(sftp, packetOf(201, [requestId, sshString('sha256'), ...digests]));
     };
     on('EXTENDED', false, (id, name: string, data: Buffer | undefined) => {
       if ((name === 'check-file-handle' || name === 'check-file-name') && behaviour.checkFile && data) return checkFile(id, name, data);
