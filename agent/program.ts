@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import type { ActivateOptions } from './commands/activation.js';
 import type { ListFlags, MkdirFlags, SyncFlags } from './commands/transfer.js';
 import type { TransferFlags } from './transfer/settings.js';
@@ -141,7 +141,8 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
       .option('--parallel <n>', 'files in flight at once (FERRY_PARALLEL; default 32)')
       .option('--connections <n>', 'SSH connections the files share (FERRY_CONNECTIONS; default 1)')
       .option('--retries <n>', 'retries after a lost connection, resuming (FERRY_RETRIES; default 5)')
-      .option('--resume', 'continue part files left by an interrupted earlier run')
+      .option('--resume', 'continue part files left by an interrupted earlier run, verified whole against the source (--resume=size: trusted by their size)')
+      .addOption(new Option('--resume-by <check>').hideHelp())
       .option('-p, --preserve', 'also keep permissions (modification times are always kept)');
 
   transfer(program.command('put').description('upload files (and folders with -r) to an SFTP server'))
@@ -185,6 +186,15 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
   return program;
 }
 
+/**
+ * `--resume=size` as Commander can take it: `--resume` stays a flag (an optional value would take
+ * the next path as its value), and the value goes to a hidden option of its own.
+ */
+function resumeValue(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return argv.flatMap((arg, i) => (arg.startsWith('--resume=') && (end === -1 || i < end) ? ['--resume', `--resume-by=${arg.slice('--resume='.length)}`] : [arg]));
+}
+
 /** Runs ferry with `argv` (as process.argv) and returns the exit code. Never throws. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
@@ -209,7 +219,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       program.outputHelp({ error: true });
       return exitCodeOf('USAGE');
     }
-    await program.parseAsync(argv);
+    await program.parseAsync(resumeValue(argv));
     return exitCodeOf('OK');
   } catch (err) {
     if (err instanceof CommanderError) {

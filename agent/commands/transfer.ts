@@ -87,7 +87,7 @@ async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: Tr
   const engine = new TransferEngine(remote.pool, {
     parallel: config.parallel,
     retries: config.retries,
-    resume: flags.resume === true,
+    resume: config.resume,
     preserve: flags.preserve === true,
   });
   const mode = progressMode(ctx, flags);
@@ -95,10 +95,30 @@ async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: Tr
     mode,
     out: ctx.out,
     notice: ctx.notice,
+    notices: flags.quiet !== true && flags.json !== true,
     ...(ctx.terminal ? { terminal: ctx.terminal.output } : {}),
   });
-  const summary = await engine.run(jobs);
+  // Ctrl-C ends the run cleanly: no file starts, the connections close (which ends the transfers
+  // under way, their part files left), and one line says how to continue. A second Ctrl-C is the
+  // default one again: it ends ferry at once.
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
+    engine.interrupt();
+    remote.pool.end();
+  };
+  process.once('SIGINT', interrupt);
+  let summary: EngineSummary;
+  try {
+    summary = await engine.run(jobs);
+  } finally {
+    process.off('SIGINT', interrupt);
+  }
   watcher.finish(summary);
+  if (interrupted) {
+    const parts = summary.failures.filter((f) => f.error.exit === 'INTERRUPTED').length;
+    throw new AgentError('INTERRUPTED', `interrupted; run the same command with --resume to continue ${parts} part file${parts === 1 ? '' : 's'}`);
+  }
   return summary;
 }
 

@@ -4,7 +4,7 @@ import { RETRY } from './constants.js';
 import type { ConnectionPool } from './connect.js';
 import { exitOf, isConnectionLost, ServerStalled } from './errors.js';
 import { RemoteFs } from './file-sides.js';
-import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type TransferProgress } from './sftp-ops.js';
+import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type ResumeStart, type TransferProgress } from './sftp-ops.js';
 
 /**
  * The transfer engine: a queue of file jobs that N workers take from, each over one of the pool's
@@ -13,7 +13,10 @@ import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type Tran
  * it prints nothing.
  *
  * Events: `start` (job), `bytes` (job, delta), `retry` (job, {attempt, delayMs, resumeFrom, reason}),
- * `resumed` (job, offset: an attempt continues a part file), `done` (job), `failed` (job, AgentError).
+ * `resumed` (job, ResumeStart: an attempt looked at a part file, or continues one), `leftover` (job,
+ * bytes: a fresh transfer replaces a part file from an earlier run), `done` (job), `failed` (job,
+ * AgentError). After `interrupt()` (Ctrl-C) no job starts and those under way end as `failed`
+ * with INTERRUPTED, their part files left for `--resume`.
  */
 
 export interface Job extends FileTransfer {
@@ -29,8 +32,11 @@ export interface Job extends FileTransfer {
 export interface EngineOptions {
   parallel: number;
   retries: number;
-  /** `--resume`: continue part files left by an earlier run. */
-  resume: boolean;
+  /**
+   * `--resume`: continue part files left by an earlier run, once verified whole (`verify`) or
+   * trusted by their size (`size`, `--resume=size`); null: start every file over.
+   */
+  resume: 'verify' | 'size' | null;
   preserve: boolean;
   /** Backoff, replaceable in tests. */
   baseDelayMs?: number;
@@ -51,7 +57,8 @@ export declare interface TransferEngine {
   on(event: 'bytes', listener: (job: Job, delta: number) => void): this;
   on(event: 'retry', listener: (job: Job, info: { attempt: number; delayMs: number; resumeFrom: number; reason: string }) => void): this;
   on(event: 'failed', listener: (job: Job, error: AgentError) => void): this;
-  on(event: 'resumed', listener: (job: Job, offset: number) => void): this;
+  on(event: 'resumed', listener: (job: Job, resume: ResumeStart) => void): this;
+  on(event: 'leftover', listener: (job: Job, bytes: number) => void): this;
 }
 
 function retryable(err: unknown): boolean {
@@ -67,8 +74,22 @@ export function backoffDelay(attempt: number, base: number = RETRY.baseDelayMs, 
   return Math.min(max, base * 2 ** (attempt - 1));
 }
 
+/** How a transfer cut short by Ctrl-C ends (the command counts these and says how to resume). */
+export function interruptedError(job: Job): AgentError {
+  return new AgentError('INTERRUPTED', `${job.display}: interrupted; its part file is left for --resume`);
+}
+
 export class TransferEngine extends EventEmitter {
   private fatalError: AgentError | null = null;
+  private interrupted = false;
+
+  /**
+   * Stops the run (Ctrl-C): no further job starts, and a lost connection is no longer retried.
+   * The caller closes the connections, which ends the transfers under way.
+   */
+  interrupt(): void {
+    this.interrupted = true;
+  }
 
   constructor(private readonly pool: ConnectionPool, private readonly options: EngineOptions) {
     super();
@@ -91,6 +112,7 @@ export class TransferEngine extends EventEmitter {
         this.fail(summary, job, job.refused);
         continue;
       }
+      if (this.interrupted) return;
       if (this.fatalError) {
         this.fail(summary, job, this.fatalError);
         continue;
@@ -102,7 +124,7 @@ export class TransferEngine extends EventEmitter {
         summary.bytes += job.size;
         this.emit('done', job);
       } catch (err) {
-        const error = err instanceof AgentError ? err : new AgentError(exitOf(err) === 'CONNECTION' ? 'CONNECTION' : 'INTERNAL', `${job.display}: ${(err as Error).message}`);
+        const error = this.interrupted ? interruptedError(job) : err instanceof AgentError ? err : new AgentError(exitOf(err) === 'CONNECTION' ? 'CONNECTION' : 'INTERNAL', `${job.display}: ${(err as Error).message}`);
         if (fatal(error)) this.fatalError ??= error;
         this.fail(summary, job, error);
       }
@@ -119,9 +141,11 @@ export class TransferEngine extends EventEmitter {
     const progress: TransferProgress = { confirmed: 0, startedAt: 0 };
     const hooks = {
       onBytes: (delta: number) => delta !== 0 && this.emit('bytes', job, delta),
-      onStart: (offset: number) => offset > 0 && this.emit('resumed', job, offset),
+      // Every look at an earlier run's part file is told (kept or not); a retry only when it continues.
+      onStart: (offset: number, resume?: ResumeStart) => resume && (offset > 0 || (resume.verified !== 'this-run' && resume.partBytes > 0)) && this.emit('resumed', job, resume),
+      onLeftover: (bytes: number) => this.emit('leftover', job, bytes),
     };
-    let mode: ResumeMode = this.options.resume ? 'verify' : 'fresh';
+    let mode: ResumeMode = this.options.resume ?? 'fresh';
     for (let attempt = 0; ; attempt++) {
       try {
         const session = await this.pool.session(slot);
@@ -130,6 +154,7 @@ export class TransferEngine extends EventEmitter {
         else await downloadFile(fs, job, mode, this.options.preserve, progress, hooks);
         return;
       } catch (err) {
+        if (this.interrupted) throw interruptedError(job);
         if (!retryable(err) || attempt >= this.options.retries) {
           if (err instanceof ServerStalled) {
             const retries = this.options.retries;
@@ -141,10 +166,13 @@ export class TransferEngine extends EventEmitter {
           throw err;
         }
         const delayMs = backoffDelay(attempt + 1, this.options.baseDelayMs, this.options.maxDelayMs);
-        // Whatever was delivered stays: the next attempt continues from it.
-        mode = mode === 'verify' && progress.confirmed === 0 ? 'verify' : 'continue';
+        // Whatever was delivered stays: the next attempt continues from it, trusting what this
+        // run wrote and saw confirmed (a part file of an earlier run was verified before, or is
+        // verified on the next attempt when nothing was confirmed yet).
+        mode = mode !== 'fresh' && progress.confirmed === 0 ? mode : 'continue';
         this.emit('retry', job, { attempt: attempt + 1, delayMs, resumeFrom: progress.confirmed, reason: (err as Error).message });
         await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (this.interrupted) throw interruptedError(job);
       }
     }
   }

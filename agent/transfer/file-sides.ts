@@ -293,7 +293,7 @@ export class RemoteFs {
    * connection those are read into reused buffers, so the handle is copied before anything else
    * is received.
    */
-  open(path: string, flags: 'r' | 'w' | 'r+'): Promise<Buffer> {
+  open(path: string, flags: 'r' | 'w' | 'wx' | 'r+'): Promise<Buffer> {
     return this.call(path, (done) => this.sftp.open(path, flags, (err, handle) => done(err, handle ? Buffer.from(handle) : handle)));
   }
 

@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress';
 import { jsonLine, printable } from '../terminal-text.js';
 import { PROGRESS } from './constants.js';
 import type { EngineSummary, Job, TransferEngine } from './engine.js';
+import type { ResumeStart } from './sftp-ops.js';
 
 /**
  * How a transfer shows itself. `bars`: a progress bar with rate and time left, on a terminal.
@@ -18,6 +19,11 @@ export interface ProgressOutput {
   notice(message: string): void;
   /** The terminal's stream, for bars. */
   terminal?: NodeJS.WriteStream;
+  /**
+   * Say what was found in part files (not matching, replaced), also when no progress is shown;
+   * off with --quiet, and with --json, whose events say it.
+   */
+  notices?: boolean;
 }
 
 export function formatBytes(bytes: number): string {
@@ -67,6 +73,23 @@ export interface Totals {
   verb: string;
 }
 
+/**
+ * What a look at a part file found, for people; null when there is nothing to say (it matched, or
+ * a retry continues this run's own data).
+ */
+export function resumeNotice(file: string, size: number, resume: ResumeStart): string | null {
+  if (resume.matched || resume.verified === 'this-run') return null;
+  if (resume.partBytes > size) return `${file}: the part file (${formatBytes(resume.partBytes)}) is longer than the source: starting over`;
+  if (resume.from > 0) {
+    return `${file}: the part file did not match the source after ${formatBytes(resume.from)} (SHA-256 of 1 MiB blocks): continuing from there`;
+  }
+  return `${file}: the part file did not match the source (its first 1 MiB block differs): starting over`;
+}
+
+export function leftoverNotice(file: string, bytes: number): string {
+  return `${file}: a part file from an earlier run is there (${formatBytes(bytes)}): --resume continues it; starting over`;
+}
+
 /** Follows an engine run and shows it; `finish` prints the summary. */
 export function watchTransfer(engine: TransferEngine, totals: Totals, output: ProgressOutput): { finish(summary: EngineSummary): void } {
   let bytesDone = 0;
@@ -95,7 +118,10 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
       emit({ event: 'progress', file: job.display, bytes: fileBytes.get(job) ?? 0, size: job.size, totalBytes: bytesDone, total: totals.bytes, rate: Math.round(meter.sample(bytesDone)) });
     });
     engine.on('retry', (job, info) => emit({ event: 'retry', file: job.display, ...info }));
-    engine.on('resumed', (job, offset) => emit({ event: 'resumed', file: job.display, from: offset, size: job.size }));
+    engine.on('resumed', (job, resume) => emit({
+      event: 'resumed', file: job.display, from: resume.from, size: job.size, partBytes: resume.partBytes, verified: resume.verified, matched: resume.matched, ...(resume.via ? { via: resume.via } : {}),
+    }));
+    engine.on('leftover', (job, bytes) => emit({ event: 'leftover', file: job.display, bytes, action: 'starting over' }));
     engine.on('done', (job) => {
       lastLine.delete(job);
       emit({ event: 'done', file: job.display, size: job.size });
@@ -109,6 +135,14 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
         emit({ event: 'summary', files: summary.files, failed: summary.failed, bytes: summary.bytes, seconds: summary.ms / 1000, rate: Math.round(summary.bytes / Math.max(summary.ms / 1000, 0.001)) });
       },
     };
+  }
+
+  if (output.notices) {
+    engine.on('resumed', (job, resume) => {
+      const notice = resumeNotice(job.display, job.size, resume);
+      if (notice) output.notice(notice);
+    });
+    engine.on('leftover', (job, bytes) => output.notice(leftoverNotice(job.display, bytes)));
   }
 
   if (output.mode === 'lines') {

@@ -30,6 +30,8 @@ export interface TransferFlags {
   retries?: string;
   timeout?: string;
   resume?: boolean;
+  /** `--resume=size` or `--resume=verify` (the command line turns it into this). */
+  resumeBy?: string;
   preserve?: boolean;
   recursive?: boolean;
 }
@@ -41,6 +43,8 @@ export interface TransferConfig {
   retries: number;
   /** Seconds: the deadline of each SFTP request and of connecting. */
   timeout: number;
+  /** How part files of an earlier run are trusted (resumeCheck), or null: they are replaced. */
+  resume: 'verify' | 'size' | null;
 }
 
 function integer(value: unknown, what: string, min: number, max: number): number {
@@ -97,7 +101,18 @@ export async function loadTransferConfig(ctx: AgentContext, flags: TransferFlags
     connections: pick(flags.connections, '--connections', env.connections, 'FERRY_CONNECTIONS', transfers.connections, CONCURRENCY.defaultConnections, 1, CONCURRENCY.maxConnections),
     retries: pick(flags.retries, '--retries', env.retries, 'FERRY_RETRIES', transfers.retries, RETRY.defaultRetries, 0, 100),
     timeout: pick(flags.timeout, '--timeout', env.timeout, 'FERRY_TIMEOUT', transfers.timeout, SSH.defaultTimeoutSeconds, 1, SSH.maxTimeoutSeconds),
+    resume: resumeCheck(flags),
   };
+}
+
+/**
+ * How `--resume` trusts a part file: `verify` (plain `--resume`: every block compared with the
+ * source) or `size` (`--resume=size`: its size alone, as cheap as it sounds); null without it.
+ */
+export function resumeCheck(flags: TransferFlags): 'verify' | 'size' | null {
+  if (flags.resumeBy === undefined) return flags.resume ? 'verify' : null;
+  if (flags.resumeBy === 'verify' || flags.resumeBy === 'size') return flags.resumeBy;
+  throw new AgentError('USAGE', `--resume=${flags.resumeBy}: say --resume (the part file is verified whole) or --resume=size (it is trusted by its size)`);
 }
 
 export function ferryKnownHostsFile(ctx: AgentContext): string {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, createReadStream, fchmodSync, futimesSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fchmodSync, futimesSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
+import { checkFileBlocks } from './check-file.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
 import { CHANNEL_CLOSED, type RemoteFs } from './file-sides.js';
@@ -24,11 +25,30 @@ export interface FileTransfer {
 }
 
 /**
- * Where to start. `fresh`: from zero. `verify` (--resume): continue a part file left by an earlier
- * run once its last bytes match the source. `continue` (a retry in this run): continue from what
- * this run knows it delivered, never beyond the part file's size.
+ * Where to start. `fresh`: from zero (a part file already there is reported, then replaced).
+ * `verify` (--resume): continue a part file left by an earlier run from the end of its longest
+ * prefix whose blocks hash the same as the source's. `size` (--resume=size): trust the part file
+ * by its size alone. `continue` (a retry in this run): continue from what this run knows it
+ * delivered, never beyond the part file's size.
  */
-export type ResumeMode = 'fresh' | 'verify' | 'continue';
+export type ResumeMode = 'fresh' | 'verify' | 'size' | 'continue';
+
+/** What an attempt found in a part file, and where it starts. */
+export interface ResumeStart {
+  /** Where the attempt starts. */
+  from: number;
+  /** The part file's size (what was there). */
+  partBytes: number;
+  /**
+   * How it was trusted: `sha256` (every block compared, `--resume`), `size` (`--resume=size`), or
+   * `this-run` (a retry continuing what this same run wrote and saw confirmed).
+   */
+  verified: 'sha256' | 'size' | 'this-run';
+  /** Whether all of the part file was kept (false: it differed, or was longer than the source). */
+  matched: boolean;
+  /** For `sha256`: who hashed the remote side. */
+  via?: 'check-file' | 'read-back';
+}
 
 export interface TransferProgress {
   /** Bytes delivered in order (a prefix of the file): a retry may continue from here. */
@@ -40,8 +60,10 @@ export interface TransferProgress {
 export interface TransferHooks {
   /** Bytes newly confirmed (negative when an attempt starts below what was counted before). */
   onBytes(delta: number): void;
-  /** An attempt starts at `offset` (> 0 when it continues a part file). */
-  onStart(offset: number): void;
+  /** An attempt starts at `offset`; `resume` says what it found when it looked at a part file. */
+  onStart(offset: number, resume?: ResumeStart): void;
+  /** A fresh transfer found a part file of `bytes` from an earlier run (it is replaced). */
+  onLeftover(bytes: number): void;
 }
 
 export function partNameFor(path: string, pathApi: { dirname(p: string): string; basename(p: string): string; join(...p: string[]): string }): string {
@@ -132,24 +154,94 @@ async function openLocalSource(path: string, size: number, reuseBlocks: boolean)
   };
 }
 
-async function readRemoteExactly(fs: RemoteFs, handle: Buffer, length: number, position: number, path: string): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await fs.read(handle, buffer.subarray(filled), length - filled, position + filled, path);
-    if (n === 0) throw pathError('PARTIAL', path, 'the file got shorter while it was being read');
-    filled += n;
+// ---------------------------------------------------------------- verifying a part file (--resume)
+
+/** SHA-256 of each PIPELINE.resumeBlockBytes block of [0, length), read in order by `read`. */
+async function localBlockDigests(length: number, read: (len: number, pos: number) => Promise<Buffer> | Buffer): Promise<Buffer[]> {
+  const digests: Buffer[] = [];
+  for (let position = 0; position < length; position += PIPELINE.resumeBlockBytes) {
+    const block = await read(Math.min(PIPELINE.resumeBlockBytes, length - position), position);
+    digests.push(createHash('sha256').update(block).digest());
   }
-  return buffer;
+  return digests;
 }
 
-/** Does the part file's tail equal the source's bytes at the same place? */
-async function tailMatches(partLength: number, readPart: (len: number, pos: number) => Promise<Buffer>, readSource: (len: number, pos: number) => Promise<Buffer>): Promise<boolean> {
-  if (partLength === 0) return true;
-  const length = Math.min(PIPELINE.resumeVerifyBytes, partLength);
-  const position = partLength - length;
-  const [a, b] = await Promise.all([readPart(length, position), readSource(length, position)]);
-  return a.equals(b);
+/** The same for a remote file, read back with the download's pipelined reads. */
+async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, length: number): Promise<Buffer[]> {
+  const digests: Buffer[] = [];
+  const block = PIPELINE.resumeBlockBytes;
+  let hash = createHash('sha256');
+  let filled = 0;
+  await pipelinedRead(fs, handle, path, 0, length, (run) => {
+    for (let data of run) {
+      while (data.length > 0) {
+        const take = Math.min(block - filled, data.length);
+        hash.update(data.subarray(0, take));
+        data = data.subarray(take);
+        filled += take;
+        if (filled === block) {
+          digests.push(hash.digest());
+          hash = createHash('sha256');
+          filled = 0;
+        }
+      }
+    }
+  });
+  if (filled > 0) digests.push(hash.digest());
+  return digests;
+}
+
+/** The end of the longest prefix of [0, length) whose blocks have the same digests on both sides. */
+function verifiedPrefix(a: Buffer[], b: Buffer[], length: number): number {
+  for (let i = 0; i < Math.ceil(length / PIPELINE.resumeBlockBytes); i++) {
+    if (!a[i] || !b[i] || !a[i]!.equals(b[i]!)) return i * PIPELINE.resumeBlockBytes;
+  }
+  return length;
+}
+
+/**
+ * Compares a part file of `partBytes` with the source, block by block: the remote side is hashed
+ * by the server where it offers check-file, otherwise read back; the local side is read here.
+ * Both run at once. Nothing is trusted that was not compared.
+ */
+async function verifyPart(
+  fs: RemoteFs, remote: { handle: Buffer; path: string; endsWithPart: boolean }, partBytes: number, readLocal: (len: number, pos: number) => Promise<Buffer> | Buffer,
+): Promise<ResumeStart> {
+  const local = localBlockDigests(partBytes, readLocal);
+  // A local failure surfaces when awaited below; this keeps it from going unhandled meanwhile.
+  local.catch(() => undefined);
+  // A server may hash its last block to the end of the file (ProFTPD does): where the remote file
+  // goes on beyond the part (a download's source), only whole blocks are asked for, and a partial
+  // last block is transferred again rather than trusted.
+  const block = PIPELINE.resumeBlockBytes;
+  const asked = remote.endsWithPart ? partBytes : Math.floor(partBytes / block) * block;
+  let via: ResumeStart['via'] = 'check-file';
+  let checked = asked;
+  let remoteDigests = await checkFileBlocks(fs.sftp, { handle: remote.handle }, asked, block);
+  if (remoteDigests === null) {
+    via = 'read-back';
+    checked = partBytes;
+    remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes);
+  }
+  const from = verifiedPrefix(await local, remoteDigests, checked);
+  return { from, partBytes, verified: 'sha256', matched: from === partBytes, via };
+}
+
+/**
+ * Where an attempt starts on a part file of `partBytes` (-1: none). `verify` compares it whole
+ * (`verify` is called only then); `size` trusts it; `continue` trusts what this same run wrote and
+ * saw confirmed, no further than the part file reaches: that is this run's own data, not an
+ * earlier run's, so it needs no second look.
+ */
+async function resumeStart(mode: ResumeMode, partBytes: number, size: number, progress: TransferProgress, verify: () => Promise<ResumeStart>): Promise<ResumeStart | null> {
+  if (mode === 'fresh' || partBytes < 0) return null;
+  if (mode === 'continue') {
+    return { from: Math.min(Math.max(partBytes, 0), progress.confirmed), partBytes, verified: 'this-run', matched: true };
+  }
+  if (partBytes > size) return { from: 0, partBytes, verified: mode === 'size' ? 'size' : 'sha256', matched: false };
+  if (mode === 'size') return { from: partBytes, partBytes, verified: 'size', matched: true };
+  if (partBytes === 0) return { from: 0, partBytes, verified: 'sha256', matched: true };
+  return verify();
 }
 
 // ---------------------------------------------------------------- upload
@@ -159,27 +251,24 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
   const local = await openLocalSource(job.source, job.size, fs.copiesWrite(PIPELINE.chunkBytes));
   let remote: Buffer | null = null;
   try {
-    let start = 0;
+    let resumed: ResumeStart | null = null;
     if (mode !== 'fresh') {
       const existing = await fs.statOrNull(part);
-      const partSize = existing ? Number(existing.size) : -1;
-      if (partSize >= 0 && partSize <= job.size) {
-        if (mode === 'continue') start = Math.min(partSize, progress.confirmed);
-        else {
-          remote = await fs.open(part, 'r');
-          const handle = remote;
-          const same = await tailMatches(partSize, (len, pos) => readRemoteExactly(fs, handle, len, pos, part), async (len, pos) => local.read(len, pos));
-          await fs.close(remote, part);
-          remote = null;
-          if (same) start = partSize;
-        }
-      }
+      resumed = await resumeStart(mode, existing ? Number(existing.size) : -1, job.size, progress, async () => {
+        const reader = await fs.open(part, 'r');
+        remote = reader;
+        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos));
+        remote = null;
+        await fs.close(reader, part);
+        return result;
+      });
     }
+    const start = resumed?.from ?? 0;
     hooks.onBytes(start - progress.confirmed);
     progress.confirmed = start;
     progress.startedAt = start;
-    hooks.onStart(start);
-    remote = await fs.open(part, start > 0 ? 'r+' : 'w');
+    hooks.onStart(start, resumed ?? undefined);
+    remote = start > 0 ? await fs.open(part, 'r+') : mode === 'fresh' ? await openFreshPart(fs, part, hooks) : await fs.open(part, 'w');
     const handle = remote;
     // Times (and mode) on the part file first: the file appears under its name complete and dated.
     // Both go out right behind the last write: the server handles one handle's requests in order,
@@ -198,6 +287,27 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
     await local.close().catch(() => undefined);
     if (remote) await fs.close(remote, part).catch(() => undefined);
   }
+}
+
+/**
+ * A fresh upload's part file, created exclusively: the usual case costs the one open it always
+ * did. When that fails, a part file from an earlier run may be in the way: it is said (when it
+ * has data), then replaced; any other reason for the failure comes from the plain open. A server
+ * that ignores the exclusive flag still truncates (the open asks for that too), only the notice
+ * is missing then.
+ */
+async function openFreshPart(fs: RemoteFs, part: string, hooks: TransferHooks): Promise<Buffer> {
+  try {
+    return await fs.open(part, 'wx');
+  } catch (err) {
+    if (err instanceof ConnectionLost) throw err;
+  }
+  const earlier = await fs.statOrNull(part, 'lstat').catch((err: unknown) => {
+    if (err instanceof ConnectionLost) throw err;
+    return null;
+  });
+  if (earlier && (earlier.mode & 0o170000) === 0o100000 && Number(earlier.size) > 0) hooks.onLeftover(Number(earlier.size));
+  return fs.open(part, 'w');
 }
 
 async function pipelinedWrite(
@@ -269,22 +379,30 @@ const CREATE_PART = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_E
 const CONTINUE_PART = fsConstants.O_RDWR | NOFOLLOW;
 const READ_PART = fsConstants.O_RDONLY | NOFOLLOW;
 
-function createPartSync(part: string): number {
+/** Something was there under the part file's name (reported when it is a file with data). */
+function leftoverFound(part: string, onLeftover: (bytes: number) => void): void {
+  const found = lstatSync(part, { throwIfNoEntry: false });
+  if (found?.isFile() && found.size > 0) onLeftover(found.size);
+}
+
+function createPartSync(part: string, onLeftover: (bytes: number) => void): number {
   try {
     return openSync(part, CREATE_PART, 0o666);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
+  leftoverFound(part, onLeftover);
   unlinkSync(part);
   return openSync(part, CREATE_PART, 0o666);
 }
 
-async function createPart(part: string): Promise<FileHandle> {
+async function createPart(part: string, onLeftover: (bytes: number) => void): Promise<FileHandle> {
   try {
     return await open(part, CREATE_PART, 0o666);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
+  leftoverFound(part, onLeftover);
   await unlink(part);
   return open(part, CREATE_PART, 0o666);
 }
@@ -406,9 +524,9 @@ async function writeRest(file: FileHandle, data: Buffer, position: number): Prom
  * Writes a small downloaded file in one go, synchronously: part file, times, mode, rename. Five
  * thread-pool round trips per file cost more than the system calls themselves.
  */
-function writeWholeFile(part: string, target: string, data: Buffer, mtime: number, mode: number | null): void {
+function writeWholeFile(part: string, target: string, data: Buffer, mtime: number, mode: number | null, onLeftover: (bytes: number) => void): void {
   try {
-    const fd = createPartSync(part);
+    const fd = createPartSync(part, onLeftover);
     try {
       for (let written = 0; written < data.length;) written += writeSync(fd, data, written);
       futimesSync(fd, mtime, mtime);
@@ -432,36 +550,35 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
   };
   let local: FileHandle | null = null;
   try {
-    let start = 0;
+    let resumed: ResumeStart | null = null;
     if (mode !== 'fresh') {
       const partSize = await continuablePartSize(part);
-      if (partSize >= 0 && partSize <= job.size) {
-        if (mode === 'continue') start = Math.min(partSize, progress.confirmed);
-        else {
-          const reader = await open(part, READ_PART);
-          try {
-            const same = await tailMatches(partSize, (len, pos) => readExactly(reader, Buffer.allocUnsafe(len), pos, part), (len, pos) => readRemoteExactly(fs, remote, len, pos, job.source));
-            if (same) start = partSize;
-          } finally {
-            await reader.close();
-          }
+      resumed = await resumeStart(mode, partSize, job.size, progress, async () => {
+        const reader = await open(part, READ_PART);
+        try {
+          const block = Buffer.allocUnsafe(Math.min(PIPELINE.resumeBlockBytes, partSize));
+          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part));
+        } finally {
+          await reader.close();
         }
-      }
+      });
     }
+    const start = resumed?.from ?? 0;
     hooks.onBytes(start - progress.confirmed);
     progress.confirmed = start;
     progress.startedAt = start;
-    hooks.onStart(start);
+    hooks.onStart(start, resumed ?? undefined);
+    const onLeftover = mode === 'fresh' ? hooks.onLeftover : () => undefined;
     if (start === 0 && job.size <= PIPELINE.wholeReadBytes) {
       const runs: Buffer[] = [];
       await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote());
-      writeWholeFile(part, job.target, runs.length === 1 ? runs[0]! : Buffer.concat(runs), job.mtime, preserve ? job.mode : null);
+      writeWholeFile(part, job.target, runs.length === 1 ? runs[0]! : Buffer.concat(runs), job.mtime, preserve ? job.mode : null, onLeftover);
       progress.confirmed = job.size;
       hooks.onBytes(job.size);
       return;
     }
     try {
-      local = start > 0 ? await open(part, CONTINUE_PART) : await createPart(part);
+      local = start > 0 ? await open(part, CONTINUE_PART) : await createPart(part, onLeftover);
       if (start > 0) await local.truncate(start);
     } catch (err) {
       throw localError(err, part);

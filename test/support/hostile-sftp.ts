@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, Connection, SFTPWrapper } from 'ssh2';
@@ -30,6 +31,22 @@ export interface HostileOptions {
   /** The message text of every failure STATUS. */
   statusMessage?: string;
   stall?: StallOptions;
+  /**
+   * Announce and answer `check-file-handle` and `check-file-name` (draft-ietf-secsh-filexfer-
+   * extensions) with real SHA-256 digests, as ProFTPD does; `refuse`: announce them, then answer
+   * every one OP_UNSUPPORTED (recorded all the same); without it they are unsupported.
+   */
+  checkFile?: boolean | 'refuse';
+}
+
+/** A check-file request the server was asked (`target`: the file's path). */
+export interface CheckFileRequest {
+  request: 'check-file-handle' | 'check-file-name';
+  target: string;
+  algorithms: string;
+  start: number;
+  length: number;
+  blockSize: number;
 }
 
 type Node = { type: 'dir'; mtime: number } | { type: 'file'; data: Buffer; mtime: number; mode: number };
@@ -48,6 +65,10 @@ export interface HostileSftp {
   set(options: Partial<Omit<HostileOptions, 'files'>>): void;
   /** SSH connections accepted so far. */
   readonly connections: number;
+  /** READ requests answered so far, on every connection. */
+  readonly reads: number;
+  /** The check-file requests received, in order. */
+  readonly checkFileRequests: CheckFileRequest[];
   close(): Promise<void>;
 }
 
@@ -84,6 +105,8 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   }
   let behaviour: Omit<HostileOptions, 'files'> = { ...options };
   let connections = 0;
+  let reads = 0;
+  const checkFileRequests: CheckFileRequest[] = [];
   const clients = new Set<Connection>();
 
   const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
@@ -97,9 +120,50 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       ctx.reject(['password', 'publickey']);
     });
     client.on('session', (accept) => {
-      accept().on('sftp', (acceptSftp) => serveSftp(acceptSftp(), stall));
+      accept().on('sftp', (acceptSftp) => {
+        const sftp = acceptSftp();
+        if (behaviour.checkFile) announce(sftp, { 'check-file': 'sha256' });
+        serveSftp(sftp, stall);
+      });
     });
   });
+
+  /** Sends a raw SFTP packet (ssh2's server has no call for an extended reply). */
+  function sendRaw(sftp: SFTPWrapper, packet: Buffer): void {
+    const raw = sftp as unknown as { outgoing: { id: number; window: number }; _protocol: { channelData(id: number, data: Buffer): void } };
+    raw.outgoing.window -= packet.length;
+    raw._protocol.channelData(raw.outgoing.id, packet);
+  }
+
+  const sshString = (value: string | Buffer) => {
+    const bytes = Buffer.from(value);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    return Buffer.concat([length, bytes]);
+  };
+  const packetOf = (type: number, body: Buffer[]) => {
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(1 + body.reduce((sum, b) => sum + b.length, 0));
+    head[4] = type;
+    return Buffer.concat([head, ...body]);
+  };
+
+  /** Puts extensions into the VERSION packet, which ssh2's server sends without any. */
+  function announce(sftp: SFTPWrapper, extensions: Record<string, string>): void {
+    const protocol = (sftp as unknown as { _protocol: { channelData(id: number, data: Buffer): void } })._protocol;
+    const original = protocol.channelData;
+    const version = Buffer.alloc(4);
+    version.writeUInt32BE(3);
+    protocol.channelData = function (this: unknown, id: number, data: Buffer) {
+      if (id === (sftp as unknown as { outgoing: { id: number } }).outgoing.id && data.length === 9 && data[4] === 2) {
+        protocol.channelData = original;
+        const announced = packetOf(2, [version, ...Object.entries(extensions).flatMap(([name, value]) => [sshString(name), sshString(value)])]);
+        (sftp as unknown as { outgoing: { window: number } }).outgoing.window -= announced.length - data.length;
+        return original.call(this, id, announced);
+      }
+      return original.call(this, id, data);
+    };
+  }
 
   function serveSftp(sftp: SFTPWrapper, stall: StallOptions | null): void {
     const handles = new Map<number, { path: string; listing?: { filename: string; longname: string; attrs: Attributes }[] }>();
@@ -182,6 +246,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
         const existing = fileAt(target);
         if (tree.get(posix.dirname(target))?.type !== 'dir' || tree.get(target)?.type === 'dir') return failure(id, STATUS_CODE.NO_SUCH_FILE);
         if (!existing && !(flags & OPEN_MODE.CREAT)) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+        if (existing && flags & OPEN_MODE.EXCL) return failure(id, STATUS_CODE.FAILURE);
         if (!existing || flags & OPEN_MODE.TRUNC) tree.set(target, { type: 'file', data: Buffer.alloc(0), mtime: T0, mode: existing?.mode ?? 0o644 });
       } else if (!fileAt(target)) {
         return failure(id, STATUS_CODE.NO_SUCH_FILE);
@@ -189,6 +254,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       sftp.handle(id, newHandle(target));
     });
     on('READ', true, (id, handle: Buffer, offset: number, length: number) => {
+      reads++;
       const open = handleOf(handle);
       const node = open && fileAt(open.path);
       if (!node) return failure(id, STATUS_CODE.FAILURE);
@@ -230,7 +296,36 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       if (!move(posix.normalize(from), posix.normalize(to), false)) return failure(id, STATUS_CODE.FAILURE);
       sftp.status(id, STATUS_CODE.OK);
     });
+    /** check-file: SHA-256 of each block of the range, as the draft says (length 0: to the end). */
+    const checkFile = (id: number, name: 'check-file-handle' | 'check-file-name', data: Buffer) => {
+      let p = 0;
+      const string = () => {
+        const length = data.readUInt32BE(p);
+        const value = data.subarray(p + 4, p + 4 + length);
+        p += 4 + length;
+        return value;
+      };
+      const target = string();
+      const algorithms = string().toString();
+      const start = Number(data.readBigUInt64BE(p));
+      const length = Number(data.readBigUInt64BE(p + 8));
+      const blockSize = data.readUInt32BE(p + 16);
+      const path = name === 'check-file-handle' ? handleOf(target)?.path : posix.normalize(target.toString());
+      checkFileRequests.push({ request: name, target: path ?? '?', algorithms, start, length, blockSize });
+      const node = path === undefined ? undefined : fileAt(path);
+      if (!node) return failure(id, STATUS_CODE.NO_SUCH_FILE);
+      if (behaviour.checkFile === 'refuse' || !algorithms.split(',').includes('sha256')) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
+      const range = node.data.subarray(start, length === 0 ? node.data.length : start + length);
+      const block = blockSize === 0 ? Math.max(range.length, 1) : blockSize;
+      const digests: Buffer[] = [];
+      for (let at = 0; at < range.length; at += block) digests.push(createHash('sha256').update(range.subarray(at, at + block)).digest());
+      const requestId = Buffer.alloc(4);
+      requestId.writeUInt32BE(id);
+      // As ProFTPD 1.3.8 answers: the algorithm, then the digests.
+      sendRaw(sftp, packetOf(201, [requestId, sshString('sha256'), ...digests]));
+    };
     on('EXTENDED', false, (id, name: string, data: Buffer | undefined) => {
+      if ((name === 'check-file-handle' || name === 'check-file-name') && behaviour.checkFile && data) return checkFile(id, name, data);
       if (name !== 'posix-rename@openssh.com' || !data) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
       const fromLength = data.readUInt32BE(0);
       const from = data.toString('utf8', 4, 4 + fromLength);
@@ -272,6 +367,10 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     get connections() {
       return connections;
     },
+    get reads() {
+      return reads;
+    },
+    checkFileRequests,
     close: () => new Promise<void>((resolve) => {
       for (const client of clients) client.end();
       server.close(() => resolve());

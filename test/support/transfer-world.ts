@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -138,8 +138,9 @@ export class FerryUser {
   /**
    * Runs ferry as a child process. `killAfterMs`: a run that may hang (the bug a test looks for)
    * is killed then, and ends with code null, so that the test fails instead of waiting forever.
+   * `onStdoutLine` gets the child too (to send it a signal when a line has appeared).
    */
-  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string) => void; killAfterMs?: number } = {}): Promise<Run> {
+  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string, child: ChildProcess) => void; killAfterMs?: number } = {}): Promise<Run> {
     const env = this.environment(options.env);
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -156,7 +157,7 @@ export class FerryUser {
         pending += d;
         const lines = pending.split('\n');
         pending = lines.pop()!;
-        for (const line of lines) options.onStdoutLine(line);
+        for (const line of lines) options.onStdoutLine(line, child);
       });
       child.stderr.on('data', (d) => (stderr += d));
       child.once('error', reject);
