@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startHostileSftp, type HostileSftp } from './support/hostile-sftp.js';
 import { startProftpd } from './support/proftpd.js';
 import { startSshd, type Sshd } from './support/sshd.js';
 import { startServer, type TestServer } from './support/server.js';
@@ -137,4 +139,39 @@ describe('ferry against every SFTP server it is tested with', function () {
       });
     });
   }
+
+  describe('a server that carries out reads and writes after the requests behind them', () => {
+    let world: World;
+    let user: FerryUser;
+    let hostile: HostileSftp;
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 12; i++) files[`/data/f${i}.bin`] = randomBytes(i * 9_000 + 1);
+    files['/data/big.bin'] = randomBytes(3 * 1024 * 1024 + 7);
+    before(async () => {
+      const sshd = await startSshd({ dir: tempDir('ferry-sshd-') });
+      world = { license, sshd, close: () => sshd.stop() };
+      user = await FerryUser.create(world);
+      hostile = await startHostileSftp({ files: { ...files, '/up/': '' }, reorderData: true });
+      appendFileSync(join(user.home, '.ssh', 'known_hosts'), `${hostile.knownHostsLine()}\n`);
+    });
+    after(async () => {
+      await hostile?.close();
+      await world?.close();
+    });
+
+    it('get -r and put -r: no close overtakes a read or write, every file arrives whole, dated, no part file left', async () => {
+      const local = folder();
+      const got = await user.run(['get', '-r', '--retries', '0', hostile.url('/data'), `${local}/`]);
+      expectExitCode(got, 0, 'get -r');
+      for (const [path, data] of Object.entries(files)) assert.ok(readFileSync(join(local, path)).equals(data), path);
+      assert.deepEqual(partFiles(local), []);
+      utimesSync(join(local, 'data', 'f3.bin'), 1_600_000_000, 1_600_000_000);
+      const put = await user.run(['put', '-r', '--retries', '0', join(local, 'data'), hostile.url('/up/')]);
+      expectExitCode(put, 0, 'put -r');
+      for (const [path, data] of Object.entries(files)) assert.ok(hostile.file(`/up${path}`)?.equals(data), path);
+      assert.deepEqual(hostile.paths().filter((p) => p.endsWith('.ferry-part')), []);
+      const long = await user.run(['ls', '-l', hostile.url('/up/data')]);
+      assert.match(long.stdout, /^-\S+ +27001 2020-09-1\d \d\d:\d\d f3\.bin$/m, 'the times set after the last write');
+    });
+  });
 });

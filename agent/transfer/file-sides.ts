@@ -168,7 +168,19 @@ export const CHANNEL_CLOSED = 'the SFTP channel is closed (connection lost)';
 
 /** Promise forms of the SFTP requests ferry makes, each failing with the path's AgentError. */
 export class RemoteFs {
-  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {}
+  /**
+   * Whether the server carries out one handle's requests in the order they were sent, so that a
+   * close may go right behind the last write or read still in flight. OpenSSH's sftp-server does
+   * (one request at a time, in order). The SFTP drafts let a server answer, and carry out, requests
+   * in any order: ProFTPD's mod_sftp and gesftpserver do, and a close they take before a write
+   * still in flight makes that write fail ("Invalid handle"). Elsewhere, then, attributes and close
+   * wait until every write or read is answered (a round trip more per file).
+   */
+  readonly inOrder: boolean;
+
+  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {
+    this.inOrder = (sftp as unknown as { _isOpenSSH?: unknown })._isOpenSSH === true;
+  }
 
   get usable(): boolean {
     return channelOpen(this.sftp);

@@ -30,6 +30,12 @@ export interface HostileOptions {
   /** The message text of every failure STATUS. */
   statusMessage?: string;
   stall?: StallOptions;
+  /**
+   * Carry out READ and WRITE requests a moment after the requests behind them, as a server with a
+   * pool of threads for data does (ProFTPD, gesftpserver): a CLOSE sent behind writes in flight
+   * is taken first, and the writes then fail on a closed handle.
+   */
+  reorderData?: boolean;
 }
 
 type Node = { type: 'dir'; mtime: number } | { type: 'file'; data: Buffer; mtime: number; mode: number };
@@ -145,7 +151,9 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
 
     const on = (event: string, isData: boolean, handler: (id: number, ...args: any[]) => void) => {
       sftp.on(event as 'OPEN', ((id: number, ...args: unknown[]) => {
-        if (!stalls(isData)) handler(id, ...args);
+        if (stalls(isData)) return;
+        if (isData && behaviour.reorderData) setImmediate(() => handler(id, ...args));
+        else handler(id, ...args);
       }) as never);
     };
     on('REALPATH', false, (id, path: string) => {
