@@ -151,7 +151,7 @@ describe('ferry against every SFTP server it is tested with', function () {
       const sshd = await startSshd({ dir: tempDir('ferry-sshd-') });
       world = { license, sshd, close: () => sshd.stop() };
       user = await FerryUser.create(world);
-      hostile = await startHostileSftp({ files: { ...files, '/up/': '' }, reorderData: true });
+      hostile = await startHostileSftp({ files: { ...files, '/up/': '', '/keep/same.txt': 'old contents' }, reorderData: true });
       appendFileSync(join(user.home, '.ssh', 'known_hosts'), `${hostile.knownHostsLine()}\n`);
     });
     after(async () => {
@@ -172,6 +172,24 @@ describe('ferry against every SFTP server it is tested with', function () {
       assert.deepEqual(hostile.paths().filter((p) => p.endsWith('.ferry-part')), []);
       const long = await user.run(['ls', '-l', hostile.url('/up/data')]);
       assert.match(long.stdout, /^-\S+ +27001 2020-09-1\d \d\d:\d\d f3\.bin$/m, 'the times set after the last write');
+    });
+
+    it('replaces a file without posix-rename, and keeps the old one when the new one cannot take its place', async () => {
+      const local = folder();
+      writeFileSync(join(local, 'same.txt'), 'second contents');
+      expectExitCode(await user.run(['put', join(local, 'same.txt'), hostile.url('/keep/')]), 0, 'put over a file');
+      assert.equal(hostile.file('/keep/same.txt')?.toString(), 'second contents');
+      writeFileSync(join(local, 'same.txt'), 'third contents');
+      hostile.set({ refuseRenamesOf: '.ferry-part' });
+      try {
+        const refused = await user.run(['put', '--retries', '0', join(local, 'same.txt'), hostile.url('/keep/')]);
+        assert.notEqual(refused.code, 0, refused.stderr);
+        assert.match(refused.stderr, /^ferry: .*same\.txt/m);
+      } finally {
+        hostile.set({ refuseRenamesOf: undefined });
+      }
+      assert.equal(hostile.file('/keep/same.txt')?.toString(), 'second contents', 'the old file is still there');
+      assert.deepEqual(hostile.paths().filter((p) => p.startsWith('/keep/') && p !== '/keep/' && p !== '/keep/same.txt' && !p.endsWith('.ferry-part')), []);
     });
   });
 });

@@ -164,6 +164,9 @@ export function watchChannel(sftp: SFTPWrapper, connection: { once(event: 'close
   connection.once('close', closed);
 }
 
+/** The old file's name while a new one takes its place on a server without an atomic rename. */
+const OLD_SUFFIX = '.ferry-old';
+
 export const CHANNEL_CLOSED = 'the SFTP channel is closed (connection lost)';
 
 /** Promise forms of the SFTP requests ferry makes, each failing with the path's AgentError. */
@@ -345,19 +348,33 @@ export class RemoteFs {
   }
 
   /**
-   * Renames over an existing target atomically: OpenSSH's `posix-rename@openssh.com` where the
-   * server has it (the plain SFTP v3 rename refuses an existing target); elsewhere remove, then rename.
+   * Renames over an existing target: atomically with OpenSSH's `posix-rename@openssh.com` where the
+   * server has it. The plain SFTP v3 rename refuses an existing target (ProFTPD without the
+   * extension, most servers that are not OpenSSH): the old file is then renamed aside first
+   * (`.<name>.ferry-old`), and back again when the new one cannot take its place, so a failure
+   * never loses it. A folder in the way is not moved: that rename fails as it is.
    */
   async replace(from: string, to: string): Promise<void> {
     if (this.posixRename) {
       return this.call(to, (done) => this.sftp.ext_openssh_rename(from, to, done));
     }
     try {
-      await this.call(to, (done) => this.sftp.rename(from, to, done));
-    } catch {
-      await this.unlink(to).catch(() => undefined);
-      await this.call(to, (done) => this.sftp.rename(from, to, done));
+      return await this.rename(from, to);
+    } catch (err) {
+      const existing = await this.statOrNull(to, 'lstat').catch(() => null);
+      if (!existing || (existing.mode & 0o170000) === 0o040000) throw err;
     }
+    const aside = posix.join(posix.dirname(to), `.${posix.basename(to)}${OLD_SUFFIX}`);
+    // One left by a run that was stopped between the two renames is an old copy only.
+    await this.unlink(aside).catch(() => undefined);
+    await this.rename(to, aside);
+    try {
+      await this.rename(from, to);
+    } catch (err) {
+      await this.rename(aside, to).catch(() => undefined);
+      throw err;
+    }
+    await this.unlink(aside).catch(() => undefined);
   }
 
   /** Plain rename: fails when the target exists (ferry mv must not overwrite silently). */

@@ -36,6 +36,8 @@ export interface HostileOptions {
    * is taken first, and the writes then fail on a closed handle.
    */
   reorderData?: boolean;
+  /** RENAME requests whose source path ends with this fail (a part file that cannot take its place). */
+  refuseRenamesOf?: string;
 }
 
 type Node = { type: 'dir'; mtime: number } | { type: 'file'; data: Buffer; mtime: number; mode: number };
@@ -235,6 +237,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       sftp.status(id, STATUS_CODE.OK);
     });
     on('RENAME', false, (id, from: string, to: string) => {
+      if (behaviour.refuseRenamesOf && from.endsWith(behaviour.refuseRenamesOf)) return failure(id, STATUS_CODE.PERMISSION_DENIED);
       if (!move(posix.normalize(from), posix.normalize(to), false)) return failure(id, STATUS_CODE.FAILURE);
       sftp.status(id, STATUS_CODE.OK);
     });
