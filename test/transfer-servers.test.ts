@@ -21,6 +21,8 @@ import {
 const SERVERS: { name: string; start: () => Promise<Sshd> }[] = [
   { name: 'OpenSSH internal-sftp', start: () => startSshd({ dir: tempDir('ferry-sshd-') }) },
   { name: 'ProFTPD mod_sftp', start: () => startProftpd({ dir: tempDir('ferry-proftpd-') }) },
+  // The same without OpenSSH's extensions: a file is replaced through the plain rename.
+  { name: 'ProFTPD mod_sftp without posix-rename or statvfs', start: () => startProftpd({ dir: tempDir('ferry-proftpd-'), extra: ['SFTPExtensions -posixRename -statvfs -spaceAvailable'] }) },
   { name: 'gesftpserver under sshd', start: () => startSshd({ dir: tempDir('ferry-sshd-'), subsystem: 'gesftpserver' }) },
 ];
 
