@@ -193,5 +193,25 @@ describe('ferry against every SFTP server it is tested with', function () {
       assert.equal(hostile.file('/keep/same.txt')?.toString(), 'second contents', 'the old file is still there');
       assert.deepEqual(hostile.paths().filter((p) => p.startsWith('/keep/') && p !== '/keep/' && p !== '/keep/same.txt' && !p.endsWith('.ferry-part')), []);
     });
+
+    it('a server that refuses a second open: fewer files at once for the rest of the run, said once, and every file arrives', async () => {
+      const local = folder();
+      hostile.set({ maxOpenHandles: 1 });
+      try {
+        const got = await user.run(['get', '-r', '--json', '--parallel', '8', '--retries', '0', hostile.url('/data'), `${local}/`]);
+        expectExitCode(got, 0, 'get -r');
+        const fewer = jsonLines(got).filter((e) => e.event === 'fewer');
+        assert.equal(fewer.length, 1, got.stdout);
+        assert.ok(fewer[0]!.parallel < 8);
+        assert.equal(got.stderr.match(/refused to open more files at once \(too many open files\)/g)?.length, 1, got.stderr);
+        for (const [path, data] of Object.entries(files)) assert.ok(readFileSync(join(local, path)).equals(data), path);
+        const put = await user.run(['put', '-r', '--parallel', '8', '--retries', '0', join(local, 'data'), hostile.url('/up/again/')]);
+        expectExitCode(put, 0, 'put -r');
+        assert.match(put.stderr, /^ferry: the server refused to open more files at once \(too many open files\): moving \d+ at a time from now on$/m);
+        for (const [path, data] of Object.entries(files)) assert.ok(hostile.file(`/up/again${path}`)?.equals(data), path);
+      } finally {
+        hostile.set({ maxOpenHandles: undefined });
+      }
+    });
   });
 });

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
-import { ConnectionLost, localError, remoteError, SFTP_STATUS } from './errors.js';
+import { ConnectionLost, localError, OpenRefused, remoteError, SFTP_STATUS } from './errors.js';
 import { nameProblem, refusedNameError, type RefusedName } from './names.js';
 
 /**
@@ -309,7 +309,10 @@ export class RemoteFs {
    * is received.
    */
   open(path: string, flags: 'r' | 'w' | 'r+'): Promise<Buffer> {
-    return this.call(path, (done) => this.sftp.open(path, flags, (err, handle) => done(err, handle ? Buffer.from(handle) : handle)));
+    return this.call(path, (done) => this.sftp.open(path, flags, (err, handle) => {
+      if ((err as { code?: unknown } | undefined)?.code === SFTP_STATUS.FAILURE) return done(new OpenRefused(path, err!.message));
+      done(err, handle ? Buffer.from(handle) : handle);
+    }));
   }
 
   close(handle: Buffer, path: string): Promise<void> {

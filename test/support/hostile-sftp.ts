@@ -38,6 +38,8 @@ export interface HostileOptions {
   reorderData?: boolean;
   /** RENAME requests whose source path ends with this fail (a part file that cannot take its place). */
   refuseRenamesOf?: string;
+  /** Open file handles per session at most: an OPEN beyond fails with FAILURE ("too many open files"). */
+  maxOpenHandles?: number;
 }
 
 type Node = { type: 'dir'; mtime: number } | { type: 'file'; data: Buffer; mtime: number; mode: number };
@@ -187,6 +189,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       open.listing = [];
     });
     on('OPEN', false, (id, path: string, flags: number) => {
+      if (behaviour.maxOpenHandles !== undefined && handles.size >= behaviour.maxOpenHandles) return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
       const target = posix.normalize(path);
       if (flags & OPEN_MODE.WRITE) {
         const existing = fileAt(target);
