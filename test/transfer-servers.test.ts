@@ -125,6 +125,26 @@ describe('ferry against every SFTP server it is tested with', function () {
         assert.deepEqual(readdirSync(remote), ['two.txt']);
       });
 
+      it('continues part files left by an interrupted run with --resume, both ways', async () => {
+        const local = folder();
+        const remote = folder();
+        const data = randomFile(join(local, 'half.bin'), 2 * 1024 * 1024 + 11);
+        // What an interrupted upload leaves: the first part under the part file's name.
+        writeFileSync(join(remote, '.half.bin.ferry-part'), data.subarray(0, 1024 * 1024));
+        const up = await user.run(['put', '--resume', '--json', join(local, 'half.bin'), user.url(`${remote}/`)]);
+        expectExitCode(up, 0, 'put --resume');
+        assert.equal(jsonLines(up).find((e) => e.event === 'resumed')?.from, 1024 * 1024, up.stdout);
+        assert.equal(sha256(join(remote, 'half.bin')), sha256(join(local, 'half.bin')));
+        assert.deepEqual(readdirSync(remote), ['half.bin']);
+        const back = folder();
+        writeFileSync(join(back, '.half.bin.ferry-part'), data.subarray(0, 700_000));
+        const down = await user.run(['get', '--resume', '--json', user.url(`${remote}/half.bin`), `${back}/`]);
+        expectExitCode(down, 0, 'get --resume');
+        assert.equal(jsonLines(down).find((e) => e.event === 'resumed')?.from, 700_000, down.stdout);
+        assert.equal(sha256(join(back, 'half.bin')), sha256(join(local, 'half.bin')));
+        assert.deepEqual(readdirSync(back), ['half.bin']);
+      });
+
       it('syncs both ways, and a second sync moves nothing', async () => {
         const local = folder();
         const remote = folder();
