@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { freePort, until } from './processes.js';
-import type { Sshd } from './sshd.js';
+import { descendantsOf, type Sshd } from './sshd.js';
 
 /**
  * ProFTPD's mod_sftp on a loopback port, as a test peer that is not OpenSSH: it answers requests
@@ -109,7 +109,6 @@ export async function startProftpd(options: ProftpdOptions): Promise<Sshd> {
   }, 20_000, 50);
 
   const hostKeyLine = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
-  const { descendantsOf } = await import('./sshd.js');
   return {
     host: '127.0.0.1',
     port,
