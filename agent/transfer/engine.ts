@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.js';
 import { RETRY } from './constants.js';
 import type { ConnectionPool } from './connect.js';
-import { exitOf, isConnectionLost, ServerStalled } from './errors.js';
+import { exitOf, isConnectionLost, OpenRefused, ServerStalled } from './errors.js';
 import { RemoteFs } from './file-sides.js';
 import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type ResumeStart, type TransferProgress } from './sftp-ops.js';
 
@@ -17,6 +17,7 @@ import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type Resu
  * bytes: a fresh transfer replaces a part file from an earlier run), `done` (job), `failed` (job,
  * AgentError). After `interrupt()` (Ctrl-C) no job starts and those under way end as `failed`
  * with INTERRUPTED, their part files left for `--resume`.
+ * `fewer` ({parallel, reason}: the server refused opens, fewer files move at once from now on).
  */
 
 export interface Job extends FileTransfer {
@@ -59,6 +60,7 @@ export declare interface TransferEngine {
   on(event: 'failed', listener: (job: Job, error: AgentError) => void): this;
   on(event: 'resumed', listener: (job: Job, resume: ResumeStart) => void): this;
   on(event: 'leftover', listener: (job: Job, bytes: number) => void): this;
+  on(event: 'fewer', listener: (info: { parallel: number; reason: string }) => void): this;
 }
 
 function retryable(err: unknown): boolean {
@@ -91,8 +93,49 @@ export class TransferEngine extends EventEmitter {
     this.interrupted = true;
   }
 
+  /**
+   * Files that may be moving at once: `parallel` until the server refuses an open while others
+   * are in flight (a limit on open handles per session), then fewer for the rest of the run.
+   */
+  private allowed: number;
+  private moving = 0;
+  private readonly waiting: (() => void)[] = [];
+
   constructor(private readonly pool: ConnectionPool, private readonly options: EngineOptions) {
     super();
+    this.allowed = Math.max(1, options.parallel);
+  }
+
+  private async admit(): Promise<void> {
+    while (this.moving >= this.allowed) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.moving++;
+  }
+
+  private leave(): void {
+    this.moving--;
+    this.waiting.shift()?.();
+  }
+
+  /**
+   * A server that tells its limit on open handles (`limits@openssh.com`, read by ssh2 at the SFTP
+   * start) gets no more files at once than that on each connection: each file holds one handle.
+   */
+  private withinHandleLimit(sftp: { maxOpenHandles?: unknown }): void {
+    const max = sftp.maxOpenHandles;
+    if (typeof max === 'number' && Number.isFinite(max) && max >= 1) this.allowed = Math.min(this.allowed, max * this.pool.size);
+  }
+
+  /**
+   * After a refused open: whether to try the file again with fewer files in flight. Each refusal
+   * with others in flight halves what is allowed (down to one); the run says so once.
+   */
+  private fewerAfter(err: OpenRefused): boolean {
+    const others = this.moving - 1;
+    if (others < 1) return false;
+    const before = this.allowed;
+    this.allowed = Math.max(1, Math.min(this.allowed, Math.ceil(others / 2)));
+    if (before === Math.max(1, this.options.parallel)) this.emit('fewer', { parallel: this.allowed, reason: err.serverMessage });
+    return true;
   }
 
   async run(jobs: Iterable<Job>): Promise<EngineSummary> {
@@ -147,14 +190,21 @@ export class TransferEngine extends EventEmitter {
     };
     let mode: ResumeMode = this.options.resume ?? 'fresh';
     for (let attempt = 0; ; attempt++) {
+      await this.admit();
       try {
         const session = await this.pool.session(slot);
+        this.withinHandleLimit(session.sftp as unknown as { maxOpenHandles?: unknown });
         const fs = new RemoteFs(session.sftp, session.posixRename);
         if (job.direction === 'upload') await uploadFile(fs, job, mode, this.options.preserve, progress, hooks);
         else await downloadFile(fs, job, mode, this.options.preserve, progress, hooks);
         return;
       } catch (err) {
         if (this.interrupted) throw interruptedError(job);
+        if (err instanceof OpenRefused && this.fewerAfter(err)) {
+          // Not a retry: the same attempt again once fewer files are open.
+          attempt--;
+          continue;
+        }
         if (!retryable(err) || attempt >= this.options.retries) {
           if (err instanceof ServerStalled) {
             const retries = this.options.retries;
@@ -173,6 +223,8 @@ export class TransferEngine extends EventEmitter {
         this.emit('retry', job, { attempt: attempt + 1, delayMs, resumeFrom: progress.confirmed, reason: (err as Error).message });
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         if (this.interrupted) throw interruptedError(job);
+      } finally {
+        this.leave();
       }
     }
   }

@@ -47,6 +47,17 @@ export class ServerStalled extends ConnectionLost {
   override readonly name = 'ServerStalled';
 }
 
+/**
+ * The server refused to open a file with a plain failure (not "no such file", not "permission
+ * denied"): what servers with a limit on open handles per session answer (ProFTPD, some appliances)
+ * when many files are in flight. The engine then moves fewer files at once and tries it again.
+ */
+export class OpenRefused extends AgentError {
+  constructor(path: string, readonly serverMessage: string) {
+    super('PARTIAL', `${path}: the server failed (${serverMessage})`);
+  }
+}
+
 /** A failure tied to one path; its exit says what kind. */
 export function pathError(exit: ExitName, path: string, reason: string): AgentError {
   return new AgentError(exit, `${path}: ${reason}`);

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
-import { ConnectionLost, localError, remoteError, SFTP_STATUS } from './errors.js';
+import { ConnectionLost, localError, OpenRefused, remoteError, SFTP_STATUS } from './errors.js';
 import { nameProblem, refusedNameError, type RefusedName } from './names.js';
 
 /**
@@ -164,11 +164,26 @@ export function watchChannel(sftp: SFTPWrapper, connection: { once(event: 'close
   connection.once('close', closed);
 }
 
+/** The old file's name while a new one takes its place on a server without an atomic rename. */
+const OLD_SUFFIX = '.ferry-old';
+
 export const CHANNEL_CLOSED = 'the SFTP channel is closed (connection lost)';
 
 /** Promise forms of the SFTP requests ferry makes, each failing with the path's AgentError. */
 export class RemoteFs {
-  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {}
+  /**
+   * Whether the server carries out one handle's requests in the order they were sent, so that a
+   * close may go right behind the last write or read still in flight. OpenSSH's sftp-server does
+   * (one request at a time, in order). The SFTP drafts let a server answer, and carry out, requests
+   * in any order: ProFTPD's mod_sftp and gesftpserver do, and a close they take before a write
+   * still in flight makes that write fail ("Invalid handle"). Elsewhere, then, attributes and close
+   * wait until every write or read is answered (a round trip more per file).
+   */
+  readonly inOrder: boolean;
+
+  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {
+    this.inOrder = (sftp as unknown as { _isOpenSSH?: unknown })._isOpenSSH === true;
+  }
 
   get usable(): boolean {
     return channelOpen(this.sftp);
@@ -294,7 +309,10 @@ export class RemoteFs {
    * is received.
    */
   open(path: string, flags: 'r' | 'w' | 'wx' | 'r+'): Promise<Buffer> {
-    return this.call(path, (done) => this.sftp.open(path, flags, (err, handle) => done(err, handle ? Buffer.from(handle) : handle)));
+    return this.call(path, (done) => this.sftp.open(path, flags, (err, handle) => {
+      if ((err as { code?: unknown } | undefined)?.code === SFTP_STATUS.FAILURE) return done(new OpenRefused(path, err!.message));
+      done(err, handle ? Buffer.from(handle) : handle);
+    }));
   }
 
   close(handle: Buffer, path: string): Promise<void> {
@@ -333,19 +351,33 @@ export class RemoteFs {
   }
 
   /**
-   * Renames over an existing target atomically: OpenSSH's `posix-rename@openssh.com` where the
-   * server has it (the plain SFTP v3 rename refuses an existing target); elsewhere remove, then rename.
+   * Renames over an existing target: atomically with OpenSSH's `posix-rename@openssh.com` where the
+   * server has it. The plain SFTP v3 rename refuses an existing target (ProFTPD without the
+   * extension, most servers that are not OpenSSH): the old file is then renamed aside first
+   * (`.<name>.ferry-old`), and back again when the new one cannot take its place, so a failure
+   * never loses it. A folder in the way is not moved: that rename fails as it is.
    */
   async replace(from: string, to: string): Promise<void> {
     if (this.posixRename) {
       return this.call(to, (done) => this.sftp.ext_openssh_rename(from, to, done));
     }
     try {
-      await this.call(to, (done) => this.sftp.rename(from, to, done));
-    } catch {
-      await this.unlink(to).catch(() => undefined);
-      await this.call(to, (done) => this.sftp.rename(from, to, done));
+      return await this.rename(from, to);
+    } catch (err) {
+      const existing = await this.statOrNull(to, 'lstat').catch(() => null);
+      if (!existing || (existing.mode & 0o170000) === 0o040000) throw err;
     }
+    const aside = posix.join(posix.dirname(to), `.${posix.basename(to)}${OLD_SUFFIX}`);
+    // One left by a run that was stopped between the two renames is an old copy only.
+    await this.unlink(aside).catch(() => undefined);
+    await this.rename(to, aside);
+    try {
+      await this.rename(from, to);
+    } catch (err) {
+      await this.rename(aside, to).catch(() => undefined);
+      throw err;
+    }
+    await this.unlink(aside).catch(() => undefined);
   }
 
   /** Plain rename: fails when the target exists (ferry mv must not overwrite silently). */

@@ -103,6 +103,11 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
     fileBytes.set(job, (fileBytes.get(job) ?? 0) + delta);
   });
   engine.on('failed', (job) => fileBytes.delete(job));
+  // Said once per run, whatever the output mode: the run goes on, slower.
+  engine.on('fewer', ({ parallel, reason }) => {
+    if (output.mode === 'json') output.out(jsonLine({ event: 'fewer', parallel, reason }));
+    output.notice(`the server refused to open more files at once (${reason}): moving ${parallel} at a time from now on`);
+  });
 
   if (output.mode === 'json') {
     const lastLine = new Map<Job, number>();

@@ -271,16 +271,24 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
     remote = start > 0 ? await fs.open(part, 'r+') : mode === 'fresh' ? await openFreshPart(fs, part, hooks) : await fs.open(part, 'w');
     const handle = remote;
     // Times (and mode) on the part file first: the file appears under its name complete and dated.
-    // Both go out right behind the last write: the server handles one handle's requests in order,
-    // so a small file costs one round trip for its data, attributes and close together.
+    // Where the server handles one handle's requests in order (fs.inOrder), both go out right
+    // behind the last write, so a small file costs one round trip for its data, attributes and
+    // close together. Elsewhere they follow once every write is answered, the close after the
+    // attributes: a server that reorders could otherwise close the handle under them.
+    const attrs = preserve ? { atime: job.mtime, mtime: job.mtime, mode: job.mode } : { atime: job.mtime, mtime: job.mtime };
     let finishing: Promise<void> | null = null;
     await pipelinedWrite(fs, handle, local, job, start, progress, hooks, () => {
-      const attrs = preserve ? { atime: job.mtime, mtime: job.mtime, mode: job.mode } : { atime: job.mtime, mtime: job.mtime };
+      if (!fs.inOrder) return;
       remote = null;
       finishing = Promise.all([fs.fsetstat(handle, attrs, part), fs.close(handle, part)]).then(() => undefined);
       // Failures are taken when awaited below; this keeps an early one from going unhandled.
       finishing.catch(() => undefined);
     });
+    if (finishing === null) {
+      await fs.fsetstat(handle, attrs, part);
+      remote = null;
+      finishing = fs.close(handle, part);
+    }
     await finishing;
     await fs.replace(part, job.target);
   } finally {
@@ -502,13 +510,15 @@ export async function pipelinedRead(
       const length = Math.min(chunkBytes, size - next);
       issue(next, length);
       next += length;
-      if (next >= size && failure === null) afterLastRead?.();
+      if (next >= size && failure === null && fs.inOrder) afterLastRead?.();
     }
     if (inFlight === 0 && !sinking && (failure !== null || delivered >= size)) finish?.();
   };
 
   pump();
   await done;
+  // A server that may reorder requests is told only now, with every read answered.
+  if (!fs.inOrder) afterLastRead?.();
   if (failure !== null) throw remoteError(failure, path);
 }
 

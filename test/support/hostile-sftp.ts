@@ -37,6 +37,16 @@ export interface HostileOptions {
    * every one OP_UNSUPPORTED (recorded all the same); without it they are unsupported.
    */
   checkFile?: boolean | 'refuse';
+  /**
+   * Carry out READ and WRITE requests a moment after the requests behind them, as a server with a
+   * pool of threads for data does (ProFTPD, gesftpserver): a CLOSE sent behind writes in flight
+   * is taken first, and the writes then fail on a closed handle.
+   */
+  reorderData?: boolean;
+  /** RENAME requests whose source path ends with this fail (a part file that cannot take its place). */
+  refuseRenamesOf?: string;
+  /** Open file handles per session at most: an OPEN beyond fails with FAILURE ("too many open files"). */
+  maxOpenHandles?: number;
 }
 
 /** A check-file request the server was asked (`target`: the file's path). */
@@ -209,7 +219,9 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
 
     const on = (event: string, isData: boolean, handler: (id: number, ...args: any[]) => void) => {
       sftp.on(event as 'OPEN', ((id: number, ...args: unknown[]) => {
-        if (!stalls(isData)) handler(id, ...args);
+        if (stalls(isData)) return;
+        if (isData && behaviour.reorderData) setImmediate(() => handler(id, ...args));
+        else handler(id, ...args);
       }) as never);
     };
     on('REALPATH', false, (id, path: string) => {
@@ -241,6 +253,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       open.listing = [];
     });
     on('OPEN', false, (id, path: string, flags: number) => {
+      if (behaviour.maxOpenHandles !== undefined && handles.size >= behaviour.maxOpenHandles) return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
       const target = posix.normalize(path);
       if (flags & OPEN_MODE.WRITE) {
         const existing = fileAt(target);
@@ -293,6 +306,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       sftp.status(id, STATUS_CODE.OK);
     });
     on('RENAME', false, (id, from: string, to: string) => {
+      if (behaviour.refuseRenamesOf && from.endsWith(behaviour.refuseRenamesOf)) return failure(id, STATUS_CODE.PERMISSION_DENIED);
       if (!move(posix.normalize(from), posix.normalize(to), false)) return failure(id, STATUS_CODE.FAILURE);
       sftp.status(id, STATUS_CODE.OK);
     });

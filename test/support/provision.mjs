@@ -64,6 +64,12 @@ for (const [binary, pkg] of [['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/ss
     missing.push(`${binary} is missing: install the Debian package ${pkg} (.ci/run does); the transfer tests run a real sshd`);
   }
 }
+// The transfer matrix (test/transfer-servers.test.ts) runs ProFTPD's mod_sftp and gesftpserver too.
+for (const [file, pkg] of [['/usr/sbin/proftpd', 'proftpd-core'], ['/usr/lib/proftpd/mod_sftp.so', 'proftpd-mod-crypto'], ['/usr/libexec/gesftpserver', 'gesftpserver']]) {
+  if (!existsSync(file)) {
+    missing.push(`${file} is missing: install the Debian package ${pkg} (.ci/run does); the transfer matrix runs that SFTP server`);
+  }
+}
 // The https license-server test makes its self-signed certificate with openssl.
 if (!existsSync('/usr/bin/openssl')) {
   missing.push('/usr/bin/openssl is missing: install the Debian package openssl (.ci/run does); the https test makes a certificate with it');

@@ -12,6 +12,8 @@ import { freePort, until } from './processes.js';
  */
 export const SSHD = '/usr/sbin/sshd';
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+/** The Green End SFTP server (Debian gesftpserver): another SFTP implementation, multi-threaded, answering out of order. */
+export const GESFTPSERVER = '/usr/libexec/gesftpserver';
 
 /** A user with a password, for password authentication (root has none to test with). */
 export const PASSWORD_USER = 'ferrysftp';
@@ -42,8 +44,8 @@ export interface SshdOptions {
   dir: string;
   /** Create or update PASSWORD_USER with a fresh password and allow password logins. */
   password?: boolean;
-  /** `internal-sftp` (default, one process less) or the `sftp-server` binary. */
-  subsystem?: 'internal-sftp' | 'sftp-server';
+  /** `internal-sftp` (default, one process less), the `sftp-server` binary, or gesftpserver. */
+  subsystem?: 'internal-sftp' | 'sftp-server' | 'gesftpserver';
   /**
    * Key types of the host keys, in the order sshd offers them (default all three). Each type's key
    * is made once per `dir`: an sshd started again in the same dir shows the same keys.
@@ -139,7 +141,8 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
 
   const password = options.password ? ensurePasswordUser() : null;
   const port = await freePort();
-  const subsystem = options.subsystem === 'sftp-server' ? SFTP_SERVER : 'internal-sftp';
+  const subsystem = { 'sftp-server': SFTP_SERVER, gesftpserver: GESFTPSERVER, 'internal-sftp': 'internal-sftp' }[options.subsystem ?? 'internal-sftp'];
+  if (subsystem.startsWith('/') && !existsSync(subsystem)) throw new Error(`${subsystem} is missing: install ${options.subsystem} (.ci/run does)`);
   const config = [
     `Port ${port}`,
     'ListenAddress 127.0.0.1',
