@@ -150,8 +150,19 @@ describe('Changing licenses', function () {
     assert.equal(refused.status, 403);
     assert.equal(refused.body.error.code, 'LICENSE_SUSPENDED');
     assert.equal((await request(`${server.url}/v1/activations`, { body: { key: license.key, fingerprint: newMachine() } })).body.error.code, 'LICENSE_SUSPENDED');
+    // The agent, at its next check-in: refused while suspended (exit 12, saying so), working again once reinstated.
+    const machine = new Machine();
+    const due = Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR;
+    await staff.submit(`/admin/licenses/${license.id}`, `/admin/licenses/${license.id}/reinstate`, {});
+    assert.equal((await machine.run(['activate', '--key', license.key, '--server', server.url])).code, 0);
+    await staff.submit(`/admin/licenses/${license.id}`, `/admin/licenses/${license.id}/suspend`, {});
+    const agentRefused = await machine.run(['status'], { now: due });
+    assert.equal(agentRefused.code, 12, agentRefused.stderr);
+    assert.match(agentRefused.stderr, /^ferry: .*this license is suspended: contact Ferry support to have it reinstated/m);
     await staff.submit(`/admin/licenses/${license.id}`, `/admin/licenses/${license.id}/reinstate`, {});
     assert.equal((await request(`${server.url}/v1/validate`, { token, body: { fingerprint } })).status, 200, 'reinstated: works again');
+    const agentBack = await machine.run(['status'], { now: due });
+    assert.equal(agentBack.code, 0, agentBack.stderr);
 
     const lower = await staff.submit(`/admin/licenses/${license.id}`, `/admin/licenses/${license.id}/seats`, { seats: '0' });
     assert.equal(lower.status, 400);

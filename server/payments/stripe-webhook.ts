@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import Stripe from 'stripe';
 import { completeOrder } from '../account/orders.js';
+import { Type } from 'typebox';
 import { AppError } from '../errors.js';
+import { errorResponses } from '../licenses/schemas.js';
 
 export const STRIPE_WEBHOOK_PATH = '/v1/payments/stripe/webhook';
 
@@ -22,6 +24,10 @@ const stripeWebhookRoutes: FastifyPluginAsync<{ stripe: Stripe; webhookSecret: s
     schema: {
       tags: ['payments'],
       summary: 'Stripe webhook: a paid Checkout Session completes its order (signed with STRIPE_WEBHOOK_SECRET)',
+      response: {
+        200: Type.Object({ received: Type.Literal(true), acted: Type.Boolean({ description: 'false: nothing to do, or done before' }) }),
+        ...errorResponses({ body: true }, 404, 409),
+      },
     },
   }, async (request, reply) => {
     const signature = request.headers['stripe-signature'];
