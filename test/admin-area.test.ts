@@ -419,6 +419,21 @@ describe('The admin area (/admin)', function () {
       await looksRight(page, 'license-issued', blocked);
 
       await page.getByRole('link', { name: 'See it in the list' }).click();
+      // Its own page: machines, history, and what staff can change.
+      await page.locator('tr[id^="license-"] a').first().click();
+      await page.getByRole('heading', { name: /^License \d+$/ }).waitFor();
+      await page.getByLabel('Seats', { exact: true }).fill('6');
+      await page.getByRole('button', { name: 'Set the seats' }).click();
+      await page.getByText('The seats are changed').waitFor();
+      assert.match(await page.locator('main').innerText(), /seats_changed\s+5 → 6 \(by staff\)/);
+      await looksRight(page, 'license', blocked);
+      await nav(page, 'Orders').click();
+      await page.getByRole('heading', { name: 'Waiting for payment' }).waitFor();
+      await looksRight(page, 'orders', blocked);
+      await nav(page, 'Licenses').click();
+      await page.getByLabel(/^Search by email/).fill('Orbital Mechanics');
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.getByRole('heading', { name: /^Licenses matching/ }).waitFor();
       await page.getByRole('link', { name: /^Revoke…/ }).click();
       await page.getByRole('heading', { name: /^Revoke license \d+\?$/ }).waitFor();
       await looksRight(page, 'revoke', blocked);
