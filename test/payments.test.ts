@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import type { OrderRow } from '../server/account/orders.js';
+import { ConfigError, loadConfig } from '../server/config.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { adminClient, checkoutCompleted, orderIdOf, payByInvoice, sendStripeEvent, TEST_STRIPE } from './support/payments.js';
 import { fieldError, newPerson, signUp, startPortalServer, text, type PortalClient } from './support/portal.js';
 import { until } from './support/processes.js';
-import { openDb, type TestServer } from './support/server.js';
+import { openDb, testEnv, type TestServer } from './support/server.js';
 import { startSmtp, type TestSmtp } from './support/smtp.js';
 
 /**
@@ -52,6 +53,20 @@ describe('Payment: an order is pending until it is paid', function () {
     smtp = await startSmtp();
   });
   after(async () => smtp?.close());
+
+  it('takes STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET together or not at all', () => {
+    const env = testEnv();
+    assert.equal(loadConfig(env).stripe, null, 'neither: invoice only');
+    assert.deepEqual(loadConfig({ ...env, STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' }).stripe, { secretKey: 'sk_test_abc', webhookSecret: 'whsec_abc' });
+    for (const [extra, variable] of [
+      [{ STRIPE_SECRET_KEY: 'sk_test_abc' }, 'STRIPE_WEBHOOK_SECRET'],
+      [{ STRIPE_WEBHOOK_SECRET: 'whsec_abc' }, 'STRIPE_SECRET_KEY'],
+      [{ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_abc' }, 'STRIPE_SECRET_KEY'],
+      [{ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'abc' }, 'STRIPE_WEBHOOK_SECRET'],
+    ] as const) {
+      assert.throws(() => loadConfig({ ...env, ...extra }), (err: unknown) => err instanceof ConfigError && err.variable === variable, JSON.stringify(extra));
+    }
+  });
 
   describe('without a payment provider (invoice only)', () => {
     let server: TestServer;
