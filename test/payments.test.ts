@@ -187,6 +187,34 @@ describe('Payment: an order is pending until it is paid', function () {
       assert.deepEqual(opened, [orderId]);
     });
 
+    it('completes an order once when Stripe delivers its event twice at the same moment', async () => {
+      const person = newPerson('race');
+      const client = await signUp(server, smtp, person);
+      const orderId = await buy(client, 1);
+      const event = checkoutCompleted(orderId, 4_900);
+      const answers = await Promise.all([sendStripeEvent(server, event), sendStripeEvent(server, event), sendStripeEvent(server, event)]);
+      assert.deepEqual(answers.map((a) => a.status), [200, 200, 200]);
+      assert.equal(answers.filter((a) => a.body.acted).length, 1, 'one delivery acted');
+      assert.equal((await licensesOf(db, person.email)).length, 1);
+    });
+
+    it('says so, and charges nothing, when Stripe\'s page cannot be opened', async () => {
+      const person = newPerson('stripe-down');
+      const client = await signUp(server, smtp, person);
+      const orderId = await buy(client, 1);
+      const working = server.app.payments.startCheckout;
+      server.app.payments.startCheckout = async () => { throw new Error('connect ECONNREFUSED api.stripe.com'); };
+      try {
+        const answer = await client.submit(`/account/orders/${orderId}`, `/account/orders/${orderId}/checkout`, {});
+        assert.equal(answer.status, 503);
+        assert.match(text(answer.html), /The payment page could not be opened just now\. Nothing was charged/);
+        assert.ok(!answer.html.includes('ECONNREFUSED'), 'no internals shown');
+      } finally {
+        server.app.payments.startCheckout = working;
+      }
+      assert.equal((await orderOf(db, orderId)).status, 'pending');
+    });
+
     it('refuses a wrongly signed event and one of another amount or currency, and issues nothing', async () => {
       const person = newPerson('forged');
       const client = await signUp(server, smtp, person);
