@@ -21,7 +21,7 @@ export const EXIT_CODES = {
 
   NO_LICENSE: { code: 10, meaning: 'no usable license on this machine (none activated, or its state is damaged or from another machine)' },
   TRIAL_EXPIRED: { code: 11, meaning: 'the trial has ended: activate a license key to go on' },
-  LICENSE_REVOKED: { code: 12, meaning: 'the license has been revoked or cancelled' },
+  LICENSE_REVOKED: { code: 12, meaning: 'the license has been revoked, suspended or cancelled' },
   SEATS_EXHAUSTED: { code: 13, meaning: 'every seat of the license is in use on other machines' },
   LICENSE_NOT_FOUND: { code: 14, meaning: 'the license server does not know this key' },
   SERVER_UNREACHABLE: { code: 15, meaning: 'the license server could not be reached (network, timeout, or it is unavailable)' },

@@ -163,6 +163,8 @@ export function refusalToAgentError(err: ServerError): AgentError {
       return new AgentError('LICENSE_NOT_FOUND', 'the license server does not know this key: compare it with the one in your purchase email');
     case 'LICENSE_REVOKED':
       return new AgentError('LICENSE_REVOKED', 'this license has been revoked: contact Ferry support');
+    case 'LICENSE_SUSPENDED':
+      return new AgentError('LICENSE_REVOKED', 'this license is suspended: contact Ferry support to have it reinstated');
     case 'LICENSE_CANCELLED':
       return new AgentError('LICENSE_REVOKED', 'this license has been cancelled: contact Ferry support');
     case 'TRIAL_EXPIRED':

@@ -5,7 +5,7 @@
 export const LICENSE_KINDS = ['trial', 'permanent'] as const;
 export type LicenseKind = (typeof LICENSE_KINDS)[number];
 
-export const LICENSE_STATUSES = ['active', 'revoked', 'cancelled'] as const;
+export const LICENSE_STATUSES = ['active', 'suspended', 'revoked', 'cancelled'] as const;
 export type LicenseStatus = (typeof LICENSE_STATUSES)[number];
 
 const HOUR = 3_600_000;

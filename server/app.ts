@@ -23,6 +23,7 @@ import unsubscribeRoutes from './mail/unsubscribe-routes.js';
 import accountPlugin from './account/plugin.js';
 import adminAreaPlugin from './admin/area/plugin.js';
 import homePlugin from './home/plugin.js';
+import paymentsPlugin from './payments/plugin.js';
 import releaseRoutes from './releases/routes.js';
 
 /**
@@ -67,6 +68,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(adminRoutes);
   await app.register(reportRoutes);
   await app.register(unsubscribeRoutes);
+  // Payment providers: the Stripe webhook (/v1/payments/stripe/webhook), and the checkout the portal opens
+  await app.register(paymentsPlugin);
 
   // MyAccount, the customer portal (/account)
   await app.register(accountPlugin, { prefix: '/account' });

@@ -48,6 +48,12 @@ export interface Config {
   metricsHost: string;
   /** Run the Bull processors inside the server process (default) or leave them to `ferry-server worker`. */
   runWorkers: boolean;
+  /**
+   * STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET: with both, the portal's checkout sends buyers to a
+   * Stripe Checkout page and Stripe's signed webhook completes the order; with neither, buyers are
+   * told to pay by invoice and staff mark the order paid in /admin.
+   */
+  stripe: { secretKey: string; webhookSecret: string } | null;
 }
 
 export class ConfigError extends Error {
@@ -273,5 +279,17 @@ export function loadConfig(env: Env = process.env): Config {
     runWorkers: flag(env, 'FERRY_WORKERS', true),
     metricsPort: text(env, 'METRICS_PORT', '') === '' ? null : integer(env, 'METRICS_PORT', 0, 1, 65535),
     metricsHost: text(env, 'METRICS_HOST', '127.0.0.1'),
+    stripe: stripeSettings(env),
   };
+}
+
+function stripeSettings(env: Env): Config['stripe'] {
+  const secretKey = text(env, 'STRIPE_SECRET_KEY', '');
+  const webhookSecret = text(env, 'STRIPE_WEBHOOK_SECRET', '');
+  if (secretKey === '' && webhookSecret === '') return null;
+  if (secretKey === '') throw new ConfigError('STRIPE_SECRET_KEY', 'is needed with STRIPE_WEBHOOK_SECRET (or unset both to take payment by invoice)');
+  if (webhookSecret === '') throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'is needed with STRIPE_SECRET_KEY: without it no payment could be confirmed');
+  if (!/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/.test(secretKey)) throw new ConfigError('STRIPE_SECRET_KEY', 'must be a Stripe secret key (sk_live_… or sk_test_…)');
+  if (!/^whsec_[A-Za-z0-9]+$/.test(webhookSecret)) throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'must be the signing secret of the webhook endpoint (whsec_…)');
+  return { secretKey, webhookSecret };
 }

@@ -3,6 +3,7 @@ import type { Pool, RowDataPacket } from 'mysql2/promise';
 import {
   csrfToken, fieldError, newPerson, PortalClient, portalRoutes, signUp, startPortalServer, startTrial, text, type Person,
 } from './support/portal.js';
+import { payByInvoice } from './support/payments.js';
 import { openDb, type TestServer } from './support/server.js';
 import { startSmtp, type TestSmtp } from './support/smtp.js';
 
@@ -23,6 +24,8 @@ describe('MyAccount: a customer reaches only their own data', function () {
   let bTrial: Awaited<ReturnType<typeof startTrial>>;
   let bPaidOrder: number;
   let bPendingOrder: number;
+  /** B's permanent license, bought with bPaidOrder. */
+  let bLicense: number;
 
   /** What B's row looks like now: compared before and after A's requests. */
   const snapshotOfB = async () => {
@@ -57,7 +60,9 @@ describe('MyAccount: a customer reaches only their own data', function () {
       return Number(/\/account\/orders\/(\d+)$/.exec(ordered.location!)![1]);
     };
     bPaidOrder = await buy();
-    assert.equal((await clientB.submit(`/account/orders/${bPaidOrder}`, `/account/orders/${bPaidOrder}/checkout`, {})).status, 200);
+    assert.equal((await payByInvoice(server, bPaidOrder)).status, 303);
+    const [[paid]] = await db.query<RowDataPacket[]>('SELECT license_id FROM orders WHERE id = ?', [bPaidOrder]);
+    bLicense = Number(paid!.license_id);
     bPendingOrder = await buy();
   });
   after(async () => {
@@ -139,6 +144,18 @@ describe('MyAccount: a customer reaches only their own data', function () {
       const answer = await c.submit('/account/buy', `/account/orders/${bPendingOrder}/checkout`, {});
       assert.equal(answer.status, 404);
     },
+    // B's license: not there for A, neither to look at nor to change its seats (B's seats are in the snapshot).
+    'GET /account/licenses/:id/seats': async (c) => {
+      const page = await c.get(`/account/licenses/${bLicense}/seats`);
+      assert.equal(page.status, 404);
+      assertNothingOfB(page.html, 'seats');
+    },
+    'POST /account/licenses/:id/seats/add': async (c) => {
+      assert.equal((await c.submit('/account/data', `/account/licenses/${bLicense}/seats/add`, { add: '5' })).status, 404);
+    },
+    'POST /account/licenses/:id/seats/remove': async (c) => {
+      assert.equal((await c.submit('/account/data', `/account/licenses/${bLicense}/seats/remove`, { remove: '1' })).status, 404);
+    },
     'POST /account/machines/:id/deactivate': async (c) => {
       const answer = await c.submit('/account/data', `/account/machines/${bTrial.activationId}/deactivate`, {});
       assert.equal(answer.status, 404);
@@ -202,7 +219,7 @@ describe('MyAccount: a customer reaches only their own data', function () {
 
   it('sends a stranger to the login page from every signed-in page, and refuses their forms', async () => {
     const stranger = new PortalClient(server.url);
-    const signedInRoutes = Object.keys(CASES).filter((r) => /\/(data|profile|email|password|communications|claim|buy|cancel|delete|orders|machines|logout)\b/.test(r) && !/forgot|reset/.test(r));
+    const signedInRoutes = Object.keys(CASES).filter((r) => /\/(data|profile|email|password|communications|claim|buy|cancel|delete|orders|machines|licenses|logout)\b/.test(r) && !/forgot|reset/.test(r));
     for (const route of signedInRoutes) {
       const [method, pattern] = route.split(' ') as [string, string];
       const path = pattern.replace(':id', String(bPendingOrder));

@@ -75,9 +75,9 @@ describe('The admin area (/admin)', function () {
   });
 
   /** Every page and action of the area, with an id that exists where it needs one. */
-  const PAGES = ['/admin', '/admin/', '/admin/licenses', '/admin/licenses?kind=trial', '/admin/licenses/1/revoke', '/admin/reports', '/admin/reports/1.csv',
+  const PAGES = ['/admin', '/admin/', '/admin/licenses', '/admin/licenses?kind=trial', '/admin/licenses?q=x', '/admin/licenses.csv', '/admin/licenses/1', '/admin/licenses/1/revoke', '/admin/orders', '/admin/reports', '/admin/reports/1.csv',
     '/admin/reports/1.json', '/admin/statistics', '/admin/statistics?days=365', '/admin/news', '/admin/news/1', '/admin/releases', '/admin/queues', '/admin/queues/queue/mail', '/admin/no-such-page'];
-  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/reports', '/admin/reports/usage-rollup', '/admin/news', '/admin/news/1/send', '/admin/news/1/resume', '/admin/releases', '/admin/logout'];
+  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/licenses/1/suspend', '/admin/licenses/1/reinstate', '/admin/licenses/1/extend', '/admin/licenses/1/seats', '/admin/orders/1/paid', '/admin/reports', '/admin/reports/usage-rollup', '/admin/news', '/admin/news/1/send', '/admin/news/1/resume', '/admin/releases', '/admin/logout'];
   const QUEUE_API = [['GET', '/admin/queues/api/queues'], ['GET', '/admin/queues/api/redis/stats'], ['PUT', '/admin/queues/api/queues/mail/retry/failed'], ['PUT', '/admin/queues/api/queues/usage-rollup/pause']];
 
   it('sends a visitor without a session to the sign-in page from every page and action, and answers 401 to the dashboard API', async () => {
@@ -419,6 +419,21 @@ describe('The admin area (/admin)', function () {
       await looksRight(page, 'license-issued', blocked);
 
       await page.getByRole('link', { name: 'See it in the list' }).click();
+      // Its own page: machines, history, and what staff can change.
+      await page.locator('tr[id^="license-"] a').first().click();
+      await page.getByRole('heading', { name: /^License \d+$/ }).waitFor();
+      await page.getByLabel('Seats', { exact: true }).fill('6');
+      await page.getByRole('button', { name: 'Set the seats' }).click();
+      await page.getByText('The seats are changed').waitFor();
+      assert.match(await page.locator('main').innerText(), /seats_changed\s+5 → 6 \(by staff\)/);
+      await looksRight(page, 'license', blocked);
+      await nav(page, 'Orders').click();
+      await page.getByRole('heading', { name: 'Waiting for payment' }).waitFor();
+      await looksRight(page, 'orders', blocked);
+      await nav(page, 'Licenses').click();
+      await page.getByLabel(/^Search by email/).fill('Orbital Mechanics');
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.getByRole('heading', { name: /^Licenses matching/ }).waitFor();
       await page.getByRole('link', { name: /^Revoke…/ }).click();
       await page.getByRole('heading', { name: /^Revoke license \d+\?$/ }).waitFor();
       await looksRight(page, 'revoke', blocked);

@@ -13,6 +13,7 @@ export const ACCOUNT_TEMPLATES = {
   passwordChanged: 'password-changed',
   emailChanged: 'email-changed',
   purchaseReceipt: 'purchase-receipt',
+  seatsReceipt: 'seats-receipt',
   accountCancelled: 'account-cancelled',
   accountDeleted: 'account-deleted',
 } as const;
@@ -24,6 +25,7 @@ registerTemplate(ACCOUNT_TEMPLATES.passwordReset, 'service', () => 'Choose a new
 registerTemplate(ACCOUNT_TEMPLATES.passwordChanged, 'service', () => 'Your Ferry password was changed');
 registerTemplate(ACCOUNT_TEMPLATES.emailChanged, 'service', () => 'The email address of your Ferry account was changed');
 registerTemplate(ACCOUNT_TEMPLATES.purchaseReceipt, 'service', (d) => `Your Ferry license (order ${String(d.orderId)})`);
+registerTemplate(ACCOUNT_TEMPLATES.seatsReceipt, 'service', (d) => `More seats for your Ferry license (order ${String(d.orderId)})`);
 registerTemplate(ACCOUNT_TEMPLATES.accountCancelled, 'service', () => 'Your Ferry subscription is cancelled');
 registerTemplate(ACCOUNT_TEMPLATES.accountDeleted, 'service', () => 'Your Ferry account has been deleted');
 

@@ -20,6 +20,7 @@ import dataRoutes from './routes/data.js';
 import settingsRoutes from './routes/settings.js';
 import purchaseRoutes from './routes/purchase.js';
 import closeRoutes from './routes/close.js';
+import seatRoutes from './routes/seats.js';
 
 /** Views stay in the source tree: from dist/server/account/ this is server/account/views/. */
 const VIEWS = fileURLToPath(new URL('../../../server/account/views/', import.meta.url));
@@ -68,6 +69,7 @@ const NOTICES: Record<string, string> = {
   'mail-choices-saved': 'Your mail choices are saved. They take effect at once.',
   'trial-claimed': 'The trial is claimed: it is now registered to your account.',
   'machine-deactivated': 'The machine is deactivated: its seat is free.',
+  'seats-removed': 'The seats are removed. The license keeps its key.',
   'cancelled': 'Your subscription is cancelled.',
 };
 
@@ -191,6 +193,7 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
   await dataRoutes(app, portal);
   await settingsRoutes(app, portal);
   await purchaseRoutes(app, portal);
+  await seatRoutes(app, portal);
   await closeRoutes(app, portal);
 
   installPageErrorHandlers(app, portal, { name: 'MyAccount', notFound: 'There is no such page in MyAccount.' });

@@ -186,7 +186,7 @@ export type AuditAction =
   | 'data.viewed' | 'data.exported'
   | 'profile.corrected' | 'email.change_requested' | 'email.changed' | 'password.changed' | 'password.reset'
   | 'mail_choices.changed' | 'trial.claimed' | 'machine.deactivated'
-  | 'order.created' | 'order.completed' | 'account.cancelled'
+  | 'order.created' | 'order.checkout' | 'order.completed' | 'license.seats_removed' | 'account.cancelled'
   | 'account.deletion_requested' | 'account.erased';
 
 export const audit = {

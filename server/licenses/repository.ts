@@ -27,6 +27,8 @@ export interface ActivationRow {
   active: number;
   created_at: Date;
   last_validated_at: Date | null;
+  /** The trial this activation belonged to before the trial was upgraded in place; null: none. */
+  converted_from_license_id: number | null;
 }
 
 export interface MachineFacts {
@@ -38,7 +40,7 @@ export interface MachineFacts {
 }
 
 const LICENSE_COLUMNS = 'l.id, l.kind, l.status, l.seats, l.expires_at, l.created_at, l.claim_code, l.key_hint, l.email, l.customer_id';
-const ACTIVATION_COLUMNS = 'a.id, a.license_id, a.fingerprint, a.active, a.created_at, a.last_validated_at';
+const ACTIVATION_COLUMNS = 'a.id, a.license_id, a.fingerprint, a.active, a.created_at, a.last_validated_at, a.converted_from_license_id';
 
 async function one<T>(db: Queryable, sql: string, params: (string | number | Buffer | Date | null)[]): Promise<T | null> {
   const [rows] = await db.execute<RowDataPacket[]>(sql, params);
@@ -117,11 +119,12 @@ export const activations = {
     }, [id]);
     const row = rows[0] as unknown[] | undefined;
     if (!row) return null;
-    const [aid, licenseId, fingerprint, active, aCreated, lastValidated, ...l] = row;
+    const [aid, licenseId, fingerprint, active, aCreated, lastValidated, convertedFrom, ...l] = row;
     return {
       activation: {
         id: aid as number, license_id: licenseId as number, fingerprint: fingerprint as string, active: active as number,
         created_at: aCreated as Date, last_validated_at: lastValidated as Date | null,
+        converted_from_license_id: convertedFrom === null ? null : Number(convertedFrom),
       },
       license: {
         id: l[0] as number, kind: l[1] as LicenseKind, status: l[2] as LicenseStatus, seats: l[3] as number,
@@ -164,12 +167,17 @@ export const activations = {
   },
 };
 
-export type LicenseEventKind = 'seat_refused' | 'wrong_machine' | 'revoked' | 'deactivated' | 'trial_repeat';
+export type LicenseEventKind =
+  | 'seat_refused' | 'wrong_machine' | 'revoked' | 'deactivated' | 'trial_repeat'
+  // Changes made by an order, by the customer, or by staff (`detail` says what: seats from and to, a new end).
+  | 'issued' | 'seats_changed' | 'trial_converted' | 'suspended' | 'reinstated' | 'extended';
 
 export const licenseEvents = {
-  async record(db: Queryable, licenseId: number, kind: LicenseEventKind, fingerprint: string | null, ip: string | null, now: Date): Promise<void> {
-    await db.execute('INSERT INTO license_events (license_id, kind, fingerprint, ip, occurred_at) VALUES (?, ?, ?, ?, ?)', [
-      licenseId, kind, fingerprint, ip, now,
+  async record(
+    db: Queryable, licenseId: number, kind: LicenseEventKind, fingerprint: string | null, ip: string | null, now: Date, detail: string | null = null,
+  ): Promise<void> {
+    await db.execute('INSERT INTO license_events (license_id, kind, fingerprint, ip, detail, occurred_at) VALUES (?, ?, ?, ?, ?, ?)', [
+      licenseId, kind, fingerprint, ip, detail?.slice(0, 255) ?? null, now,
     ]);
   },
 };

@@ -78,7 +78,7 @@ export const ValidateRequest = Type.Union([
 export const License = Type.Object({
   id: Type.Integer(),
   kind: Type.Union([Type.Literal('trial'), Type.Literal('permanent')]),
-  status: Type.Union([Type.Literal('active'), Type.Literal('revoked'), Type.Literal('cancelled')]),
+  status: Type.Union([Type.Literal('active'), Type.Literal('suspended'), Type.Literal('revoked'), Type.Literal('cancelled')]),
   seats: Type.Integer(),
   expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),

@@ -55,10 +55,21 @@ function activationView(row: ActivationRow): Activation {
 /** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
 function assertUsable(license: LicenseRow, now: Date): void {
   if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
+  if (license.status === 'suspended') throw new AppError('LICENSE_SUSPENDED', 403, 'this license is suspended; contact support to have it reinstated');
   if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
   if (license.expires_at && license.expires_at.getTime() <= now.getTime()) {
     throw new AppError('TRIAL_EXPIRED', 403, `the trial of this machine ended on ${license.expires_at.toISOString()}; enter a license key to go on`);
   }
+}
+
+/**
+ * The token's license holds its activation, or the token is of a trial whose activation moved to
+ * the permanent license it was upgraded to (orders.ts): that machine's next check-in gets a token of
+ * the new license without anyone typing its key.
+ */
+function isOwnActivation(found: { license: LicenseRow; activation: ActivationRow }, claims: LicenseClaims): boolean {
+  if (String(found.license.id) === claims.sub) return true;
+  return claims.kind === 'trial' && found.activation.converted_from_license_id !== null && String(found.activation.converted_from_license_id) === claims.sub;
 }
 
 export function bearerToken(authorization: string | undefined): string {
@@ -120,7 +131,7 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
   async function checkPresented(token: string, at: Date, verified?: LicenseClaims): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
     const claims = verified ?? verifyPresented(token, at);
     const found = await activations.withLicense(db, claims.aid);
-    if (!found || String(found.license.id) !== claims.sub || found.activation.fingerprint !== claims.fp) {
+    if (!found || !isOwnActivation(found, claims) || found.activation.fingerprint !== claims.fp) {
       throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
     }
     const { license, activation } = found;

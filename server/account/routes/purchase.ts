@@ -3,7 +3,7 @@ import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/prom
 import { AppError } from '../../errors.js';
 import { inTransaction } from '../../licenses/repository.js';
 import { Form, normalizeClaimCode } from '../forms.js';
-import { completeOrder, formatAmount, MAX_SEATS, orders, PRICE_PER_SEAT, type OrderRow } from '../orders.js';
+import { formatAmount, MAX_SEATS, orders, paymentReference, PRICE_PER_SEAT, type OrderRow } from '../orders.js';
 import type { Portal } from '../plugin.js';
 import { audit } from '../repository.js';
 
@@ -59,9 +59,13 @@ export default async function purchaseRoutes(app: FastifyInstance, portal: Porta
     return reply.redirect('/account/data?done=trial-claimed#licenses', 303);
   });
 
+  /** The customer's trials that can still be upgraded: not those an order has already turned permanent. */
   const ownTrials = async (customerId: number) => {
     const [rows] = await app.db.execute<RowDataPacket[]>(
-      "SELECT id, expires_at, created_at FROM licenses WHERE customer_id = ? AND kind = 'trial' ORDER BY id",
+      `SELECT l.id, l.expires_at, l.created_at FROM licenses l
+        WHERE l.customer_id = ? AND l.kind = 'trial'
+          AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.trial_license_id = l.id AND o.status = 'paid')
+        ORDER BY l.id`,
       [customerId],
     );
     return rows as { id: number; expires_at: Date; created_at: Date }[];
@@ -98,27 +102,41 @@ export default async function purchaseRoutes(app: FastifyInstance, portal: Porta
     return order;
   };
 
-  app.get<{ Params: { id: string } }>('/orders/:id', signedIn, async (request, reply) => {
+  const checkoutPage = (order: OrderRow, extra: Record<string, unknown> = {}) => ({
+    title: `Order ${order.id}`,
+    order,
+    amount: formatAmount(order.amount_minor, order.currency),
+    reference: paymentReference(order.id),
+    provider: app.payments.provider,
+    ...extra,
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { paid?: string } }>('/orders/:id', signedIn, async (request, reply) => {
     const order = await ownOrder(portal.account(request).id, request.params.id);
-    return portal.render(request, reply, 'checkout', { title: `Order ${order.id}`, order, amount: formatAmount(order.amount_minor, order.currency) });
+    return portal.render(request, reply, 'checkout', checkoutPage(order, { returnedPaid: request.query.paid === '1' }));
   });
 
   /**
-   * The checkout step. Ferry takes no card data: a payment provider's page would take the payment
-   * here, and its webhook would call completeOrder with its own reference. Until then the portal
-   * completes the order itself.
+   * The checkout step. Ferry takes no card data and completes no order here: with a payment
+   * provider, the buyer goes to its hosted page, and its signed webhook completes the order
+   * (payments/stripe-webhook.ts); without one, the order page says how to pay by invoice, and
+   * staff mark the order paid in /admin once the money is in.
    */
   app.post<{ Params: { id: string } }>('/orders/:id/checkout', signedIn, async (request, reply) => {
     const account = portal.account(request);
     const order = await ownOrder(account.id, request.params.id);
-    const { order: completed, key } = await completeOrder(app, order.id, { provider: 'portal', reference: `order-${order.id}` });
-    if (!key) return reply.redirect(`/account/orders/${order.id}`, 303);
-    return portal.render(request, reply, 'receipt', {
-      title: 'Thank you: here is your key',
-      order: completed,
-      key,
-      amount: formatAmount(completed.amount_minor, completed.currency),
-      email: account.email,
-    });
+    if (order.status !== 'pending' || app.payments.provider === null) return reply.redirect(`/account/orders/${order.id}`, 303);
+    const page = `${app.config.publicUrl}/account/orders/${order.id}`;
+    let checkout;
+    try {
+      checkout = await app.payments.startCheckout(order, account.email, { successUrl: `${page}?paid=1`, cancelUrl: page });
+    } catch (err) {
+      request.log.error({ err: (err as Error).message, orderId: order.id }, 'the payment page could not be opened');
+      return portal.render(request, reply, 'checkout', checkoutPage(order, {
+        failure: 'The payment page could not be opened just now. Nothing was charged: try again in a minute, or pay by invoice.',
+      }), 503);
+    }
+    await audit.record(app.db, account.id, 'order.checkout', new Date());
+    return reply.redirect(checkout.url, 303);
   });
 }

@@ -17,6 +17,8 @@ import licenseRoutes from './routes/licenses.js';
 import reportRoutes from './routes/reports.js';
 import statisticsRoutes from './routes/statistics.js';
 import newsRoutes from './routes/news.js';
+import licenseChangeRoutes from './routes/license-changes.js';
+import orderRoutes from './routes/orders.js';
 import releaseRoutes from './routes/releases.js';
 
 /** Views stay in the source tree: from dist/server/admin/area/ this is server/admin/area/views/. */
@@ -43,6 +45,12 @@ const NOTICES: Record<string, string> = {
   'rollup-queued': 'The usage roll-up is queued; the statistics show its figures once the job has run.',
   'news-sending': 'The message is being sent: everyone who chose news gets it once. Refresh to follow it.',
   'news-started-before': 'This message was sent before; it is not sent again.',
+  suspended: 'The license is suspended: its machines are refused at their next validation until it is reinstated.',
+  reinstated: 'The license is reinstated: its machines work again at their next validation.',
+  extended: 'The trial is extended: its machine gets the new end at its next validation.',
+  'seats-changed': 'The seats are changed. The license keeps its key.',
+  'order-paid': 'The order is paid and complete: the customer gets the receipt (with the key of a new license) by mail.',
+  'order-paid-before': 'This order was already complete: nothing was issued again.',
   'news-resumed': 'The send is resumed: what is pending is queued again, and nobody gets it twice.',
 };
 
@@ -96,6 +104,8 @@ const pages: FastifyPluginAsync<PagesOptions> = async (app, options) => {
   await signInRoutes(app, adminPages);
   await overviewRoutes(app, adminPages);
   await licenseRoutes(app, adminPages);
+  await licenseChangeRoutes(app, adminPages);
+  await orderRoutes(app, adminPages);
   await reportRoutes(app, adminPages);
   await statisticsRoutes(app, adminPages);
   await newsRoutes(app, adminPages);

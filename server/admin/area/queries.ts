@@ -70,7 +70,14 @@ export interface LicenseFilter {
   id?: number;
   /** Older than this id (the next page). */
   before?: number;
+  /** Search: an id, a key hint (the key's last characters), or part of an email address, organisation or name. */
+  q?: string;
   limit: number;
+}
+
+/** `%` and `_` typed into the search box are characters, not wildcards. */
+function likeContaining(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /** Recent licenses, newest first, with the seats their active activations take. */
@@ -84,6 +91,12 @@ export async function listLicenses(db: Pool, filter: LicenseFilter, now: Date): 
   if (filter.kind) add('l.kind = ?', filter.kind);
   if (filter.id !== undefined) add('l.id = ?', filter.id);
   if (filter.before !== undefined) add('l.id < ?', filter.before);
+  if (filter.q) {
+    const like = likeContaining(filter.q);
+    const hint = filter.q.replace(/^[.…]+/, '').replace(/-/g, '').toUpperCase().slice(-5);
+    where.push(`(l.id = ? OR l.key_hint = ? OR l.email LIKE ? OR c.email LIKE ? OR c.organization LIKE ? OR c.name LIKE ?)`);
+    params.push(/^\d{1,15}$/.test(filter.q) ? Number(filter.q) : -1, hint, like, like, like, like);
+  }
   const [rows] = await db.query<RowDataPacket[]>(
     `SELECT l.id, l.kind, l.status, l.seats, l.key_hint, l.email, l.created_at, l.expires_at, l.revoked_at,
             c.type AS customer_type, c.name AS customer_name, c.organization, c.country,

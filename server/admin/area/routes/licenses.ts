@@ -8,8 +8,12 @@ import { field, param, type FieldErrors } from '../forms.js';
 import type { AdminPages } from '../pages.js';
 import { findLicense, listLicenses } from '../queries.js';
 import { revokeLicense } from '../../revoke-license.js';
+import { csvLine } from '../../../../reports/csv.js';
 
 const PAGE_SIZE = 50;
+/** The CSV export's bound: far above any real list, below what would hurt the server. */
+const CSV_MAX_ROWS = 100_000;
+const LICENSE_CSV_HEADER = ['id', 'kind', 'state', 'seats', 'seats_used', 'key_hint', 'email', 'organization', 'customer_name', 'country', 'created_at', 'expires_at', 'revoked_at'];
 /** As the API allows (`POST /v1/admin/licenses`). */
 const MAX_SEATS = 100_000;
 const KINDS = ['trial', 'permanent'] as const;
@@ -47,24 +51,54 @@ function readIssueForm(body: unknown): { request: IssueRequest | null; values: R
   return { request: ok ? { seats, email: email || null, customer } : null, values, errors };
 }
 
-function licenseId(text: string): number {
+export function licenseId(text: string): number {
   if (!/^\d{1,15}$/.test(text)) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${text}.`);
   return Number(text);
 }
 
 /** Recent licenses; issue a permanent license (a recorded sale); revoke one, after a confirmation. */
 export default async function licenseRoutes(app: FastifyInstance, pages: AdminPages): Promise<void> {
-  const listPage = async (query: unknown) => {
+  /** The list's filter from the address: kind, one id, a search, and the page (ids older than `before`). */
+  const listFilter = (query: unknown) => {
     const kindText = param(query, 'kind');
     const kind = (KINDS as readonly string[]).includes(kindText) ? (kindText as (typeof KINDS)[number]) : undefined;
     const id = /^\d{1,15}$/.test(param(query, 'id')) ? Number(param(query, 'id')) : undefined;
     const before = /^\d{1,15}$/.test(param(query, 'before')) ? Number(param(query, 'before')) : undefined;
-    const rows = await listLicenses(app.db, { kind, id, before, limit: PAGE_SIZE }, new Date());
-    const older = rows.length === PAGE_SIZE ? rows[rows.length - 1]!.id : null;
-    return { title: 'Licenses', licenses: rows, kind: kind ?? '', onlyId: id ?? null, older };
+    const q = param(query, 'q').slice(0, 200);
+    return { kind, id, before, q: q === '' ? undefined : q };
+  };
+
+  const listPage = async (query: unknown) => {
+    const filter = listFilter(query);
+    const rows = await listLicenses(app.db, { ...filter, limit: PAGE_SIZE + 1 }, new Date());
+    const older = rows.length > PAGE_SIZE ? rows[PAGE_SIZE - 1]!.id : null;
+    const search = new URLSearchParams({ ...(filter.kind ? { kind: filter.kind } : {}), ...(filter.q ? { q: filter.q } : {}) });
+    return {
+      title: 'Licenses', licenses: rows.slice(0, PAGE_SIZE), kind: filter.kind ?? '', onlyId: filter.id ?? null, q: filter.q ?? '',
+      older, olderLink: older === null ? null : `/admin/licenses?${new URLSearchParams([...search, ['before', String(older)]])}`,
+      csvLink: `/admin/licenses.csv${search.size ? `?${search}` : ''}`, firstPage: filter.before === undefined,
+    };
   };
 
   app.get('/licenses', async (request, reply) => pages.render(request, reply, 'licenses', await listPage(request.query)));
+
+  // Everything the search finds (not one page), for a spreadsheet: formula cells are made plain text.
+  app.get('/licenses.csv', async (request, reply) => {
+    const { kind, q } = listFilter(request.query);
+    const rows = await listLicenses(app.db, { kind, q, limit: CSV_MAX_ROWS }, new Date());
+    const lines = [csvLine(LICENSE_CSV_HEADER)];
+    for (const l of rows) {
+      lines.push(csvLine([
+        l.id, l.kind, l.ended ? 'ended' : l.status, l.seats, l.seatsUsed, l.keyHint ?? '', l.email ?? '',
+        l.customer?.organization ?? '', l.customer?.name ?? '', l.customer?.country ?? '',
+        l.createdAt.toISOString(), l.expiresAt?.toISOString() ?? '', l.revokedAt?.toISOString() ?? '',
+      ], { neutraliseFormulas: true }));
+    }
+    request.log.info({ rows: rows.length, via: 'admin area' }, 'license list exported');
+    return reply.type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="ferry-licenses-${new Date().toISOString().slice(0, 10)}.csv"`)
+      .send(lines.join(''));
+  });
 
   app.post('/licenses', async (request, reply) => {
     const { request: issue, values, errors } = readIssueForm(request.body);

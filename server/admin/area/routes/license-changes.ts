@@ -1,0 +1,102 @@
+import type { FastifyInstance } from 'fastify';
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { AppError } from '../../../errors.js';
+import { licenseEvents } from '../../../licenses/repository.js';
+import { machineName, setSeats } from '../../../licenses/seats.js';
+import { MAX_SEATS_PER_LICENSE } from '../../../account/orders.js';
+import { isDay } from '../format.js';
+import { field, type FieldErrors } from '../forms.js';
+import type { AdminPages } from '../pages.js';
+import { findLicense } from '../queries.js';
+import { licenseId } from './licenses.js';
+
+const EVENTS_SHOWN = 200;
+const DAY_MS = 86_400_000;
+
+/**
+ * One license with its machines and its history, and what staff may change about it: suspend and
+ * reinstate (unlike revoking, not final), extend a trial, set a permanent license's seats. Every
+ * change is a license event, shown on this page.
+ */
+export default async function licenseChangeRoutes(app: FastifyInstance, pages: AdminPages): Promise<void> {
+  const found = async (idText: string) => {
+    const id = licenseId(idText);
+    const license = await findLicense(app.db, id, new Date());
+    if (!license) throw new AppError('LICENSE_NOT_FOUND', 404, `There is no license ${id}.`);
+    return license;
+  };
+
+  const detailPage = async (idText: string, extra: Record<string, unknown> = {}) => {
+    const license = await found(idText);
+    const [machines] = await app.db.query<RowDataPacket[]>(
+      `SELECT id, fingerprint, active, hostname, platform, agent_version, created_at, last_validated_at, deactivated_at, converted_from_license_id
+         FROM activations WHERE license_id = ? ORDER BY active DESC, id`,
+      [license.id],
+    );
+    const [events] = await app.db.query<RowDataPacket[]>(
+      'SELECT kind, fingerprint, detail, occurred_at FROM license_events WHERE license_id = ? ORDER BY occurred_at DESC, id DESC LIMIT ?',
+      [license.id, EVENTS_SHOWN],
+    );
+    return { title: `License ${license.id}`, license, machines, events, values: {}, errors: {}, ...extra };
+  };
+
+  app.get('/licenses/:id', async (request, reply) => pages.render(request, reply, 'license', await detailPage((request.params as { id: string }).id)));
+
+  /** Sets the status from `from` to `to`; false when the license was not in `from`. */
+  const changeStatus = async (id: number, from: string, to: string): Promise<boolean> => {
+    const [result] = await app.db.execute<ResultSetHeader>('UPDATE licenses SET status = ? WHERE id = ? AND status = ?', [to, id, from]);
+    return result.affectedRows === 1;
+  };
+
+  app.post('/licenses/:id/suspend', async (request, reply) => {
+    const license = await found((request.params as { id: string }).id);
+    if (await changeStatus(license.id, 'active', 'suspended')) {
+      await licenseEvents.record(app.db, license.id, 'suspended', null, null, new Date(), 'by staff');
+      request.log.info({ licenseId: license.id, via: 'admin area' }, 'license suspended');
+    }
+    return reply.redirect(`/admin/licenses/${license.id}?done=suspended`, 303);
+  });
+
+  app.post('/licenses/:id/reinstate', async (request, reply) => {
+    const license = await found((request.params as { id: string }).id);
+    if (await changeStatus(license.id, 'suspended', 'active')) {
+      await licenseEvents.record(app.db, license.id, 'reinstated', null, null, new Date(), 'by staff');
+      request.log.info({ licenseId: license.id, via: 'admin area' }, 'license reinstated');
+    }
+    return reply.redirect(`/admin/licenses/${license.id}?done=reinstated`, 303);
+  });
+
+  app.post('/licenses/:id/extend', async (request, reply) => {
+    const idText = (request.params as { id: string }).id;
+    const license = await found(idText);
+    const ends = field(request.body, 'ends');
+    const errors: FieldErrors = {};
+    const endsAt = isDay(ends) ? new Date(`${ends}T23:59:59.999Z`) : null;
+    if (license.kind !== 'trial') errors.ends = 'Only a trial has an end to extend.';
+    else if (!endsAt) errors.ends = 'Enter the new last day of the trial as YYYY-MM-DD, such as 2026-03-31.';
+    else if (endsAt.getTime() <= Date.now()) errors.ends = 'Enter a day that is still to come.';
+    else if (endsAt.getTime() > Date.now() + 366 * DAY_MS) errors.ends = 'A trial can be extended by a year at most.';
+    if (Object.keys(errors).length > 0) return pages.render(request, reply, 'license', await detailPage(idText, { values: { ends }, errors }), 400);
+    await app.db.execute('UPDATE licenses SET expires_at = ? WHERE id = ?', [endsAt, license.id]);
+    await licenseEvents.record(app.db, license.id, 'extended', null, null, new Date(), `ends ${endsAt!.toISOString()} (was ${license.expiresAt?.toISOString() ?? 'none'})`);
+    request.log.info({ licenseId: license.id, endsAt, via: 'admin area' }, 'trial extended');
+    return reply.redirect(`/admin/licenses/${license.id}?done=extended`, 303);
+  });
+
+  app.post('/licenses/:id/seats', async (request, reply) => {
+    const idText = (request.params as { id: string }).id;
+    const license = await found(idText);
+    const text = field(request.body, 'seats');
+    const seats = Number(text);
+    const refuse = async (message: string, status = 400) =>
+      pages.render(request, reply, 'license', await detailPage(idText, { values: { seats: text }, errors: { seats: message } }), status);
+    if (license.kind !== 'permanent') return refuse('A trial has one seat; only a permanent license changes its seats.');
+    if (!/^\d{1,6}$/.test(text) || seats < 1 || seats > MAX_SEATS_PER_LICENSE) return refuse(`Enter the seats: a whole number from 1 to ${MAX_SEATS_PER_LICENSE.toLocaleString('en')}.`);
+    const change = await setSeats(app.db, license.id, seats, { customerId: null, why: 'by staff' });
+    if (!change.changed && change.reason === 'machines-in-use') {
+      return refuse(`${change.inUse.length} machines use this license: deactivate ${change.inUse.length - seats} first (${change.inUse.map(machineName).join(', ')}).`, 409);
+    }
+    request.log.info({ licenseId: license.id, seats, via: 'admin area' }, 'license seats changed');
+    return reply.redirect(`/admin/licenses/${license.id}?done=seats-changed`, 303);
+  });
+}
