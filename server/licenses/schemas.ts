@@ -103,7 +103,14 @@ export const Certificate = Type.Object(
 export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), certificate: Certificate });
 export type Licensed = Static<typeof Licensed>;
 
-export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), certificate: Certificate });
+export const Validated = Type.Object({
+  valid: Type.Literal(true),
+  license: License,
+  token: Type.Optional(Type.String({ description: 'a renewed lease: only when the lease is due for renewal or the license changed' })),
+  certificate: Type.Optional(Certificate),
+  checkedAt: Type.String({ format: 'date-time', description: 'when the server checked the license and activation' }),
+});
+export type Validated = Static<typeof Validated>;
 
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 
