@@ -66,7 +66,9 @@ describe('POST /v1/validate as a check-in', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(typeof res.body.token, 'string');
     assert.equal(typeof res.body.certificate.payload, 'string');
-    assert.ok(peekClaims(res.body.token)!.exp > peekClaims(old)!.exp);
+    const renewed = peekClaims(res.body.token)!;
+    assert.ok(renewed.exp > peekClaims(old)!.exp);
+    assert.equal(renewed.exp - renewed.iat, POLICIES.permanent.leaseMs / 1000);
     // And the renewed token is the current one now: its next check-in signs nothing.
     assert.equal((await validate(res.body.token, { fingerprint })).body.token, undefined);
   });
