@@ -112,9 +112,11 @@ export interface CheckInAnswer {
 }
 
 /** `POST /v1/validate`: the server checks license and activation now, and renews the lease when due. */
-export async function requestRenewal(server: string, token: string, fingerprint: string): Promise<CheckInAnswer> {
+export async function requestRenewal(server: string, token: string, fingerprint: string, options: { checkIn?: boolean } = {}): Promise<CheckInAnswer> {
+  // A check-in takes "nothing changed" for an answer; a renewal (due, or to get a certificate) wants a token.
+  const body = options.checkIn ? { fingerprint, checkIn: true } : { fingerprint };
   const reply = await callServer(server, {
-    method: 'POST', path: '/v1/validate', token, body: { fingerprint }, timeoutMs: BACKGROUND_TIMEOUT_MS,
+    method: 'POST', path: '/v1/validate', token, body, timeoutMs: BACKGROUND_TIMEOUT_MS,
   });
   const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown; checkedAt?: unknown } | undefined;
   if (!b || (b.token !== undefined && (typeof b.token !== 'string' || !isStatement(b.certificate)))) throw malformed(server, 'a validation');

@@ -120,11 +120,11 @@ export async function activateLicense(
  * grace, key retired, activation gone) gets a new activation: the trial of this machine again,
  * or the stored key.
  */
-export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string): Promise<LicenseState> {
+export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean } = {}): Promise<LicenseState> {
   const { fingerprint } = await ctx.machine();
   let renewal: Awaited<ReturnType<typeof requestRenewal>>;
   try {
-    renewal = await requestRenewal(server, state.token, fingerprint);
+    renewal = await requestRenewal(server, state.token, fingerprint, options);
   } catch (err) {
     if (!(err instanceof ServerError)) throw err;
     if (err.status !== 401) throw refusalToAgentError(err);
@@ -175,7 +175,7 @@ export async function checkIn(ctx: AgentContext, state: LicenseState): Promise<v
   try {
     server = await ctx.resolveServer(state.server);
     if (ctx.unreachableServers.has(server)) return;
-    await renewLicense(ctx, state, server);
+    await renewLicense(ctx, state, server, { checkIn: true });
   } catch (thrown) {
     try {
       const err = asAgentError(thrown);

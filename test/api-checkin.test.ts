@@ -42,7 +42,7 @@ describe('POST /v1/validate as a check-in', () => {
     const { license, fingerprint, token } = await activated();
     const before = Date.now();
     for (let i = 0; i < 2; i++) {
-      const res = await validate(token, { fingerprint });
+      const res = await validate(token, { fingerprint, checkIn: true });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.valid, true);
       assert.equal(res.body.license.id, license.id);
@@ -50,6 +50,10 @@ describe('POST /v1/validate as a check-in', () => {
       assert.equal(res.body.certificate, undefined);
       assert.ok(Date.parse(res.body.checkedAt) >= before - 1000);
     }
+    // An agent from before check-ins asks without `checkIn`, and gets the new token it expects.
+    const renewal = await validate(token, { fingerprint });
+    assert.equal(typeof renewal.body.token, 'string');
+    assert.equal(typeof renewal.body.certificate.payload, 'string');
   });
 
   it('renews the current token once its lease passes the point where the agent renews, with the certificate', async () => {
@@ -62,7 +66,7 @@ describe('POST /v1/validate as a check-in', () => {
     } finally {
       await db.end();
     }
-    const res = await validate(old, { fingerprint });
+    const res = await validate(old, { fingerprint, checkIn: true });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(typeof res.body.token, 'string');
     assert.equal(typeof res.body.certificate.payload, 'string');
@@ -70,18 +74,18 @@ describe('POST /v1/validate as a check-in', () => {
     assert.ok(renewed.exp > peekClaims(old)!.exp);
     assert.equal(renewed.exp - renewed.iat, POLICIES.permanent.leaseMs / 1000);
     // And the renewed token is the current one now: its next check-in signs nothing.
-    assert.equal((await validate(res.body.token, { fingerprint })).body.token, undefined);
+    assert.equal((await validate(res.body.token, { fingerprint, checkIn: true })).body.token, undefined);
   });
 
   it('verifies an older token in full and renews it; a forged one is still refused', async () => {
     const { fingerprint, token } = await activated();
     const older = await tokenIssuedAgo(token, DAY);
-    const res = await validate(older, { fingerprint });
+    const res = await validate(older, { fingerprint, checkIn: true });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(typeof res.body.token, 'string', 'not the current token: a new one');
     const [header, payload] = token.split('.');
     const forged = `${header}.${payload}.${'A'.repeat(86)}`;
-    assert.equal((await validate(forged, { fingerprint })).status, 401);
+    assert.equal((await validate(forged, { fingerprint, checkIn: true })).status, 401);
   });
 });
 
@@ -108,13 +112,13 @@ describe('revocation across server processes (activation caches, invalidated ove
     assert.equal(activation.status, 201);
     const token = activation.body.token as string;
     // B and C read the activation now and keep it.
-    for (const s of [b, c]) assert.equal((await request(`${s.url}/v1/validate`, { body: { fingerprint }, token })).status, 200);
+    for (const s of [b, c]) assert.equal((await request(`${s.url}/v1/validate`, { body: { fingerprint, checkIn: true }, token })).status, 200);
 
     await revokeLicense(admin, license.id);
     for (const s of [a, b, c]) {
       // The message may still be on its way to a server the very moment the revoke answers.
       const refused = await until(`${s.url} refuses the revoked license`, async () => {
-        const res = await request(`${s.url}/v1/validate`, { body: { fingerprint }, token });
+        const res = await request(`${s.url}/v1/validate`, { body: { fingerprint, checkIn: true }, token });
         return res.status === 403 && res.body;
       }, 10_000); // well within the 30 s a cached activation would otherwise live
       assert.equal(refused.error.code, 'LICENSE_REVOKED');

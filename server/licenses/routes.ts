@@ -51,8 +51,9 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['agent'],
       summary: 'Check in: check the license now; a renewed lease token when it is due',
-      description: 'The answer carries `token` and `certificate` only when the lease is past its renewal point, the token '
-        + 'presented is not the last one issued to this activation, or the license changed; otherwise the agent keeps its token.',
+      description: 'With `checkIn: true`, the answer carries `token` and `certificate` only when the lease is past its renewal '
+        + 'point, the token presented is not the last one issued to this activation or not under the current signing key, '
+        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token.',
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       body: Type.Optional(ValidateRequest),
@@ -62,6 +63,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
     bearerToken(request.headers.authorization),
     request.body?.fingerprint,
     request.ip,
+    request.body?.checkIn === true,
   ));
 
   app.delete('/v1/activations/:id', {

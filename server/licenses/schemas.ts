@@ -71,7 +71,12 @@ export const ActivationRequest = Type.Object(
 export type ActivationRequest = Static<typeof ActivationRequest>;
 
 export const ValidateRequest = Type.Union([
-  Type.Object({ fingerprint: Type.Optional(Fingerprint) }, { additionalProperties: false }),
+  Type.Object({
+    fingerprint: Type.Optional(Fingerprint),
+    checkIn: Type.Optional(Type.Boolean({
+      description: 'a check-in: answer without a new token unless one is due (agents before check-ins always get one)',
+    })),
+  }, { additionalProperties: false }),
   Type.Null(),
 ]);
 

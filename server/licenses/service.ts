@@ -27,6 +27,16 @@ function newClaimCode(): string {
   return code;
 }
 
+/** The `kid` in a token's header: a token under a key other than the active one is renewed (rotation). */
+function signingKid(token: string): string | undefined {
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What the server remembers of the last token it issued to an activation (migration 013). */
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -191,8 +201,8 @@ export function createLicenseService({
    * A check-in changes nothing when its token is the current one, signed for what the license is
    * now, with more of its lease left than the point where the agent renews: then no new token.
    */
-  function needsNewToken({ claims, current }: Presented, license: LicenseRow, at: Date): boolean {
-    if (!current || claims.kind !== license.kind) return true;
+  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseRow, at: Date): boolean {
+    if (!current || claims.kind !== license.kind || signingKid(token) !== signingKey.kid) return true;
     const licenseEnd = license.expires_at ? Math.floor(license.expires_at.getTime() / 1000) : undefined;
     if (claims.lic_exp !== licenseEnd) return true;
     return claims.exp * 1000 - at.getTime() <= POLICIES[claims.kind].renewWhenLeftMs;
@@ -352,10 +362,10 @@ export function createLicenseService({
     licenseChanged: (licenseId: number) => changes.licenseChanged(licenseId),
 
     /**
-     * `POST /v1/validate`, the agent's check-in: checks the activation and license now; a new token
-     * (with its certificate) only when the lease is due for renewal or the license changed.
+     * `POST /v1/validate`: checks the activation and license now, and renews the lease. A check-in
+     * (`checkIn`, agents since check-ins) gets a new token (with its certificate) only when one is due.
      */
-    async validate(token: string, presentedBy: string | undefined, ip: string): Promise<Validated> {
+    async validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Promise<Validated> {
       const at = now();
       const found = await presented(token, at);
       if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
@@ -369,7 +379,7 @@ export function createLicenseService({
         activation.last_validated_at = at;
       }
       const checkedAt = at.toISOString();
-      if (!needsNewToken(found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
+      if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
       const renewed = await licensed(license, activation, at);
       return { valid: true, license: renewed.license, token: renewed.token, certificate: renewed.certificate, checkedAt };
     },
