@@ -28,6 +28,8 @@ interface Entry {
 export interface ActivationCache {
   /** The activation with its license, from the cache or (batched with other misses) from MariaDB. */
   get(activationId: number): Promise<CachedActivation | null>;
+  /** What the cache holds, if it is still fresh; nothing is read. */
+  cached(activationId: number): CachedActivation | null;
   /** Reads MariaDB now, whatever the cache holds, and keeps the answer. */
   reload(activationId: number): Promise<CachedActivation | null>;
   forgetActivation(activationId: number): void;
@@ -107,12 +109,17 @@ export function createActivationCache(db: Pool, { ttlMs, maxEntries, now = Date.
     batchRejects.push(reject);
   });
 
+  const fresh = (activationId: number) => {
+    const entry = entries.get(activationId);
+    return entry && now() - entry.loadedAt < ttlMs ? entry.value : null;
+  };
+
   return {
     get(activationId) {
-      const entry = entries.get(activationId);
-      if (entry && now() - entry.loadedAt < ttlMs) return Promise.resolve(entry.value);
-      return load(activationId);
+      const value = fresh(activationId);
+      return value ? Promise.resolve(value) : load(activationId);
     },
+    cached: fresh,
     reload: load,
     forgetActivation(activationId) {
       forgets++;

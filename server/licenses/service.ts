@@ -161,9 +161,9 @@ export function createLicenseService({
   async function presented(token: string, at: Date): Promise<Presented> {
     const peeked = peekClaims(token);
     if (peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0) {
-      let found = await cache.get(peeked.aid);
-      // Another server may have renewed this activation since this one cached it.
-      if (found && !isDigestOf(token, found)) found = await cache.reload(peeked.aid);
+      const cached = cache.cached(peeked.aid);
+      // Not cached, or cached with another digest (another server may have renewed it since): read it.
+      const found = cached && isDigestOf(token, cached) ? cached : await cache.reload(peeked.aid);
       if (isDigestOf(token, found)) {
         assertLeaseUsable(peeked, at);
         return { claims: peeked, found, current: true };
