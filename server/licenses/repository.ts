@@ -132,16 +132,6 @@ export const activations = {
 
   byId: (db: Queryable, id: number) => one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.id = ?`, [id]),
 
-  /** The activation and its license in one round trip. */
-  async withLicense(db: Queryable, id: number): Promise<{ activation: ActivationRow; license: LicenseRow } | null> {
-    const [rows] = await db.execute<RowDataPacket[]>({
-      sql: `SELECT ${ACTIVATION_COLUMNS}, ${LICENSE_COLUMNS}, a.token_digest FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id = ?`,
-      rowsAsArray: true,
-    }, [id]);
-    const row = rows[0] as unknown[] | undefined;
-    return row ? activationWithLicense(row) : null;
-  },
-
   /** Many activations with their licenses and token digests, in one query: the read of validations. */
   async manyWithLicense(db: Queryable, ids: number[]): Promise<Map<number, ActivationWithLicense>> {
     const found = new Map<number, ActivationWithLicense>();
