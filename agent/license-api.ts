@@ -112,19 +112,32 @@ export async function requestKeyActivation(ctx: AgentContext, server: string, fi
   return parseIssued(server, reply.status, reply.body);
 }
 
-/** `POST /v1/validate`: the server checks license and activation now and answers with a new lease. */
+/** What a check-in (`POST /v1/validate`) answers: a renewed lease only when one was due or the license changed. */
+export interface CheckInAnswer {
+  license: LicenseInfo;
+  renewal: { token: string; certificate: SignedStatement } | null;
+  /** When the server checked (ISO), as it says. */
+  checkedAt: string | null;
+}
+
+/** `POST /v1/validate`: the server checks license and activation now, and renews the lease when due. */
 export async function requestRenewal(
-  ctx: AgentContext, server: string, token: string, fingerprint: string,
-): Promise<{ license: LicenseInfo; token: string; certificate: SignedStatement }> {
+  ctx: AgentContext, server: string, token: string, fingerprint: string, options: { checkIn?: boolean } = {},
+): Promise<CheckInAnswer> {
+  // A check-in takes "nothing changed" for an answer; a renewal (due, or to get a certificate) wants a token.
+  const body = options.checkIn ? { fingerprint, checkIn: true } : { fingerprint };
   const reply = await callServer(server, {
-    method: 'POST', path: '/v1/validate', token, body: { fingerprint }, timeoutMs: BACKGROUND_TIMEOUT_MS,
+    method: 'POST', path: '/v1/validate', token, body, timeoutMs: BACKGROUND_TIMEOUT_MS,
   });
   noteLatestVersion(ctx, reply.body);
-  const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown } | undefined;
-  if (!b || typeof b.token !== 'string' || !isStatement(b.certificate)) throw malformed(server, 'a validation');
+  const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown; checkedAt?: unknown } | undefined;
+  if (!b || (b.token !== undefined && (typeof b.token !== 'string' || !isStatement(b.certificate)))) throw malformed(server, 'a validation');
   return {
-    license: parseLicense(server, b.license), token: b.token,
-    certificate: { payload: b.certificate.payload, signature: b.certificate.signature },
+    license: parseLicense(server, b.license),
+    renewal: typeof b.token === 'string' && isStatement(b.certificate)
+      ? { token: b.token, certificate: { payload: b.certificate.payload, signature: b.certificate.signature } }
+      : null,
+    checkedAt: typeof b.checkedAt === 'string' && b.checkedAt.length <= 40 ? b.checkedAt : null,
   };
 }
 

@@ -32,6 +32,21 @@ export interface LicenseState {
   activatedAt: string;
   /** Set when the server refused this license; cleared when it accepts it again. */
   refused: { exit: RefusalExit; message: string; at: string } | null;
+  /**
+   * The last check-in with the server (license time, ISO) and what came of it: `valid`, `renewed`,
+   * a refusal's exit name in lower case, or `failed: why`. Absent in files from before check-ins.
+   */
+  lastCheck?: LastCheck | null;
+}
+
+export interface LastCheck {
+  at: string;
+  result: string;
+}
+
+function isLastCheck(value: unknown): value is LastCheck {
+  const c = value as Record<string, unknown> | null;
+  return typeof c === 'object' && c !== null && typeof c.at === 'string' && typeof c.result === 'string';
 }
 
 function isCertificate(value: unknown): value is SignedStatement {
@@ -79,7 +94,8 @@ export async function loadLicenseState(paths: HomePaths): Promise<LicenseState |
     throw new AgentError('NO_LICENSE', `${paths.license} is damaged (fields missing or of the wrong type): run "ferry activate" again`);
   }
   const { jwks: _pinnedOnFirstUse, ...rest } = stored as typeof stored & { jwks?: unknown };
-  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null };
+  const lastCheck = isLastCheck(rest.lastCheck) && !Number.isNaN(Date.parse(rest.lastCheck.at)) ? rest.lastCheck : null;
+  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null, lastCheck };
 }
 
 export async function saveLicenseState(paths: HomePaths, state: LicenseState): Promise<void> {

@@ -81,6 +81,7 @@ async function stateFromIssued(
     certificate: issued.certificate,
     activatedAt: new Date(ctx.clock.wallNow).toISOString(),
     refused: null,
+    lastCheck: { at: new Date(ctx.clock.now).toISOString(), result: 'activated' },
   };
   return { state, commit };
 }
@@ -119,11 +120,11 @@ export async function activateLicense(
  * grace, key retired, activation gone) gets a new activation: the trial of this machine again,
  * or the stored key.
  */
-export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string): Promise<LicenseState> {
+export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean } = {}): Promise<LicenseState> {
   const { fingerprint } = await ctx.machine();
   let renewal: Awaited<ReturnType<typeof requestRenewal>>;
   try {
-    renewal = await requestRenewal(ctx, server, state.token, fingerprint);
+    renewal = await requestRenewal(ctx, server, state.token, fingerprint, options);
   } catch (err) {
     if (!(err instanceof ServerError)) throw err;
     if (err.status !== 401) throw refusalToAgentError(err);
@@ -133,17 +134,64 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
     const request: ActivationRequest = state.kind === 'trial' ? { trial: {} } : { key: state.key! };
     return (await activateLicense(ctx, server, request, state)).state;
   }
+  const checked = { at: new Date(ctx.clock.now).toISOString(), result: renewal.renewal ? 'renewed' : 'valid' };
+  if (!renewal.renewal) {
+    // Nothing changed and the lease is not due: the server signed nothing, the token stays.
+    const confirmed: LicenseState = { ...state, server, licenseExpiresAt: renewal.license.expiresAt, refused: null, lastCheck: checked };
+    await saveLicenseState(ctx.paths, confirmed);
+    return confirmed;
+  }
   // A renewal may come with a token of another signing key (the server rotated): its certificate
   // comes with it, and the root decides, exactly as at activation.
-  const { claims, commit } = await verifyIssued(ctx, server, renewal, fingerprint);
+  const { claims, commit } = await verifyIssued(ctx, server, renewal.renewal, fingerprint);
   // What the token says wins: a trial upgraded in place comes back permanent.
   const renewed: LicenseState = {
-    ...state, format: 2, server, token: renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
-    licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.certificate, refused: null,
+    ...state, format: 2, server, token: renewal.renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
+    licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.renewal.certificate, refused: null, lastCheck: checked,
   };
   await commit();
   await saveLicenseState(ctx.paths, renewed);
   return renewed;
+}
+
+/** How often a machine in use checks in with its server, whatever its lease: revocations reach it within this. */
+export const CHECK_IN_EVERY_MS = 3_600_000;
+
+/** No check-in within the last hour (by license time): the next use checks in. */
+export function checkInDue(ctx: AgentContext, state: LicenseState): boolean {
+  const last = state.lastCheck ? Date.parse(state.lastCheck.at) : Date.parse(state.activatedAt);
+  return !(ctx.clock.now - last < CHECK_IN_EVERY_MS && last <= ctx.clock.now);
+}
+
+/**
+ * Checks in with the license server while the command works: a revocation, suspension or
+ * deactivation found now is remembered (`refused`), and the next command stops on it; the command
+ * running now finishes. Never throws, never fails the command: an unreachable server leaves the
+ * lease and its grace as they were.
+ */
+export async function checkIn(ctx: AgentContext, state: LicenseState): Promise<void> {
+  const at = new Date(ctx.clock.now).toISOString();
+  let server: string | undefined;
+  try {
+    server = await ctx.resolveServer(state.server);
+    if (ctx.unreachableServers.has(server)) return;
+    await renewLicense(ctx, state, server, { checkIn: true });
+  } catch (thrown) {
+    try {
+      const err = asAgentError(thrown);
+      if (!(err instanceof AgentError)) throw thrown;
+      if (err.exit === 'SERVER_UNREACHABLE' && server) ctx.unreachableServers.add(server);
+      const refused = isRefusal(err) ? { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() } : state.refused;
+      const result = isRefusal(err) ? err.exit.toLowerCase() : `failed: ${err.message}`;
+      // Read again: another command may have renewed meanwhile; this only adds what the check found.
+      const current = (await loadLicenseState(ctx.paths)) ?? null;
+      if (current && current.activationId === state.activationId && current.licenseId === state.licenseId) {
+        await saveLicenseState(ctx.paths, { ...current, refused, lastCheck: { at, result } });
+      }
+    } catch {
+      // A check-in must never fail the command; the next one tries again.
+    }
+  }
 }
 
 function judged(state: LicenseState, assessment: Assessment, extra: Partial<LicenseCheck> = {}): LicenseCheck {
@@ -247,7 +295,11 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
     const err = asAgentError(thrown);
     if (!(err instanceof AgentError)) throw thrown;
     if (isRefusal(err)) {
-      const refused: LicenseState = { ...state, refused: { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() } };
+      const refused: LicenseState = {
+        ...state,
+        refused: { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() },
+        lastCheck: { at: new Date(ctx.clock.now).toISOString(), result: err.exit.toLowerCase() },
+      };
       await saveLicenseState(ctx.paths, refused);
       return judged(refused, assessment, { problem: err });
     }
@@ -277,6 +329,7 @@ export async function requireLicense(ctx: AgentContext, usageKind: UsageKind): P
   ctx.alongside(reportUsage(ctx, trialInForce(check), usageKind));
   if (check.problem) throw check.problem;
   const { state, assessment } = check;
+  if (state && !check.renewed && !check.offline && checkInDue(ctx, state)) ctx.alongside(checkIn(ctx, state));
   if (!state || assessment?.verdict !== 'usable') throw new Error('a license without problem must be usable');
   if (check.offline || check.renewalProblem) {
     ctx.notice(`could not renew the license lease (${check.renewalProblem}); this machine works without renewing until ${formatTime(assessment.usableUntil)}`);

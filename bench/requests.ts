@@ -4,11 +4,11 @@ import type { TokenCase } from './tokens.js';
 
 /** What each scenario sends: one request at a time, each different from the one before. */
 
-/** Validation of seeded activations, round-robin over the token pool. */
+/** Check-ins (validations as agents with check-ins send them) of seeded activations, round-robin over the token pool. */
 export function validateRequests(tokens: readonly TokenCase[]): { next: () => RequestSpec; sent: () => number } {
   const specs: RequestSpec[] = tokens.map((t) => ({
     headers: { authorization: `Bearer ${t.token}` },
-    body: JSON.stringify({ fingerprint: t.fingerprint }),
+    body: JSON.stringify({ fingerprint: t.fingerprint, checkIn: true }),
   }));
   let i = 0;
   return {

@@ -1,4 +1,6 @@
-import { issueToken, leaseEnd, type SigningKey } from '../licensing/index.js';
+import { createHash } from 'node:crypto';
+import type { Pool } from 'mysql2/promise';
+import { issueToken, leaseEnd, peekClaims, type SigningKey } from '../licensing/index.js';
 import { activationOf, type Seeded } from './seed.js';
 
 /**
@@ -41,4 +43,21 @@ export function signTokens(seeded: Seeded, key: SigningKey, n: number, now = Dat
     cases.push({ token, fingerprint: a.fingerprint, kind: a.kind });
   }
   return cases;
+}
+
+/** Stores each token's SHA-256 on its activation, as the server does when it issues one. */
+export async function storeTokenDigests(db: Pool, tokens: readonly TokenCase[]): Promise<void> {
+  const BATCH = 5_000;
+  const connection = await db.getConnection();
+  try {
+    await connection.query('CREATE TEMPORARY TABLE bench_token_digests (id INT UNSIGNED PRIMARY KEY, digest BINARY(32) NOT NULL)');
+    for (let i = 0; i < tokens.length; i += BATCH) {
+      const rows = tokens.slice(i, i + BATCH).map((t) => [peekClaims(t.token)!.aid, createHash('sha256').update(t.token).digest()]);
+      await connection.query('INSERT INTO bench_token_digests (id, digest) VALUES ?', [rows]);
+    }
+    await connection.query('UPDATE activations a JOIN bench_token_digests d ON d.id = a.id SET a.token_digest = d.digest');
+    await connection.query('DROP TEMPORARY TABLE bench_token_digests');
+  } finally {
+    connection.release();
+  }
 }

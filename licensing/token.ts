@@ -245,6 +245,15 @@ export function verifyToken(token: string, keyring: Keyring, options: VerifyOpti
 
 /** Reads a token's claims without trusting them: for display and for choosing what to do next. */
 export function peekClaims(token: string): LicenseClaims | null {
-  const payload = jwt.decode(token);
+  // The payload part only, by hand: the server peeks at every check-in, and a JWT library's decode
+  // (header and all, through streams) cost a twentieth of a validation.
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  let payload: unknown;
+  try {
+    payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
   return isClaims(payload) ? payload : null;
 }

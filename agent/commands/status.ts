@@ -1,10 +1,11 @@
 import { peekClaims, POLICIES, type LicenseKind } from '../../licensing/index.js';
 import type { AgentContext } from '../context.js';
 import { formatSpan, formatTime, shortFingerprint } from '../format.js';
-import { checkLicense, trialInForce, type LicenseCheck } from '../license.js';
+import { checkIn, checkInDue, checkLicense, trialInForce, type LicenseCheck } from '../license.js';
 import type { MachineIdSource } from '../machine.js';
 import { reportUsage } from '../usage-report.js';
 import { countSpooled } from '../usage-spool.js';
+import { printable } from '../terminal-text.js';
 
 /** `ferry status --json`: one object, the same facts as the text. Times are ISO strings or null. */
 export interface StatusReport {
@@ -30,6 +31,8 @@ export interface StatusReport {
   /** `now`: what the clock says; `licenseTime`: the time license decisions go by (see clock.ts). */
   clock: { setBack: boolean; now: string; licenseTime: string; highWater: string | null };
   pendingUsageEvents: number;
+  /** The last check-in with the license server: when (ISO) and what came of it (`valid`, `renewed`, `license_revoked`, `failed: …`). */
+  lastCheck: { at: string; result: string } | null;
 }
 
 const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
@@ -59,6 +62,7 @@ async function buildReport(ctx: AgentContext, check: LicenseCheck): Promise<Stat
     claimCode: state?.claimCode ?? null,
     clock: { setBack: ctx.clock.setBack, now: iso(ctx.clock.wallNow)!, licenseTime: iso(ctx.clock.now)!, highWater: iso(ctx.clock.highWater) },
     pendingUsageEvents: await countSpooled(ctx.paths.spool),
+    lastCheck: state?.lastCheck ?? null,
   };
 }
 
@@ -88,6 +92,7 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
   if (report.kind === 'trial') rows.push(['Trial ends', time(report.trialEndsAt)]);
   if (report.claimCode) rows.push(['Claim code', `${report.claimCode} (enter it in MyAccount to register this trial)`]);
   rows.push(['Server', report.server ?? 'none set (pass --server URL or set FERRY_SERVER)']);
+  if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${printable(report.lastCheck.result.replace(/_/g, ' '))} (checks in hourly while in use)`]);
   rows.push(['Machine', `${report.fingerprint} (fingerprint, ${MACHINE_ID_SOURCES[report.machineIdSource]})`]);
   rows.push(['Clock', report.clock.setBack
     ? `set back: it says ${time(report.clock.now)}, but ${time(report.clock.highWater)} was seen before; licenses go by ${time(report.clock.licenseTime)}`
@@ -101,7 +106,12 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
  * when there is no license in force, then fails with that problem's exit code.
  */
 export async function status(ctx: AgentContext, options: { json?: boolean }): Promise<void> {
-  const check = await checkLicense(ctx);
+  let check = await checkLicense(ctx);
+  // Status is asked to be right: a check-in that is due is made now, not beside, and judged at once.
+  if (check.state && check.problem === null && !check.renewed && !check.offline && checkInDue(ctx, check.state)) {
+    await checkIn(ctx, check.state);
+    check = await checkLicense(ctx);
+  }
   await reportUsage(ctx, trialInForce(check), 'status');
   const report = await buildReport(ctx, check);
   if (options.json) ctx.out(JSON.stringify(report));

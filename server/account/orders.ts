@@ -124,7 +124,10 @@ type Receipt = { template: string; data: Record<string, unknown> } | null;
  * sees card data. Idempotent: completing a completed order, or acting on an event seen before,
  * changes nothing and returns no key. A payment of another amount or currency is refused.
  */
-export async function completeOrder(deps: { db: Pool; mail: MailService }, orderId: number, payment: Payment): Promise<Completed> {
+export async function completeOrder(
+  deps: { db: Pool; mail: MailService; licenses?: { licenseChanged(licenseId: number): Promise<void> } },
+  orderId: number, payment: Payment,
+): Promise<Completed> {
   const now = new Date();
   const done = await inTransaction(deps.db, async (tx) => {
     const [rows] = await tx.execute<RowDataPacket[]>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = ? FOR UPDATE`, [orderId]);
@@ -157,6 +160,10 @@ export async function completeOrder(deps: { db: Pool; mail: MailService }, order
     const paid = { ...order, status: 'paid' as const, license_id: licenseId, provider: payment.provider, provider_ref: payment.reference, paid_at: now };
     return { order: paid, key, completed: true, email: customer.email, receipt };
   });
+  if (done.completed && deps.licenses) {
+    // Every server drops what it cached of the licenses this changed (a trial's machine moved over).
+    for (const id of [done.order.license_id, done.order.trial_license_id]) if (id !== null) await deps.licenses.licenseChanged(id);
+  }
   if (done.receipt && done.email) {
     await deps.mail.enqueue({
       key: `purchase-receipt:${done.order.id}`,

@@ -10,6 +10,8 @@ import { customers } from './customers.js';
  */
 export async function revokeLicense(app: FastifyInstance, id: number, now = new Date()): Promise<LicenseRow | null> {
   if (!(await licenses.revoke(app.db, id, now))) return null;
+  // Every server forgets what it cached of this license: its machines are refused at their next check-in.
+  await app.licenses.licenseChanged(id);
   await licenseEvents.record(app.db, id, 'revoked', null, null, now);
   const row = (await licenses.byId(app.db, id))!;
   const to = row.email ?? (row.customer_id ? await customers.emailOf(app.db, row.customer_id) : null);

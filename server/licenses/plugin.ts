@@ -1,5 +1,7 @@
 import fp from 'fastify-plugin';
+import { createActivationCache } from './activation-cache.js';
 import { createLastSeenRecorder, type LastSeenRecorder } from './last-seen.js';
+import { createLicenseChanges } from './license-changes.js';
 import { createLicenseService, type LicenseService } from './service.js';
 
 declare module 'fastify' {
@@ -9,12 +11,29 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * How long a server may answer validations from an activation it read before, when no change
+ * message reaches it (Redis away): the bound on how late a revocation can be seen.
+ */
+export const ACTIVATION_CACHE_TTL_MS = 30_000;
+/** About 150 MB at most: more activations than any server sees within the TTL. */
+const ACTIVATION_CACHE_MAX = 500_000;
+
 export default fp(
   async (app) => {
     const lastSeen = createLastSeenRecorder(app.db, (err) => app.log.warn({ err: err.message }, 'could not record last-seen times'));
     // Before the pool closes (hooks run in reverse order of registration: mysql's runs after this).
     app.addHook('onClose', () => lastSeen.close());
     app.decorate('lastSeen', lastSeen);
+    const cache = createActivationCache(app.db, { ttlMs: ACTIVATION_CACHE_TTL_MS, maxEntries: ACTIVATION_CACHE_MAX });
+    const changes = createLicenseChanges({
+      cache,
+      publisher: app.redis,
+      redisUrl: app.config.redisUrl,
+      redisPrefix: app.config.redisPrefix,
+      onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${ACTIVATION_CACHE_TTL_MS / 1000} s`),
+    });
+    app.addHook('onClose', () => changes.close());
     app.decorate(
       'licenses',
       createLicenseService({
@@ -24,8 +43,10 @@ export default fp(
         keyring: app.keyring,
         trialLengthMs: app.config.trialLengthMs,
         lastSeen,
+        cache,
+        changes,
       }),
     );
   },
-  { name: 'license-service', dependencies: ['config', 'mysql', 'signing-keys'] },
+  { name: 'license-service', dependencies: ['config', 'mysql', 'redis', 'signing-keys'] },
 );

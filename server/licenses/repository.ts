@@ -47,6 +47,30 @@ async function one<T>(db: Queryable, sql: string, params: (string | number | Buf
   return (rows[0] as T | undefined) ?? null;
 }
 
+export interface ActivationWithLicense {
+  activation: ActivationRow;
+  license: LicenseRow;
+  tokenDigest: Buffer | null;
+}
+
+/** A row of ACTIVATION_COLUMNS, LICENSE_COLUMNS, a.token_digest, read as an array. */
+function activationWithLicense(row: unknown[]): ActivationWithLicense {
+  const [aid, licenseId, fingerprint, active, aCreated, lastValidated, convertedFrom, ...l] = row;
+  return {
+    activation: {
+      id: aid as number, license_id: licenseId as number, fingerprint: fingerprint as string, active: active as number,
+      created_at: aCreated as Date, last_validated_at: lastValidated as Date | null,
+      converted_from_license_id: convertedFrom === null ? null : Number(convertedFrom),
+    },
+    license: {
+      id: l[0] as number, kind: l[1] as LicenseKind, status: l[2] as LicenseStatus, seats: l[3] as number,
+      expires_at: l[4] as Date | null, created_at: l[5] as Date, claim_code: l[6] as string | null,
+      key_hint: l[7] as string | null, email: l[8] as string | null, customer_id: l[9] as number | null,
+    },
+    tokenDigest: (l[10] as Buffer | null) ?? null,
+  };
+}
+
 export const licenses = {
   byId: (db: Queryable, id: number) => one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.id = ?`, [id]),
 
@@ -111,27 +135,24 @@ export const activations = {
 
   byId: (db: Queryable, id: number) => one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.id = ?`, [id]),
 
-  /** The activation and its license in one round trip: the whole read of a validation. */
-  async withLicense(db: Queryable, id: number): Promise<{ activation: ActivationRow; license: LicenseRow } | null> {
-    const [rows] = await db.execute<RowDataPacket[]>({
-      sql: `SELECT ${ACTIVATION_COLUMNS}, ${LICENSE_COLUMNS} FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id = ?`,
+  /** Many activations with their licenses and token digests, in one query: the read of validations. */
+  async manyWithLicense(db: Queryable, ids: number[]): Promise<Map<number, ActivationWithLicense>> {
+    const found = new Map<number, ActivationWithLicense>();
+    if (ids.length === 0) return found;
+    const [rows] = await db.query<RowDataPacket[]>({
+      sql: `SELECT ${ACTIVATION_COLUMNS}, ${LICENSE_COLUMNS}, a.token_digest FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id IN (?)`,
       rowsAsArray: true,
-    }, [id]);
-    const row = rows[0] as unknown[] | undefined;
-    if (!row) return null;
-    const [aid, licenseId, fingerprint, active, aCreated, lastValidated, convertedFrom, ...l] = row;
-    return {
-      activation: {
-        id: aid as number, license_id: licenseId as number, fingerprint: fingerprint as string, active: active as number,
-        created_at: aCreated as Date, last_validated_at: lastValidated as Date | null,
-        converted_from_license_id: convertedFrom === null ? null : Number(convertedFrom),
-      },
-      license: {
-        id: l[0] as number, kind: l[1] as LicenseKind, status: l[2] as LicenseStatus, seats: l[3] as number,
-        expires_at: l[4] as Date | null, created_at: l[5] as Date, claim_code: l[6] as string | null,
-        key_hint: l[7] as string | null, email: l[8] as string | null, customer_id: l[9] as number | null,
-      },
-    };
+    }, [ids]);
+    for (const row of rows as unknown as unknown[][]) {
+      const value = activationWithLicense(row);
+      found.set(value.activation.id, value);
+    }
+    return found;
+  },
+
+  /** Remembers the digest of the token just issued to an activation (see migration 013). */
+  async setTokenDigest(db: Queryable, id: number, digest: Buffer): Promise<void> {
+    await db.execute('UPDATE activations SET token_digest = ? WHERE id = ?', [digest, id]);
   },
 
   /**

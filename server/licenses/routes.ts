@@ -54,20 +54,24 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/validate', {
     schema: {
       tags: ['agent'],
-      summary: 'Check the license now and renew the lease token',
+      summary: 'Check in: check the license now; a renewed lease token when it is due',
+      description: 'With `checkIn: true`, the answer carries `token` and `certificate` only when the lease is past its renewal '
+        + 'point, the token presented is not the last one issued to this activation or not under the current signing key, '
+        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token.',
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       body: Type.Optional(ValidateRequest),
       response: { 200: Validated, ...errorResponses({ body: true }, 401, 403) },
     },
-  }, async (request) => {
-    const { license, token, certificate } = await app.licenses.validate(
+  }, async (request) => ({
+    ...(await app.licenses.validate(
       bearerToken(request.headers.authorization),
       request.body?.fingerprint,
       request.ip,
-    );
-    return { valid: true as const, license, token, certificate, ...(await latest()) };
-  });
+      request.body?.checkIn === true,
+    )),
+    ...(await latest()),
+  }));
 
   app.delete('/v1/activations/:id', {
     schema: {

@@ -71,7 +71,12 @@ export const ActivationRequest = Type.Object(
 export type ActivationRequest = Static<typeof ActivationRequest>;
 
 export const ValidateRequest = Type.Union([
-  Type.Object({ fingerprint: Type.Optional(Fingerprint) }, { additionalProperties: false }),
+  Type.Object({
+    fingerprint: Type.Optional(Fingerprint),
+    checkIn: Type.Optional(Type.Boolean({
+      description: 'a check-in: answer without a new token unless one is due (agents before check-ins always get one)',
+    })),
+  }, { additionalProperties: false }),
   Type.Null(),
 ]);
 
@@ -106,7 +111,15 @@ const LatestVersion = Type.Optional(Type.String({ description: 'the newest publi
 export const Licensed = Type.Object({ license: License, activation: Activation, token: Type.String(), certificate: Certificate, latestVersion: LatestVersion });
 export type Licensed = Static<typeof Licensed>;
 
-export const Validated = Type.Object({ valid: Type.Literal(true), license: License, token: Type.String(), certificate: Certificate, latestVersion: LatestVersion });
+export const Validated = Type.Object({
+  valid: Type.Literal(true),
+  license: License,
+  token: Type.Optional(Type.String({ description: 'a renewed lease: only when the lease is due for renewal or the license changed' })),
+  certificate: Type.Optional(Certificate),
+  checkedAt: Type.String({ format: 'date-time', description: 'when the server checked the license and activation' }),
+  latestVersion: LatestVersion,
+});
+export type Validated = Static<typeof Validated>;
 
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import {
-  issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, POLICIES, TokenError, verifyToken,
+  issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, peekClaims, POLICIES, TokenError, verifyToken,
   type Keyring, type LicenseClaims, type SignedStatement, type SigningKey,
 } from '../../licensing/index.js';
 import { AppError } from '../errors.js';
@@ -10,7 +10,9 @@ import {
   type ActivationRow, type LicenseRow, type MachineFacts, type TrialRow,
 } from './repository.js';
 import type { LastSeenRecorder } from './last-seen.js';
-import type { ActivationRequest, Licensed, License, Activation, TrialRequest } from './schemas.js';
+import type { ActivationCache, CachedActivation } from './activation-cache.js';
+import type { LicenseChanges } from './license-changes.js';
+import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
 /** How stale `last_validated_at` may get before a validation notes it again. */
 const LAST_SEEN_RESOLUTION_MS = 3_600_000;
@@ -23,6 +25,21 @@ function newClaimCode(): string {
   let code = '';
   for (const byte of randomBytes(10)) code += CLAIM_CODE_ALPHABET[byte % CLAIM_CODE_ALPHABET.length];
   return code;
+}
+
+/** The `kid` in a token's header: a token under a key other than the active one is renewed (rotation). */
+function signingKid(token: string): string | undefined {
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the server remembers of the last token it issued to an activation (migration 013). */
+function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
 }
 
 function secretDigest(secret: string): Buffer {
@@ -86,13 +103,25 @@ export interface LicenseServiceDeps {
   keyring: Keyring;
   trialLengthMs: number;
   lastSeen: LastSeenRecorder;
+  cache: ActivationCache;
+  changes: LicenseChanges;
   now?: () => Date;
+}
+
+/** A presented token, found genuine, with what it names as validations read it. */
+interface Presented {
+  claims: LicenseClaims;
+  found: CachedActivation | null;
+  /** It is the token last issued to its activation (recognised by its digest). */
+  current: boolean;
 }
 
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
-export function createLicenseService({ db, signingKey, certificate, keyring, trialLengthMs, lastSeen, now = () => new Date() }: LicenseServiceDeps) {
-  function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Licensed {
+export function createLicenseService({
+  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, cache, changes, now = () => new Date(),
+}: LicenseServiceDeps) {
+  async function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Promise<Licensed> {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
       {
@@ -106,6 +135,9 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
       },
       signingKey,
     );
+    // Before the answer: the agent's next validation with this token is then recognised by its digest.
+    await activations.setTokenDigest(db, activation.id, tokenDigest(token));
+    cache.forgetActivation(activation.id);
     return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token, certificate };
   }
 
@@ -118,28 +150,73 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
       if (err instanceof TokenError) throw new AppError(err.code, 401, err.message);
       throw err;
     }
+    assertLeaseUsable(claims, at);
+    return claims;
+  }
+
+  /** Whether a lease may still be used or renewed at `at`: its end plus its kind's offline grace. */
+  function assertLeaseUsable(claims: LicenseClaims, at: Date): void {
     if (at.getTime() >= claims.exp * 1000 + POLICIES[claims.kind].offlineGraceMs) {
       throw new AppError('TOKEN_EXPIRED', 401, 'the license token has expired: activate again');
     }
-    return claims;
+  }
+
+  const isDigestOf = (token: string, found: CachedActivation | null) =>
+    found?.tokenDigest != null && found.tokenDigest.length === 32 && timingSafeEqual(found.tokenDigest, tokenDigest(token));
+
+  /**
+   * A genuine token and what it names. The token last issued to its activation is recognised by
+   * its SHA-256 (no signature to verify: we signed exactly these bytes); any other is verified in
+   * full, as an older token still in its grace may be.
+   */
+  async function presented(token: string, at: Date): Promise<Presented> {
+    const peeked = peekClaims(token);
+    if (peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0) {
+      const cached = cache.cached(peeked.aid);
+      // Not cached, or cached with another digest (another server may have renewed it since): read it.
+      const found = cached && isDigestOf(token, cached) ? cached : await cache.reload(peeked.aid);
+      if (isDigestOf(token, found)) {
+        assertLeaseUsable(peeked, at);
+        return { claims: peeked, found, current: true };
+      }
+      const claims = verifyPresented(token, at);
+      return { claims, found: claims.aid === peeked.aid ? found : await cache.get(claims.aid), current: false };
+    }
+    const claims = verifyPresented(token, at);
+    return { claims, found: await cache.get(claims.aid), current: false };
+  }
+
+  /** The activation of a genuine token, if it still exists and is active, of a license still in force. */
+  function assertInForce({ claims, found }: Presented, at: Date): CachedActivation {
+    if (!found || !isOwnActivation(found, claims) || found.activation.fingerprint !== claims.fp) {
+      throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
+    }
+    assertUsable(found.license, at);
+    if (found.activation.active !== 1) {
+      throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
+    }
+    return found;
   }
 
   /**
    * The one rule for every call made with a license token (`/v1/validate`, `/v1/usage`): a genuine
    * token whose activation still exists and is active, of a license still in force.
    */
-  async function checkPresented(token: string, at: Date, verified?: LicenseClaims): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
-    const claims = verified ?? verifyPresented(token, at);
-    const found = await activations.withLicense(db, claims.aid);
-    if (!found || !isOwnActivation(found, claims) || found.activation.fingerprint !== claims.fp) {
-      throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
-    }
-    const { license, activation } = found;
-    assertUsable(license, at);
-    if (activation.active !== 1) {
-      throw new AppError('ACTIVATION_INACTIVE', 403, 'this machine has been deactivated; activate it again to use it');
-    }
-    return { claims, license, activation };
+  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
+    const found = await presented(token, at);
+    const { license, activation } = assertInForce(found, at);
+    return { claims: found.claims, license, activation };
+  }
+
+  /**
+   * A check-in changes nothing when its token is the current one, signed for what the license is
+   * now, with more of its lease left than the point where the agent renews: then no new token.
+   */
+  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseRow, at: Date): boolean {
+    if (!current || claims.kind !== license.kind || signingKid(token) !== signingKey.kid) return true;
+    const licenseEnd = license.expires_at ? Math.floor(license.expires_at.getTime() / 1000) : undefined;
+    if (claims.lic_exp !== licenseEnd) return true;
+    return claims.exp * 1000 - at.getTime() <= POLICIES[claims.kind].renewWhenLeftMs;
   }
 
   /**
@@ -203,6 +280,7 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
       activation = (await activations.ofMachine(db, license.id, request.fingerprint))!;
     } else if (activation.active !== 1) {
       await activations.reactivate(db, activation.id, facts, at);
+      await changes.activationChanged(activation.id);
       activation = { ...activation, active: 1 };
     }
     return licensed(license, activation, at);
@@ -240,7 +318,7 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
           });
           const license = (await licenses.byId(db, result))!;
           const activation = (await activations.ofMachine(db, result, request.fingerprint))!;
-          return { created: true, result: licensed(license, activation, at) };
+          return { created: true, result: await licensed(license, activation, at) };
         } catch (err) {
           // Another request from this machine won the race (go round and return its trial), or the
           // random claim code collided (go round with a new one).
@@ -284,24 +362,37 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
           `all ${outcome.refused.seats} seats of this license are in use; deactivate another machine first`,
         );
       }
-      return { created: outcome.created, result: licensed(outcome.license, outcome.activation, at) };
+      // Activated again after a deactivation: servers that cached it inactive must read it again.
+      if (!outcome.created) await changes.activationChanged(outcome.activation.id);
+      return { created: outcome.created, result: await licensed(outcome.license, outcome.activation, at) };
     },
 
     checkPresented,
 
-    /** `POST /v1/validate`: checks the activation and license now, and renews the lease. */
-    async validate(token: string, presentedBy: string | undefined, ip: string): Promise<Licensed> {
+    /** For whatever changes a license elsewhere (revoke, suspend, seats): every server forgets it. */
+    licenseChanged: (licenseId: number) => changes.licenseChanged(licenseId),
+
+    /**
+     * `POST /v1/validate`: checks the activation and license now, and renews the lease. A check-in
+     * (`checkIn`, agents since check-ins) gets a new token (with its certificate) only when one is due.
+     */
+    async validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Promise<Validated> {
       const at = now();
-      const claims = verifyPresented(token, at);
-      if (presentedBy !== undefined && presentedBy !== claims.fp) {
-        await licenseEvents.record(db, Number(claims.sub), 'wrong_machine', presentedBy, ip, at);
+      const found = await presented(token, at);
+      if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
+        await licenseEvents.record(db, Number(found.claims.sub), 'wrong_machine', presentedBy, ip, at);
         throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
       }
-      const { license, activation } = await checkPresented(token, at, claims);
+      const { license, activation } = assertInForce(found, at);
       if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
         lastSeen.record(activation.id);
+        // The cached row says so too, until it is read again: noted once, not at every check-in.
+        activation.last_validated_at = at;
       }
-      return licensed(license, activation, at);
+      const checkedAt = at.toISOString();
+      if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
+      const renewed = await licensed(license, activation, at);
+      return { valid: true, license: renewed.license, token: renewed.token, certificate: renewed.certificate, checkedAt };
     },
 
     /** `DELETE /v1/activations/:id`: frees the seat. Only the activation's own token may do it. */
@@ -317,6 +408,7 @@ export function createLicenseService({ db, signingKey, certificate, keyring, tri
       }
       if (activation.active === 1) {
         await activations.deactivate(db, activationId, at);
+        await changes.activationChanged(activationId);
         await licenseEvents.record(db, activation.license_id, 'deactivated', activation.fingerprint, ip, at);
       }
     },

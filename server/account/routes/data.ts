@@ -52,6 +52,7 @@ export default async function dataRoutes(app: FastifyInstance, portal: Portal): 
     if (machine.active === 1) {
       const now = new Date();
       await activations.deactivate(app.db, machine.id, now);
+      await app.licenses.licenseChanged(machine.license_id);
       await licenseEvents.record(app.db, machine.license_id, 'deactivated', machine.fingerprint, null, now);
       await audit.record(app.db, account.id, 'machine.deactivated', now);
     }

@@ -74,6 +74,7 @@ export default async function seatRoutes(app: FastifyInstance, portal: Portal): 
     const failed = (status = 400) => portal.render(request, reply, 'seats', page(license, { values: { add: '1', remove: form.text('remove') }, errors: form.errors }), status);
     if (!form.ok) return failed();
     const change = await setSeats(app.db, license.id, license.seats - remove, { customerId: account.id, why: 'removed by the customer in MyAccount' });
+    if (change.changed) await app.licenses.licenseChanged(license.id);
     if (!change.changed && change.reason === 'machines-in-use') {
       const deactivate = change.inUse.length - (license.seats - remove);
       form.fail('remove', `${change.inUse.length} machines use this license, so it needs at least ${change.inUse.length} seats. `

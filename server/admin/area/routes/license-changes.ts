@@ -45,6 +45,8 @@ export default async function licenseChangeRoutes(app: FastifyInstance, pages: A
   /** Sets the status from `from` to `to`; false when the license was not in `from`. */
   const changeStatus = async (id: number, from: string, to: string): Promise<boolean> => {
     const [result] = await app.db.execute<ResultSetHeader>('UPDATE licenses SET status = ? WHERE id = ? AND status = ?', [to, id, from]);
+    // Every server drops its cached copy: a suspension is refused at the next check-in anywhere.
+    if (result.affectedRows === 1) await app.licenses.licenseChanged(id);
     return result.affectedRows === 1;
   };
 
@@ -78,6 +80,7 @@ export default async function licenseChangeRoutes(app: FastifyInstance, pages: A
     else if (endsAt.getTime() > Date.now() + 366 * DAY_MS) errors.ends = 'A trial can be extended by a year at most.';
     if (Object.keys(errors).length > 0) return pages.render(request, reply, 'license', await detailPage(idText, { values: { ends }, errors }), 400);
     await app.db.execute('UPDATE licenses SET expires_at = ? WHERE id = ?', [endsAt, license.id]);
+    await app.licenses.licenseChanged(license.id);
     await licenseEvents.record(app.db, license.id, 'extended', null, null, new Date(), `ends ${endsAt!.toISOString()} (was ${license.expiresAt?.toISOString() ?? 'none'})`);
     request.log.info({ licenseId: license.id, endsAt, via: 'admin area' }, 'trial extended');
     return reply.redirect(`/admin/licenses/${license.id}?done=extended`, 303);
@@ -93,6 +96,7 @@ export default async function licenseChangeRoutes(app: FastifyInstance, pages: A
     if (license.kind !== 'permanent') return refuse('A trial has one seat; only a permanent license changes its seats.');
     if (!/^\d{1,6}$/.test(text) || seats < 1 || seats > MAX_SEATS_PER_LICENSE) return refuse(`Enter the seats: a whole number from 1 to ${MAX_SEATS_PER_LICENSE.toLocaleString('en')}.`);
     const change = await setSeats(app.db, license.id, seats, { customerId: null, why: 'by staff' });
+    if (change.changed) await app.licenses.licenseChanged(license.id);
     if (!change.changed && change.reason === 'machines-in-use') {
       return refuse(`${change.inUse.length} machines use this license: deactivate ${change.inUse.length - seats} first (${change.inUse.map(machineName).join(', ')}).`, 409);
     }
