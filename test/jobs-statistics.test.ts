@@ -95,6 +95,21 @@ describe('usage roll-up and piracy signals', () => {
     }
   });
 
+  it('counts an event that arrives late (a spool sent days later, or a clock set back) on the day it was received', async () => {
+    const t = await trial('en-US');
+    // A trial started five days ago, whose spool of uses from three days ago arrives only today.
+    await db.query('UPDATE licenses SET created_at = ? WHERE id = ?', [new Date(Date.now() - 5 * 86_400_000), t.license.id]);
+    const threeDaysAgo = new Date(Date.now() - 3 * 86_400_000);
+    await rollUp(threeDaysAgo.toISOString().slice(0, 10));
+    await rollUp(today);
+    const [[before]] = (await db.query('SELECT uses FROM usage_daily WHERE day = ?', [today])) as unknown as [{ uses: number }[]];
+    const res = await report(t.token, [{ kind: 'put', at: threeDaysAgo.toISOString() }, { kind: 'get', at: new Date(threeDaysAgo.getTime() + 1).toISOString() }]);
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    await rollUp(today);
+    const [[after]] = (await db.query('SELECT uses FROM usage_daily WHERE day = ?', [today])) as unknown as [{ uses: number }[]];
+    assert.equal(after!.uses, before!.uses + 2, 'the late uses count, on the day they arrived');
+  });
+
   it('recomputes a day in place rather than adding to it', async () => {
     await rollUp(today);
     await rollUp(today);
