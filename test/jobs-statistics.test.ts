@@ -147,8 +147,8 @@ describe('retention of every personal field', () => {
     const { config } = server;
     const longAgo = (ms: number) => new Date(Date.now() - ms - 86_400_000);
     try {
-      const old = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'old-trial@example.org' } });
-      const recent = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'recent-trial@example.org' } });
+      const old = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'old-trial@example.org', hostname: 'old-laptop' } });
+      const recent = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'recent-trial@example.org', hostname: 'new-laptop' } });
       for (const t of [old, recent]) {
         await request(`${server.url}/v1/usage`, { token: t.body.token, body: { events: [{ at: new Date().toISOString(), locale: 'en-US', kind: 'put' }] } });
         // A token presented from another machine: a license event with the client's address.
@@ -178,19 +178,19 @@ describe('retention of every personal field', () => {
       const result = await (await server.app.jobs.queues.retention.add({})).finished();
       assert.deepEqual({ ...result, lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined }, {
         lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined,
-        trialEmails: 1, trialMailAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
+        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
       });
 
       const emails = async () => (await db.query('SELECT id, email FROM licenses WHERE id IN (?) ORDER BY id', [[oldId, recent.body.license.id]]))[0];
       assert.deepEqual(await emails(), [{ id: oldId, email: null }, { id: recent.body.license.id, email: 'recent-trial@example.org' }]);
       assert.deepEqual((await db.query('SELECT idempotency_key, to_email FROM sent_mail WHERE idempotency_key LIKE ? ORDER BY idempotency_key', ['test:%']))[0],
         [{ idempotency_key: 'test:old', to_email: null }, { idempotency_key: 'test:recent', to_email: 'recent-trial@example.org' }]);
-      assert.deepEqual((await db.query('SELECT license_id, ip FROM activations WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
-        [{ license_id: oldId, ip: null }, { license_id: recent.body.license.id, ip: '127.0.0.1' }]);
+      assert.deepEqual((await db.query('SELECT license_id, ip, hostname FROM activations WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
+        [{ license_id: oldId, ip: null, hostname: null }, { license_id: recent.body.license.id, ip: '127.0.0.1', hostname: 'new-laptop' }]);
       assert.deepEqual((await db.query('SELECT license_id, ip FROM license_events WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
         [{ license_id: oldId, ip: null }, { license_id: recent.body.license.id, ip: '127.0.0.1' }]);
       assert.deepEqual((await db.query('SELECT kind, ip FROM usage_events WHERE license_id = ? ORDER BY id', [recent.body.license.id]))[0],
-        [{ kind: 'put', ip: '' }, { kind: 'get', ip: '127.0.0.1' }]);
+        [{ kind: 'put', ip: null }, { kind: 'get', ip: '127.0.0.1' }]);
       assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'trials_from_one_address'"))[0], [{ detail: 'recent' }]);
       assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'clock_set_back'"))[0], [{ detail: 'names no address' }], 'a signal naming a license stays');
     } finally {

@@ -17,6 +17,7 @@ const PURGE_STEP = 5_000;
 export interface RetentionResult {
   lapsedTrialUsageEvents: number;
   trialEmails: number;
+  trialHostnames: number;
   trialMailAddresses: number;
   activationAddresses: number;
   licenseEventAddresses: number;
@@ -55,6 +56,11 @@ export async function processRetention(ctx: JobContext): Promise<RetentionResult
   const trialEmails = await inSteps(ctx,
     "UPDATE licenses SET email = NULL, marketing_opt_in = FALSE WHERE kind = 'trial' AND customer_id IS NULL AND email IS NOT NULL AND expires_at < ?",
     [before(config.retainTrialEmailMs)]);
+  // The machine's name of such a trial goes with its email: no one can claim the trial any more to see it.
+  const trialHostnames = await inSteps(ctx,
+    `UPDATE activations SET hostname = NULL WHERE hostname IS NOT NULL AND license_id IN (
+       SELECT id FROM licenses WHERE kind = 'trial' AND customer_id IS NULL AND expires_at < ?)`,
+    [before(config.retainTrialEmailMs)]);
   const trialMailAddresses = await inSteps(ctx,
     'UPDATE sent_mail SET to_email = NULL WHERE customer_id IS NULL AND to_email IS NOT NULL AND claimed_at < ?',
     [before(config.retainTrialEmailMs)]);
@@ -62,14 +68,13 @@ export async function processRetention(ctx: JobContext): Promise<RetentionResult
   const activationAddresses = await inSteps(ctx,
     'UPDATE activations SET ip = NULL WHERE ip IS NOT NULL AND COALESCE(last_validated_at, created_at) < ?', [addressesBefore]);
   const licenseEventAddresses = await inSteps(ctx, 'UPDATE license_events SET ip = NULL WHERE ip IS NOT NULL AND occurred_at < ?', [addressesBefore]);
-  // The column cannot be null: an empty address is no address.
-  const usageEventAddresses = await inSteps(ctx, "UPDATE usage_events SET ip = '' WHERE ip <> '' AND received_at < ?", [addressesBefore]);
+  const usageEventAddresses = await inSteps(ctx, 'UPDATE usage_events SET ip = NULL WHERE ip IS NOT NULL AND received_at < ?', [addressesBefore]);
   const addressSignals = await inSteps(ctx,
     "DELETE FROM piracy_signals WHERE subject LIKE 'address:%' AND day < ?",
     [before(config.retainAddressSignalsMs).toISOString().slice(0, 10)]);
   const cancelledAccounts = await purgeCancelledAccounts(ctx, before(config.retainCancelledAccountsMs));
   const removed = {
-    lapsedTrialUsageEvents, trialEmails, trialMailAddresses, activationAddresses, licenseEventAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
+    lapsedTrialUsageEvents, trialEmails, trialHostnames, trialMailAddresses, activationAddresses, licenseEventAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
   };
   ctx.log.info(removed, 'retention purge');
   return removed;
