@@ -20,6 +20,7 @@ import dataRoutes from './routes/data.js';
 import settingsRoutes from './routes/settings.js';
 import purchaseRoutes from './routes/purchase.js';
 import closeRoutes from './routes/close.js';
+import privacyRoutes from './routes/privacy.js';
 
 /** Views stay in the source tree: from dist/server/account/ this is server/account/views/. */
 const VIEWS = fileURLToPath(new URL('../../../server/account/views/', import.meta.url));
@@ -192,6 +193,7 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
   await settingsRoutes(app, portal);
   await purchaseRoutes(app, portal);
   await closeRoutes(app, portal);
+  await privacyRoutes(app, portal);
 
   installPageErrorHandlers(app, portal, { name: 'MyAccount', notFound: 'There is no such page in MyAccount.' });
 };
