@@ -90,6 +90,7 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('--key <key>', 'activate a purchased license key')
     .option('--email <address>', 'with --trial: your email, for registration reminders')
     .option('--marketing', 'with --email: also send news and offers')
+    .option('--i-am-13-or-older', 'with --email: confirm you are 13 or older (asked on a terminal; required otherwise)')
     .action((options: ActivateOptions, command: Command) => run(command, async (ctx) => (await activation()).activate(ctx, options)));
 
   program

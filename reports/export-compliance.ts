@@ -57,6 +57,10 @@ export interface FiledReport {
   csvFormat: CsvFormat;
   filedAt: string;
   encryptionClassification: string;
+  /** Where the filing stands in the chain; null for reports filed before the chain existed. */
+  chainPosition: number | null;
+  prevHash: string | null;
+  chainHash: string | null;
 }
 
 export function csvHeader(): string {
@@ -166,15 +170,17 @@ export async function fileExportReport(db: Pool, from: string, to: string, filed
     releaseOrDrop(reader, complete);
   }
   const checksum = hash.digest('hex');
-  await db.execute("UPDATE export_reports SET status = 'filed', row_count = ?, csv_sha256 = ? WHERE id = ?", [seq, checksum, reportId]);
+  await markFiledInChain(db, { id: reportId, from, to, checksum }, seq);
   return {
     id: reportId, from, to, rows: seq, checksum, csvFormat: CURRENT_CSV_FORMAT, filedAt: now.toISOString(), encryptionClassification: ENCRYPTION_CLASSIFICATION,
+    ...(await chainLink(db, reportId)),
   };
 }
 
 export async function findFiledReport(db: Pool, id: number): Promise<FiledReport | null> {
   const [rows] = await db.execute<RowDataPacket[]>(
-    `SELECT id, DATE_FORMAT(period_from, '%Y-%m-%d') AS f, DATE_FORMAT(period_to, '%Y-%m-%d') AS t, row_count, csv_sha256, csv_format, filed_at, encryption_classification
+    `SELECT id, DATE_FORMAT(period_from, '%Y-%m-%d') AS f, DATE_FORMAT(period_to, '%Y-%m-%d') AS t, row_count, csv_sha256, csv_format, filed_at, encryption_classification,
+            chain_position, prev_hash, chain_hash
        FROM export_reports WHERE id = ? AND status = 'filed'`,
     [id],
   );
@@ -183,6 +189,7 @@ export async function findFiledReport(db: Pool, id: number): Promise<FiledReport
   return {
     id: r.id, from: r.f, to: r.t, rows: r.row_count, checksum: r.csv_sha256, csvFormat: r.csv_format as CsvFormat,
     filedAt: (r.filed_at as Date).toISOString(), encryptionClassification: r.encryption_classification,
+    chainPosition: r.chain_position, prevHash: r.prev_hash, chainHash: r.chain_hash,
   };
 }
 
@@ -248,4 +255,142 @@ export async function* reportJson(db: Pool, report: FiledReport): AsyncGenerator
     }
   }
   yield `${chunk}]}\n`;
+}
+
+/** The first filing's predecessor. */
+export const CHAIN_START = '0'.repeat(64);
+
+/** What a filing's link in the chain commits to: its predecessor, its place, its period and its CSV. */
+export function chainHash(prevHash: string, position: number, report: { id: number; from: string; to: string; checksum: string }): string {
+  return createHash('sha256').update(`ferry-export-report\n${prevHash}\n${position}\n${report.id}\n${report.from}\n${report.to}\n${report.checksum}`).digest('hex');
+}
+
+/** One filing at a time joins the chain: two filings finishing together must not share a predecessor. */
+const CHAIN_LOCK = 'ferry_export_report_chain';
+
+async function markFiledInChain(db: Pool, report: { id: number; from: string; to: string; checksum: string }, rows: number): Promise<void> {
+  const connection = await db.getConnection();
+  try {
+    const [[lock]] = (await connection.query('SELECT GET_LOCK(?, 60) AS got', [CHAIN_LOCK])) as unknown as [[{ got: number }]];
+    if (lock?.got !== 1) throw new Error('timed out waiting for another filing to join the report chain');
+    try {
+      const [last] = await connection.query<RowDataPacket[]>(
+        "SELECT chain_position, chain_hash FROM export_reports WHERE status = 'filed' AND chain_position IS NOT NULL ORDER BY chain_position DESC LIMIT 1",
+      );
+      const position = last[0] ? Number(last[0].chain_position) + 1 : 1;
+      const prevHash = last[0] ? String(last[0].chain_hash) : CHAIN_START;
+      await connection.execute(
+        "UPDATE export_reports SET status = 'filed', row_count = ?, csv_sha256 = ?, chain_position = ?, prev_hash = ?, chain_hash = ? WHERE id = ?",
+        [rows, report.checksum, position, prevHash, chainHash(prevHash, position, report), report.id],
+      );
+    } finally {
+      await connection.query('SELECT RELEASE_LOCK(?)', [CHAIN_LOCK]);
+    }
+  } finally {
+    connection.release();
+  }
+}
+
+async function chainLink(db: Pool, id: number): Promise<Pick<FiledReport, 'chainPosition' | 'prevHash' | 'chainHash'>> {
+  const [rows] = await db.execute<RowDataPacket[]>('SELECT chain_position, prev_hash, chain_hash FROM export_reports WHERE id = ?', [id]);
+  return { chainPosition: rows[0]!.chain_position, prevHash: rows[0]!.prev_hash, chainHash: rows[0]!.chain_hash };
+}
+
+export interface ChainBreak {
+  reportId: number;
+  problem: string;
+}
+
+/**
+ * Walks the chain of filings in order: each must name its predecessor's hash, stand right after it,
+ * and hash to what it stores. A filing deleted (with the triggers out of the way) leaves the next
+ * one naming a predecessor that is not there; a filing whose checksum or period was rewritten no
+ * longer hashes to its link.
+ */
+export async function verifyChain(db: Pool): Promise<ChainBreak[]> {
+  const [rows] = await db.query<RowDataPacket[]>(
+    `SELECT id, DATE_FORMAT(period_from, '%Y-%m-%d') AS f, DATE_FORMAT(period_to, '%Y-%m-%d') AS t, csv_sha256, chain_position, prev_hash, chain_hash
+       FROM export_reports WHERE status = 'filed' AND chain_position IS NOT NULL ORDER BY chain_position`,
+  );
+  const breaks: ChainBreak[] = [];
+  let expectedPrev = CHAIN_START;
+  let expectedPosition = 1;
+  for (const r of rows) {
+    const position = Number(r.chain_position);
+    if (position !== expectedPosition || r.prev_hash !== expectedPrev) {
+      breaks.push({ reportId: r.id, problem: `the filing before report ${r.id} (chain position ${expectedPosition}) is missing or was changed` });
+    }
+    if (chainHash(String(r.prev_hash), position, { id: r.id, from: r.f, to: r.t, checksum: r.csv_sha256 }) !== r.chain_hash) {
+      breaks.push({ reportId: r.id, problem: `report ${r.id} no longer matches its link in the chain: its period or checksum was changed` });
+    }
+    expectedPrev = String(r.chain_hash);
+    expectedPosition = position + 1;
+  }
+  return breaks;
+}
+
+/** The SHA-256 of the CSV the stored rows make now: the filed checksum, unless they were changed. */
+export async function currentChecksum(db: Pool, report: FiledReport): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of reportCsv(db, report)) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+export class ReportTamperedError extends Error {
+  constructor(readonly reportId: number, message: string) {
+    super(message);
+  }
+}
+
+/** Records what was found, for /admin/reports; once per report and problem. */
+export async function recordReportAlert(db: Pool, reportId: number, problem: string, now = new Date()): Promise<void> {
+  const [known] = await db.execute<RowDataPacket[]>('SELECT id FROM export_report_alerts WHERE report_id = ? AND problem = ?', [reportId, problem]);
+  if (known.length === 0) {
+    await db.execute('INSERT INTO export_report_alerts (report_id, problem, detected_at) VALUES (?, ?, ?)', [reportId, problem, now]);
+  }
+}
+
+export async function reportAlerts(db: Pool): Promise<Map<number, string[]>> {
+  const [rows] = await db.query<RowDataPacket[]>('SELECT report_id, problem FROM export_report_alerts ORDER BY id');
+  const alerts = new Map<number, string[]>();
+  for (const r of rows) alerts.set(Number(r.report_id), [...(alerts.get(Number(r.report_id)) ?? []), String(r.problem)]);
+  return alerts;
+}
+
+/**
+ * A filed report, checked before its first byte is sent: its rows must still make the filed
+ * checksum, and its own link in the chain must hold. Refused otherwise (ReportTamperedError, after
+ * recording the alert). The body hashes the CSV again as it streams, and fails (cutting the download
+ * short) should the rows change between the check and the end. `chainIntact` says whether the
+ * whole chain holds (a filing deleted elsewhere does not make this one's rows wrong).
+ */
+export async function openVerifiedReport(
+  db: Pool, report: FiledReport, format: 'csv' | 'json', onProblem: (problem: string) => void,
+): Promise<{ body: AsyncGenerator<string>; chainIntact: boolean }> {
+  const breaks = await verifyChain(db);
+  for (const b of breaks) {
+    await recordReportAlert(db, b.reportId, b.problem);
+    onProblem(b.problem);
+  }
+  const ownLink = breaks.find((b) => b.reportId === report.id && /no longer matches/.test(b.problem));
+  const problem = ownLink?.problem
+    ?? ((await currentChecksum(db, report)) !== report.checksum ? `the rows of report ${report.id} no longer make its filed checksum: they were changed after filing` : null);
+  if (problem) {
+    await recordReportAlert(db, report.id, problem);
+    onProblem(problem);
+    throw new ReportTamperedError(report.id, problem);
+  }
+  return { body: (format === 'csv' ? checkedCsv : reportJson)(db, report), chainIntact: breaks.length === 0 };
+}
+
+/** The CSV, hashed again as it goes: a mismatch at the end fails the stream instead of ending it cleanly. */
+async function* checkedCsv(db: Pool, report: FiledReport): AsyncGenerator<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of reportCsv(db, report)) {
+    hash.update(chunk);
+    yield chunk;
+  }
+  if (hash.digest('hex') !== report.checksum) {
+    throw new ReportTamperedError(report.id, `the rows of report ${report.id} changed while it was downloaded`);
+  }
 }

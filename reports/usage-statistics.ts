@@ -47,7 +47,13 @@ export function addressSubject(secret: string, ip: string): string {
   return `address:${createHmac('sha256', secret).update(`address:${ip}`).digest('hex').slice(0, 16)}`;
 }
 
-/** Computes one day (UTC) from usage events, activations and license events. */
+/**
+ * Computes one day (UTC) from usage events, activations and license events. Usage events count on
+ * the day the server received them, not the day the agent claims: an agent's clock may be set
+ * back, and a spool may be sent days later, and either would otherwise fall on a day already
+ * rolled up and never count. The claimed time stays stored with each event (`occurred_at`).
+ * License events are the server's own, timed by its clock.
+ */
 export async function computeDay(db: Pool, day: string, secret: string): Promise<DayStatistics> {
   const { start, end, weekStart } = bounds(day);
 
@@ -62,17 +68,17 @@ export async function computeDay(db: Pool, day: string, secret: string): Promise
     count(
       db,
       `SELECT COUNT(*) AS n FROM (
-         SELECT fingerprint FROM usage_events WHERE occurred_at >= ? AND occurred_at < ?
+         SELECT fingerprint FROM usage_events WHERE received_at >= ? AND received_at < ?
          UNION SELECT fingerprint FROM activations WHERE last_validated_at >= ? AND last_validated_at < ?) m`,
       [from, end, from, end],
     );
   const activeMachinesDay = await activeIn(start);
   const activeMachinesWeek = await activeIn(weekStart);
-  const uses = await count(db, "SELECT COUNT(*) AS n FROM usage_events WHERE occurred_at >= ? AND occurred_at < ? AND kind <> 'clock_set_back'", [start, end]);
+  const uses = await count(db, "SELECT COUNT(*) AS n FROM usage_events WHERE received_at >= ? AND received_at < ? AND kind <> 'clock_set_back'", [start, end]);
 
   // Uses per machine that day, as a histogram.
   const [perMachine] = await db.query<RowDataPacket[]>(
-    "SELECT COUNT(*) AS uses FROM usage_events WHERE occurred_at >= ? AND occurred_at < ? AND kind <> 'clock_set_back' GROUP BY fingerprint",
+    "SELECT COUNT(*) AS uses FROM usage_events WHERE received_at >= ? AND received_at < ? AND kind <> 'clock_set_back' GROUP BY fingerprint",
     [start, end],
   );
   const frequency = FREQUENCY_BUCKETS.map((b) => ({ bucket: b.name, machines: 0 }));
@@ -96,7 +102,7 @@ export async function computeDay(db: Pool, day: string, secret: string): Promise
   for (const r of trialsStarted as { ip: string | null; locale: string | null }[]) bump(countryOf(r.ip, r.locale), 'trials');
   const [firstReports] = await db.query<RowDataPacket[]>(
     `SELECT e.ip, e.locale FROM usage_events e
-       JOIN (SELECT fingerprint, MIN(id) AS id FROM usage_events WHERE occurred_at >= ? AND occurred_at < ? GROUP BY fingerprint) f ON f.id = e.id`,
+       JOIN (SELECT fingerprint, MIN(id) AS id FROM usage_events WHERE received_at >= ? AND received_at < ? GROUP BY fingerprint) f ON f.id = e.id`,
     [start, end],
   );
   for (const r of firstReports as { ip: string | null; locale: string | null }[]) bump(countryOf(r.ip, r.locale), 'activeMachines');
@@ -126,7 +132,7 @@ export async function computeDay(db: Pool, day: string, secret: string): Promise
   // Clocks set back, as the agents reported them.
   const [clocks] = await db.query<RowDataPacket[]>(
     `SELECT license_id, COUNT(DISTINCT fingerprint) AS machines FROM usage_events
-      WHERE kind = 'clock_set_back' AND occurred_at >= ? AND occurred_at < ? GROUP BY license_id`,
+      WHERE kind = 'clock_set_back' AND received_at >= ? AND received_at < ? GROUP BY license_id`,
     [start, end],
   );
   for (const r of clocks as { license_id: number; machines: number }[]) {

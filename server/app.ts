@@ -73,6 +73,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   // MyAccount, the customer portal (/account)
   await app.register(accountPlugin, { prefix: '/account' });
+  app.get('/privacy', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/account/privacy', 301));
 
   // Getting the agent: /download, /install.sh
   await app.register(releaseRoutes);

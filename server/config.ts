@@ -39,6 +39,12 @@ export interface Config {
   retainLapsedTrialUsageMs: number;
   /** A cancelled account's personal data is kept this long after cancelling, then purged. */
   retainCancelledAccountsMs: number;
+  /** The email of a trial never claimed, from the trial's end; and the address of mail sent to no customer (trial mail), from sending. */
+  retainTrialEmailMs: number;
+  /** Client addresses of activations (from last seen), license events and usage events. */
+  retainIpAddressesMs: number;
+  /** Piracy signals naming an address (by keyed hash), from their day. */
+  retainAddressSignalsMs: number;
   rateLimitPerMinute: number;
   logLevel: string;
   /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
@@ -106,6 +112,9 @@ const DURATION_BOUNDS = {
   REMINDER_SWEEP_EVERY: [SECOND, DAY],
   RETAIN_TRIAL_USAGE: [3_600 * SECOND, 3_650 * DAY],
   RETAIN_CANCELLED_ACCOUNTS: [3_600 * SECOND, 3_650 * DAY],
+  RETAIN_TRIAL_EMAIL: [3_600 * SECOND, 3_650 * DAY],
+  RETAIN_IP_ADDRESSES: [3_600 * SECOND, 3_650 * DAY],
+  RETAIN_ADDRESS_SIGNALS: [3_600 * SECOND, 3_650 * DAY],
 } as const;
 
 type DurationSetting = keyof typeof DURATION_BOUNDS;
@@ -273,6 +282,9 @@ export function loadConfig(env: Env = process.env): Config {
     reminderSweepMs: duration(env, 'REMINDER_SWEEP_EVERY', '15s'),
     retainLapsedTrialUsageMs: duration(env, 'RETAIN_TRIAL_USAGE', '90d'),
     retainCancelledAccountsMs: duration(env, 'RETAIN_CANCELLED_ACCOUNTS', '365d'),
+    retainTrialEmailMs: duration(env, 'RETAIN_TRIAL_EMAIL', '90d'),
+    retainIpAddressesMs: duration(env, 'RETAIN_IP_ADDRESSES', '90d'),
+    retainAddressSignalsMs: duration(env, 'RETAIN_ADDRESS_SIGNALS', '365d'),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),
     logLevel,
     trustProxy: trustProxy(env),

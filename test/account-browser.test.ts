@@ -203,4 +203,23 @@ describe('MyAccount in a browser', function () {
     await page.getByRole('button', { name: 'Log in' }).click();
     assert.match(await errorOf('password'), /not right/);
   });
+
+  it('keeps the age confirmation ticked when another field is wrong', async () => {
+    const someone = newPerson('tick');
+    await page.goto(`${server.url}/account/register`);
+    await page.getByLabel('Email address').fill(someone.email);
+    await page.getByLabel('Password').fill(someone.password);
+    await page.getByLabel('Your name').fill(someone.name);
+    await page.getByLabel('Postal address').fill(someone.address);
+    await page.getByLabel('I am 13 years old or older').check();
+    // The country is left out.
+    await page.getByRole('button', { name: 'Create account' }).click();
+    assert.match(await errorOf('country'), /Choose your country/);
+    assert.equal(await page.getByLabel('I am 13 years old or older').isChecked(), true, 'the tick survives the error');
+    assert.equal(await page.locator('#age-error').count(), 0);
+    await page.getByLabel('Password').fill(someone.password);
+    await page.getByLabel('Country').selectOption(someone.country);
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.waitForURL('**/account/check-email');
+  });
 });

@@ -121,8 +121,8 @@ describe('MyAccount: deleting an account', function () {
     const customerId = Number(customer!.id);
     // An export-compliance report filed before the deletion names the customer: a legal record.
     const [filed] = await db.query<import('mysql2').ResultSetHeader>(
-      `INSERT INTO export_reports (period_from, period_to, row_count, csv_sha256, encryption_classification, filed_at, filed_by)
-       VALUES ('2026-01-01', '2026-06-30', 1, ?, '5D992.c', NOW(3), 'admin')`,
+      `INSERT INTO export_reports (period_from, period_to, status, row_count, csv_sha256, encryption_classification, filed_at, filed_by)
+       VALUES ('2026-01-01', '2026-06-30', 'filed', 1, ?, '5D992.c', NOW(3), 'admin')`,
       ['0'.repeat(64)],
     );
     await db.query(

@@ -82,6 +82,7 @@ describe('MyAccount: a customer reaches only their own data', function () {
     'GET /account/password/forgot': async (c) => assertNothingOfB((await c.get('/account/password/forgot')).html, 'forgot'),
     'GET /account/verify': async (c) => assert.equal((await c.get('/account/verify?token=not-a-token')).status, 400),
     'GET /account/password/reset': async (c) => assert.equal((await c.get('/account/password/reset?token=not-a-token')).status, 400),
+    'GET /account/privacy': async (c) => assertNothingOfB((await c.get('/account/privacy')).html, 'privacy'),
     // Registering with B's address tells A nothing: the same "check your mail" as for a new address.
     'POST /account/register': async (c) => {
       const answer = await c.submit('/account/password/forgot', '/account/register', {

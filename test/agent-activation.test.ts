@@ -131,9 +131,36 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       assert.equal(machine.license().licenseExpiresAt, firstState.licenseExpiresAt);
     });
 
+    it('sends an email address only after the age confirmation: off a terminal, only with --i-am-13-or-older', async () => {
+      const emailOf = async (licenseId: string) => {
+        const db = await openDb(server.config.databaseUrl);
+        try {
+          return ((await db.query('SELECT email FROM licenses WHERE id = ?', [licenseId]))[0] as { email: string | null }[])[0]!.email;
+        } finally {
+          await db.end();
+        }
+      };
+      // A script without the flag: a USAGE error saying so, and nothing sent.
+      const script = new Machine();
+      const refused = await script.run(['activate', '--trial', '--email', 'kid@example.org', '--server', server.url]);
+      expectExitCode(refused, 2, 'off a terminal without --i-am-13-or-older');
+      assertOneLineError(refused, /--email needs --i-am-13-or-older when ferry is not run on a terminal/);
+      assert.equal(script.hasLicense(), false);
+      const flagged = new Machine();
+      expectExitCode(await flagged.run(['activate', '--trial', '--email', 'teen@example.org', '--i-am-13-or-older', '--server', server.url]), 0, 'with the flag');
+      assert.equal(await emailOf(flagged.license().licenseId), 'teen@example.org');
+      const db = await openDb(server.config.databaseUrl);
+      try {
+        const [rows] = await db.query("SELECT COUNT(*) AS n FROM licenses WHERE email = 'kid@example.org'");
+        assert.deepEqual(rows, [{ n: 0 }], 'no address sent without the confirmation');
+      } finally {
+        await db.end();
+      }
+    });
+
     it('sends the email only when given with --email, with the marketing choice', async () => {
       const withEmail = new Machine();
-      expectExitCode(await withEmail.run(['activate', '--trial', '--email', 'ada@example.org', '--marketing', '--server', server.url]), 0, 'with --email');
+      expectExitCode(await withEmail.run(['activate', '--trial', '--email', 'ada@example.org', '--marketing', '--i-am-13-or-older', '--server', server.url]), 0, 'with --email');
       const without = new Machine();
       expectExitCode(await without.run(['activate', '--trial', '--server', server.url]), 0, 'without --email');
       const db = await openDb(server.config.databaseUrl);
@@ -207,7 +234,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
     /** Machine A's trial, started with an email; B: another ferry home with A's machine id (a clone, or someone who read it). */
     async function aAndItsClone(): Promise<{ a: Machine; b: Machine; claimCode: string; fingerprint: string }> {
       const a = new Machine();
-      const started = await a.run(['activate', '--trial', '--email', 'ada@example.org', '--server', server.url]);
+      const started = await a.run(['activate', '--trial', '--email', 'ada@example.org', '--i-am-13-or-older', '--server', server.url]);
       expectExitCode(started, 0, 'A starts its trial');
       const claimCode = /Claim code ([0-9A-Z]{10})/.exec(started.stdout)![1]!;
       return { a, b: new Machine({ id: a.id }), claimCode, fingerprint: fingerprint(a.id) };
@@ -227,7 +254,7 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       const { a, b, claimCode, fingerprint } = await aAndItsClone();
       const before = await trialContact(a.license().licenseId);
 
-      for (const args of [['activate', '--trial'], ['activate', '--trial', '--email', 'mallory@example.org', '--marketing']]) {
+      for (const args of [['activate', '--trial'], ['activate', '--trial', '--email', 'mallory@example.org', '--marketing', '--i-am-13-or-older']]) {
         const run = await b.run([...args, '--server', server.url]);
         expectExitCode(run, 19, `B: ${args.join(' ')}`);
         assertOneLineError(run, /already had its trial .*activation secret is not in this ferry home/);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { issueLicense } from './support/admin.js';
+import { launchChromium } from './support/browser.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { startServerProcess, until, type ServerProcess } from './support/processes.js';
@@ -71,19 +72,31 @@ describe('registration reminders', () => {
     assert.equal(smtp.to(email).length, 1, 'nothing after unsubscribing');
   });
 
-  it('unsubscribes by following the link in the text, and refuses an altered link', async () => {
+  it('unsubscribes only when the button on the linked page is pressed: fetching the link (a mail scanner) changes nothing', async () => {
     const email = newEmail();
     await startTrial(email);
     const [first] = await smtp.waitFor(email, 1);
     const link = /open this link \(one click, no login\): (\S+)/.exec(first!.parsed.text!)![1]!;
-    const page = await fetch(link);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /You are unsubscribed/);
     const db = await openDb(server.config.databaseUrl);
+    const optOuts = async () => (await db.query('SELECT source FROM mail_opt_outs WHERE email = ?', [email]))[0];
+    const browser = await launchChromium();
     try {
-      const [rows] = await db.query('SELECT source FROM mail_opt_outs WHERE email = ?', [email]);
-      assert.deepEqual(rows, [{ source: 'unsubscribe_link' }]);
+      // What a scanner or link preview does: a plain GET, twice.
+      for (let i = 0; i < 2; i++) {
+        const scanned = await fetch(link);
+        assert.equal(scanned.status, 200);
+        assert.doesNotMatch(await scanned.text(), /You are unsubscribed/);
+      }
+      assert.deepEqual(await optOuts(), [], 'a GET unsubscribes no one');
+      // A person: opens the link and presses the one button.
+      const page = await browser.newPage();
+      await page.goto(link);
+      assert.match(await page.locator('h1').innerText(), /Unsubscribe from Ferry reminders and news\?/);
+      await page.getByRole('button', { name: 'Unsubscribe' }).click();
+      await page.waitForSelector('text=You are unsubscribed');
+      assert.deepEqual(await optOuts(), [{ source: 'unsubscribe_link' }]);
     } finally {
+      await browser.close();
       await db.end();
     }
     const altered = await fetch(link.replace(/t=[^&]+/, 't=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'));

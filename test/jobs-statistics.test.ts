@@ -95,6 +95,21 @@ describe('usage roll-up and piracy signals', () => {
     }
   });
 
+  it('counts an event that arrives late (a spool sent days later, or a clock set back) on the day it was received', async () => {
+    const t = await trial('en-US');
+    // A trial started five days ago, whose spool of uses from three days ago arrives only today.
+    await db.query('UPDATE licenses SET created_at = ? WHERE id = ?', [new Date(Date.now() - 5 * 86_400_000), t.license.id]);
+    const threeDaysAgo = new Date(Date.now() - 3 * 86_400_000);
+    await rollUp(threeDaysAgo.toISOString().slice(0, 10));
+    await rollUp(today);
+    const [[before]] = (await db.query('SELECT uses FROM usage_daily WHERE day = ?', [today])) as unknown as [{ uses: number }[]];
+    const res = await report(t.token, [{ kind: 'put', at: threeDaysAgo.toISOString() }, { kind: 'get', at: new Date(threeDaysAgo.getTime() + 1).toISOString() }]);
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    await rollUp(today);
+    const [[after]] = (await db.query('SELECT uses FROM usage_daily WHERE day = ?', [today])) as unknown as [{ uses: number }[]];
+    assert.equal(after!.uses, before!.uses + 2, 'the late uses count, on the day they arrived');
+  });
+
   it('recomputes a day in place rather than adding to it', async () => {
     await rollUp(today);
     await rollUp(today);
@@ -115,9 +130,69 @@ describe('retention purge', () => {
       }
       await db.query('UPDATE licenses SET expires_at = ? WHERE id = ?', [new Date(Date.now() - 2 * 86_400_000), old.body.license.id]);
       const job = await server.app.jobs.queues.retention.add({});
-      assert.deepEqual(await job.finished(), { lapsedTrialUsageEvents: 1, cancelledAccounts: 0 });
+      assert.equal((await job.finished()).lapsedTrialUsageEvents, 1);
       const [rows] = await db.query('SELECT license_id FROM usage_events');
       assert.deepEqual(rows, [{ license_id: current.body.license.id }]);
+    } finally {
+      await db.end();
+      await server.close();
+    }
+  });
+});
+
+describe('retention of every personal field', () => {
+  it('purges each personal field after its period, and keeps what is within it', async () => {
+    const server = await startServer();
+    const db = await openDb(server.config.databaseUrl);
+    const { config } = server;
+    const longAgo = (ms: number) => new Date(Date.now() - ms - 86_400_000);
+    try {
+      const old = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'old-trial@example.org', hostname: 'old-laptop' } });
+      const recent = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine(), email: 'recent-trial@example.org', hostname: 'new-laptop' } });
+      for (const t of [old, recent]) {
+        await request(`${server.url}/v1/usage`, { token: t.body.token, body: { events: [{ at: new Date().toISOString(), locale: 'en-US', kind: 'put' }] } });
+        // A token presented from another machine: a license event with the client's address.
+        await request(`${server.url}/v1/validate`, { token: t.body.token, body: { fingerprint: newMachine() } });
+      }
+      const oldId = old.body.license.id;
+      // The old trial ended, was last seen, and had its mail, events and signal long ago.
+      await db.query('UPDATE licenses SET expires_at = ? WHERE id = ?', [longAgo(config.retainTrialEmailMs), oldId]);
+      await db.query('UPDATE activations SET created_at = ?, last_validated_at = ? WHERE license_id = ?', [longAgo(config.retainIpAddressesMs), longAgo(config.retainIpAddressesMs), oldId]);
+      await db.query('UPDATE license_events SET occurred_at = ? WHERE license_id = ?', [longAgo(config.retainIpAddressesMs), oldId]);
+      // The old trial's usage events go with it (RETAIN_TRIAL_USAGE); a running trial's early report loses its address.
+      await db.query('UPDATE usage_events SET received_at = ? WHERE license_id = ?', [longAgo(config.retainIpAddressesMs), recent.body.license.id]);
+      await request(`${server.url}/v1/usage`, { token: recent.body.token, body: { events: [{ at: new Date().toISOString(), locale: 'en-US', kind: 'get' }] } });
+      await db.query(
+        `INSERT INTO sent_mail (idempotency_key, kind, template, to_email, license_id, status, claimed_at) VALUES
+           ('test:old', 'marketing', 'reminder', 'old-trial@example.org', ?, 'sent', ?), ('test:recent', 'marketing', 'reminder', 'recent-trial@example.org', ?, 'sent', NOW(3))`,
+        [oldId, longAgo(config.retainTrialEmailMs), recent.body.license.id],
+      );
+      const oldDay = longAgo(config.retainAddressSignalsMs).toISOString().slice(0, 10);
+      await db.query(
+        `INSERT INTO piracy_signals (day, kind, subject, count, detail) VALUES
+           (?, 'trials_from_one_address', 'address:00112233aabbccdd', 5, 'old'), (CURRENT_DATE, 'trials_from_one_address', 'address:99887766aabbccdd', 5, 'recent'),
+           (?, 'clock_set_back', 'license:1', 1, 'names no address')`,
+        [oldDay, oldDay],
+      );
+
+      const result = await (await server.app.jobs.queues.retention.add({})).finished();
+      assert.deepEqual({ ...result, lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined }, {
+        lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined,
+        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
+      });
+
+      const emails = async () => (await db.query('SELECT id, email FROM licenses WHERE id IN (?) ORDER BY id', [[oldId, recent.body.license.id]]))[0];
+      assert.deepEqual(await emails(), [{ id: oldId, email: null }, { id: recent.body.license.id, email: 'recent-trial@example.org' }]);
+      assert.deepEqual((await db.query('SELECT idempotency_key, to_email FROM sent_mail WHERE idempotency_key LIKE ? ORDER BY idempotency_key', ['test:%']))[0],
+        [{ idempotency_key: 'test:old', to_email: null }, { idempotency_key: 'test:recent', to_email: 'recent-trial@example.org' }]);
+      assert.deepEqual((await db.query('SELECT license_id, ip, hostname FROM activations WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
+        [{ license_id: oldId, ip: null, hostname: null }, { license_id: recent.body.license.id, ip: '127.0.0.1', hostname: 'new-laptop' }]);
+      assert.deepEqual((await db.query('SELECT license_id, ip FROM license_events WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
+        [{ license_id: oldId, ip: null }, { license_id: recent.body.license.id, ip: '127.0.0.1' }]);
+      assert.deepEqual((await db.query('SELECT kind, ip FROM usage_events WHERE license_id = ? ORDER BY id', [recent.body.license.id]))[0],
+        [{ kind: 'put', ip: null }, { kind: 'get', ip: '127.0.0.1' }]);
+      assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'trials_from_one_address'"))[0], [{ detail: 'recent' }]);
+      assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'clock_set_back'"))[0], [{ detail: 'names no address' }], 'a signal naming a license stays');
     } finally {
       await db.end();
       await server.close();

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import type { Pool } from 'mysql2/promise';
 import { issueLicense } from './support/admin.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
+import { PortalClient, text } from './support/portal.js';
+import { behindTheTriggers } from './support/record-triggers.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 
 describe('export-compliance report', () => {
@@ -115,7 +118,11 @@ describe('export-compliance report', () => {
       // What the code before format 2 wrote for the same rows: the cells without their quote.
       const asFiledBefore = csv.toString('utf8').replace(/(^|,)("?)'(?=[=+\-@\t\r])/gm, '$1$2');
       assert.match(asFiledBefore, /,"=HYPERLINK\(""http/);
-      await db.query('UPDATE export_reports SET csv_format = 1, csv_sha256 = ? WHERE id = ?', [createHash('sha256').update(asFiledBefore).digest('hex'), filed.body.report.id]);
+      // Such a report was filed before the chain, too: it stands outside it.
+      await behindTheTriggers(db, ['export_reports'], () => db.query(
+        'UPDATE export_reports SET csv_format = 1, csv_sha256 = ?, chain_position = NULL, prev_hash = NULL, chain_hash = NULL WHERE id = ?',
+        [createHash('sha256').update(asFiledBefore).digest('hex'), filed.body.report.id],
+      ));
       const old = await download(filed.body.report.id, 'csv');
       assert.equal(old.body.toString('utf8'), asFiledBefore);
       const res = await fetch(`${server.url}/v1/admin/reports/${filed.body.report.id}.csv`, { headers: { authorization: `Bearer ${server.adminToken}` } });
@@ -136,5 +143,85 @@ describe('export-compliance report', () => {
     assert.equal(missing.body.error.code, 'REPORT_NOT_FOUND');
     const unauth = await request(`${server.url}/v1/admin/reports/1.csv`);
     assert.equal(unauth.status, 401);
+  });
+});
+
+describe('filed export reports as records', () => {
+  let server: TestServer;
+  let db: Pool;
+  before(async () => {
+    server = await startServer();
+    db = await openDb(server.config.databaseUrl);
+  });
+  after(async () => {
+    await db.end();
+    await server.close();
+  });
+
+  const today = new Date().toISOString().slice(0, 10);
+  const file = async () => {
+    const res = await request(`${server.url}/v1/admin/reports/export`, { body: { from: today, to: today }, token: server.adminToken });
+    assert.equal(res.status, 201);
+    return res.body.report as { id: number; checksum: string };
+  };
+  const download = async (id: number, format: 'csv' | 'json') => {
+    const res = await fetch(`${server.url}/v1/admin/reports/${id}.${format}`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+    return { status: res.status, chain: res.headers.get('x-report-chain'), body: Buffer.from(await res.arrayBuffer()) };
+  };
+  const reportsPage = async () => {
+    const client = new PortalClient(server.url);
+    await client.post('/admin/login', { token: server.adminToken });
+    return text((await client.get('/admin/reports')).html);
+  };
+
+  it('the database refuses to change or delete a filed report, its rows, or its checksum', async () => {
+    await issueLicense(server, 1, { customer: { type: 'business', name: 'Ida Holm', organization: 'Holm AB', address: 'Storgatan 2, Lund', country: 'SE' } });
+    const report = await file();
+    const refused = /filed (record|export report)|filed report cannot/;
+    await assert.rejects(db.query("UPDATE export_report_rows SET organization = 'Someone Else' WHERE report_id = ?", [report.id]), refused);
+    await assert.rejects(db.query('DELETE FROM export_report_rows WHERE report_id = ?', [report.id]), refused);
+    await assert.rejects(db.query("UPDATE export_reports SET csv_sha256 = REPEAT('0', 64) WHERE id = ?", [report.id]), refused);
+    await assert.rejects(db.query('DELETE FROM export_reports WHERE id = ?', [report.id]), refused);
+    const again = await download(report.id, 'csv');
+    assert.equal(again.status, 200);
+    assert.equal(createHash('sha256').update(again.body).digest('hex'), report.checksum);
+    assert.equal(again.chain, 'intact');
+  });
+
+  it('refuses to send rows changed behind the triggers, and marks the report for staff in /admin/reports', async () => {
+    await issueLicense(server, 1, { customer: { type: 'business', name: 'Ole Dahl', organization: 'Dahl AS', address: 'Kirkegata 3, Oslo', country: 'NO' } });
+    const report = await file();
+    assert.equal((await download(report.id, 'csv')).status, 200);
+    await behindTheTriggers(db, ['export_report_rows'], () =>
+      db.query("UPDATE export_report_rows SET organization = 'Innocent Ltd' WHERE report_id = ? AND organization = 'Dahl AS'", [report.id]));
+    for (const format of ['csv', 'json'] as const) {
+      const res = await download(report.id, format);
+      assert.equal(res.status, 409, `${format}: refused`);
+      const error = JSON.parse(res.body.toString('utf8')).error;
+      assert.equal(error.code, 'REPORT_TAMPERED');
+      assert.doesNotMatch(res.body.toString('utf8'), /Innocent Ltd/);
+    }
+    const page = await reportsPage();
+    assert.match(page, new RegExp(`Report ${report.id}: the rows of report ${report.id} no longer make its filed checksum`));
+    assert.match(page, /TAMPERED/);
+  });
+
+  it('shows a deleted filing as a break in the chain, on /admin/reports and on the next download', async () => {
+    const first = await file();
+    const middle = await file();
+    const last = await file();
+    assert.equal((await download(last.id, 'csv')).chain, 'intact');
+    assert.match(await reportsPage(), /chain of filed reports is intact/);
+    await behindTheTriggers(db, ['export_reports', 'export_report_rows'], async () => {
+      await db.query('DELETE FROM export_report_rows WHERE report_id = ?', [middle.id]);
+      await db.query('DELETE FROM export_reports WHERE id = ?', [middle.id]);
+    });
+    const next = await download(last.id, 'csv');
+    assert.equal(next.status, 200, 'its own rows are as filed');
+    assert.equal(next.chain, 'broken');
+    assert.equal((await download(first.id, 'csv')).chain, 'broken');
+    const page = await reportsPage();
+    assert.match(page, /chain of filed reports is broken/);
+    assert.match(page, new RegExp(`the filing before report ${last.id} \\(chain position \\d+\\) is missing or was changed`));
   });
 });

@@ -15,6 +15,8 @@ export interface ActivateOptions {
   key?: string;
   email?: string;
   marketing?: boolean;
+  /** `--i-am-13-or-older`: the age confirmation, for scripts (off a terminal nobody can be asked). */
+  iAm13OrOlder?: boolean;
 }
 
 /** Checks the flags together, and the key's format on this machine: a typo never costs a request. */
@@ -38,6 +40,9 @@ function activationRequest(options: ActivateOptions): ActivationRequest {
   }
   if (options.email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(options.email)) {
     throw new AgentError('USAGE', `--email: "${options.email}" is not an email address`);
+  }
+  if (options.iAm13OrOlder && options.email === undefined) {
+    throw new AgentError('USAGE', '--i-am-13-or-older goes with --email: it confirms the age of whoever gives the address');
   }
   return { trial: { email: options.email, marketingOptIn: options.email === undefined ? undefined : Boolean(options.marketing) } };
 }
@@ -83,8 +88,33 @@ function permanentLine(state: LicenseState, created: boolean): string {
   return `License ${state.licenseId} (permanent) ${verb} this machine: activation ${state.activationId}.`;
 }
 
+/**
+ * An email address is personal data: as in the portal, only from someone 13 or older. On a
+ * terminal the person is asked; a script says so with --i-am-13-or-older, and without it nothing
+ * is sent.
+ */
+async function confirmAge(ctx: AgentContext, options: ActivateOptions): Promise<void> {
+  if (options.email === undefined || options.iAm13OrOlder) return;
+  const { terminal } = ctx;
+  if (!terminal || !terminal.input.isTTY || !terminal.output.isTTY) {
+    throw new AgentError('USAGE', '--email needs --i-am-13-or-older when ferry is not run on a terminal: Ferry takes an email address only from someone 13 or older');
+  }
+  const { createInterface } = await import('node:readline/promises');
+  const questions = createInterface({ input: terminal.input, output: terminal.output });
+  let answer: string;
+  try {
+    answer = await questions.question('Ferry takes an email address only from someone 13 years old or older. Are you 13 or older? [y/N] ');
+  } finally {
+    questions.close();
+  }
+  if (!/^\s*y(es)?\s*$/i.test(answer)) {
+    throw new AgentError('USAGE', 'an email address is sent only by someone 13 or older: run again without --email to start the trial without one');
+  }
+}
+
 export async function activate(ctx: AgentContext, options: ActivateOptions): Promise<void> {
   const request = activationRequest(options);
+  await confirmAge(ctx, options);
   const previous = await currentState(ctx);
   refuseToReplace(previous, request);
   const server = await ctx.resolveServer(previous?.server);

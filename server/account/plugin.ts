@@ -20,6 +20,7 @@ import dataRoutes from './routes/data.js';
 import settingsRoutes from './routes/settings.js';
 import purchaseRoutes from './routes/purchase.js';
 import closeRoutes from './routes/close.js';
+import privacyRoutes from './routes/privacy.js';
 import seatRoutes from './routes/seats.js';
 
 /** Views stay in the source tree: from dist/server/account/ this is server/account/views/. */
@@ -195,6 +196,7 @@ const accountPlugin: FastifyPluginAsync = async (app) => {
   await purchaseRoutes(app, portal);
   await seatRoutes(app, portal);
   await closeRoutes(app, portal);
+  await privacyRoutes(app, portal);
 
   installPageErrorHandlers(app, portal, { name: 'MyAccount', notFound: 'There is no such page in MyAccount.' });
 };

@@ -1,9 +1,10 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { fileExportReport, findFiledReport, reportCsv, reportJson } from '../../reports/export-compliance.js';
+import { fileExportReport, findFiledReport } from '../../reports/export-compliance.js';
 import { AppError } from '../errors.js';
 import { errorResponses } from '../licenses/schemas.js';
+import { sendFiledReport } from './report-download.js';
 
 const Day = Type.String({ format: 'date', description: 'YYYY-MM-DD, UTC' });
 const FiledReport = Type.Object({
@@ -39,20 +40,15 @@ const reportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       produces: ['text/csv', 'application/json'],
       response: {
         // A stream, sent as it is (not serialized): the schema is for the documentation.
-        200: Type.Unsafe<Readable>({ type: 'string', description: 'The filed report as CSV or JSON, byte-identical each time; X-CSV-SHA256 is its checksum' }),
-        ...errorResponses({}, 401, 404),
+        200: Type.Unsafe<Readable>({ type: 'string', description: 'The filed report as CSV or JSON, byte-identical each time; X-CSV-SHA256 is its checksum, X-Report-Chain `intact` or `broken`. Refused (409 REPORT_TAMPERED) when its rows no longer make the checksum' }),
+        ...errorResponses({}, 401, 404, 409),
       },
     },
   }, async (request, reply) => {
     const [id, format] = request.params.file.split('.') as [string, 'csv' | 'json'];
     const report = await findFiledReport(app.db, Number(id));
     if (!report) throw new AppError('REPORT_NOT_FOUND', 404, `no filed report ${id}`);
-    const name = `ferry-export-compliance-${report.from}-to-${report.to}-${report.id}.${format}`;
-    reply
-      .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8')
-      .header('content-disposition', `attachment; filename="${name}"`)
-      .header('x-csv-sha256', report.checksum);
-    return reply.send(Readable.from(format === 'csv' ? reportCsv(app.db, report) : reportJson(app.db, report)));
+    return sendFiledReport(request, reply, report, format);
   });
 };
 

@@ -19,9 +19,11 @@ function page(reply: FastifyReply, status: number, title: string, body: string) 
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
- * One-click unsubscribe, without logging in. The link itself unsubscribes (GET), and mail clients
- * use RFC 8058's POST with `List-Unsubscribe=One-Click`; both take effect at once. The page offers
- * to undo it, in case a click was a mistake.
+ * One-click unsubscribe, without logging in. Following the link (GET) only shows the choice, with
+ * one button: mail scanners and link previews fetch every link in a message, and must not
+ * unsubscribe anyone. The button posts, as RFC 8058 mail clients do directly with
+ * `List-Unsubscribe=One-Click`; the post takes effect at once. Its page offers to undo it, in case
+ * a click was a mistake.
  */
 const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
   const secret = app.config.mailSecret;
@@ -42,15 +44,16 @@ const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
   const invalid = (reply: FastifyReply) =>
     page(reply, 400, 'This unsubscribe link is not valid', '<p>The link was changed or cut short. Use the link from the message as it is, or change your choices in <a href="/account">MyAccount</a>.</p>');
 
+  /** The link's own query, for forms that post back to it. */
+  const linkQuery = (e: string, t: string) => `e=${encodeURIComponent(e)}&amp;t=${encodeURIComponent(t)}`;
+
   app.get<{ Querystring: LinkQuery }>('/unsubscribe', async (request, reply) => {
     const { e = '', t = '' } = request.query;
     const email = readUnsubscribeLink(secret, e, t);
     if (!email) return invalid(reply);
-    await optOut(email);
-    request.log.info('unsubscribed by link');
-    return page(reply, 200, 'You are unsubscribed',
+    return page(reply, 200, 'Unsubscribe from Ferry reminders and news?',
       `<p>${escape(email)} will get no more reminders or news from Ferry. Service notices about your license are still sent.</p>
-<form method="post" action="/unsubscribe/undo?e=${encodeURIComponent(e)}&amp;t=${encodeURIComponent(t)}"><button type="submit">Undo: keep sending me reminders</button></form>`);
+<form method="post" action="/unsubscribe?${linkQuery(e, t)}"><button type="submit">Unsubscribe</button></form>`);
   });
 
   app.post<{ Querystring: LinkQuery }>('/unsubscribe', async (request, reply) => {
@@ -58,7 +61,10 @@ const unsubscribeRoutes: FastifyPluginAsync = async (app) => {
     const email = readUnsubscribeLink(secret, e, t);
     if (!email) return invalid(reply);
     await optOut(email);
-    return page(reply, 200, 'You are unsubscribed', `<p>${escape(email)} will get no more reminders or news from Ferry.</p>`);
+    request.log.info('unsubscribed by link');
+    return page(reply, 200, 'You are unsubscribed',
+      `<p>${escape(email)} will get no more reminders or news from Ferry. Service notices about your license are still sent.</p>
+<form method="post" action="/unsubscribe/undo?${linkQuery(e, t)}"><button type="submit">Undo: keep sending me reminders</button></form>`);
   });
 
   app.post<{ Querystring: LinkQuery }>('/unsubscribe/undo', async (request, reply) => {

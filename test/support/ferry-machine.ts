@@ -31,14 +31,18 @@ export class Machine {
     this.cli = options.cli ?? CLI;
   }
 
-  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
+  private environment(options: { now?: number; env?: Record<string, string> }): Record<string, string | undefined> {
     const env: Record<string, string | undefined> = {
       ...process.env, FERRY_TRUST_ROOT: TEST_ROOT.publicFile, ...options.env, FERRY_HOME: this.home, FERRY_MACHINE_ID: this.id,
     };
     delete env.FERRY_SERVER;
     delete env.FERRY_NOW;
     if (options.now !== undefined) env.FERRY_NOW = String(options.now);
-    return runToEnd(process.execPath, [this.cli, ...args], env);
+    return env;
+  }
+
+  run(args: string[], options: { now?: number; env?: Record<string, string> } = {}): Promise<Run> {
+    return runToEnd(process.execPath, [this.cli, ...args], this.environment(options));
   }
 
   get licenseFile(): string {

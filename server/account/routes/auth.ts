@@ -45,10 +45,12 @@ export default async function authRoutes(app: FastifyInstance, portal: Portal): 
     const organization = type === 'business' ? form.required('organization', 'the name of your company or organization', 200) : null;
     const address = form.required('address', 'your postal address', 500);
     const country = form.country('country');
-    if (!form.checked('age')) form.fail('age', 'You must be 13 or older to have a Ferry account.');
+    const age = form.checked('age');
+    if (!age) form.fail('age', 'You must be 13 or older to have a Ferry account.');
     const news = form.checked('news');
     if (!form.ok) {
-      const values = { email, name, type, organization, address, country, news };
+      // What was ticked stays ticked: a mistake in another field must not undo a confirmation.
+      const values = { email, name, type, organization, address, country, news, age };
       return portal.render(request, reply, 'register', { title: 'Create your account', countries: COUNTRIES, values, errors: form.errors }, 400);
     }
     await limits.mailPerAccount(request, email);

@@ -1,7 +1,7 @@
-import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { fileExportReport, findFiledReport, listFiledReports, reportCsv, reportJson } from '../../../../reports/export-compliance.js';
+import { fileExportReport, findFiledReport, listFiledReports, recordReportAlert, reportAlerts, verifyChain } from '../../../../reports/export-compliance.js';
 import { AppError } from '../../../errors.js';
+import { sendFiledReport } from '../../report-download.js';
 import { previousHalfYear } from '../../../jobs/export-report.js';
 import { yesterday, type RollupJob } from '../../../jobs/usage-rollup.js';
 import { isDay } from '../format.js';
@@ -14,11 +14,22 @@ import type { AdminPages } from '../pages.js';
  * report is then on the page). Also the usage roll-up, run now for a day through its queue.
  */
 export default async function reportRoutes(app: FastifyInstance, pages: AdminPages): Promise<void> {
+  // Checked on every look at the page: a break is logged for staff and marked on the report.
+  const chainBreaks = async () => {
+    const breaks = await verifyChain(app.db);
+    for (const b of breaks) {
+      app.log.error({ reportId: b.reportId, problem: b.problem }, 'export-compliance report chain broken');
+      await recordReportAlert(app.db, b.reportId, b.problem);
+    }
+    return breaks;
+  };
   const page = async (extra: Record<string, unknown> = {}) => {
     const now = new Date();
     return {
       title: 'Reports',
       reports: await listFiledReports(app.db),
+      alerts: Object.fromEntries(await reportAlerts(app.db)),
+      chainBreaks: await chainBreaks(),
       values: { ...previousHalfYear(now), day: yesterday(now) },
       ...extra,
     };
@@ -52,12 +63,7 @@ export default async function reportRoutes(app: FastifyInstance, pages: AdminPag
     const match = /^(\d{1,15})\.(csv|json)$/.exec((request.params as { file: string }).file);
     const report = match ? await findFiledReport(app.db, Number(match[1])) : null;
     if (!match || !report) throw new AppError('REPORT_NOT_FOUND', 404, 'There is no such filed report.');
-    const format = match[2] as 'csv' | 'json';
-    reply
-      .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8')
-      .header('content-disposition', `attachment; filename="ferry-export-compliance-${report.from}-to-${report.to}-${report.id}.${format}"`)
-      .header('x-csv-sha256', report.checksum);
-    return reply.send(Readable.from(format === 'csv' ? reportCsv(app.db, report) : reportJson(app.db, report)));
+    return sendFiledReport(request, reply, report, match[2] as 'csv' | 'json');
   });
 
   app.post('/reports/usage-rollup', async (request, reply) => {
