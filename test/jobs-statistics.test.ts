@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import { countryOf } from '../reports/country.js';
 import { previousHalfYear } from '../server/jobs/export-report.js';
@@ -167,6 +168,11 @@ describe('retention of every personal field', () => {
            ('test:old', 'marketing', 'reminder', 'old-trial@example.org', ?, 'sent', ?), ('test:recent', 'marketing', 'reminder', 'recent-trial@example.org', ?, 'sent', NOW(3))`,
         [oldId, longAgo(config.retainTrialEmailMs), recent.body.license.id],
       );
+      // A news send to trial users finished long ago, and one finished today.
+      for (const [name, finished] of [['old', longAgo(config.retainTrialEmailMs)], ['recent', new Date()]] as const) {
+        const [campaign] = await db.query("INSERT INTO campaigns (kind, subject, body, state, created_at, finished_at) VALUES ('news', ?, 'text', 'sent', ?, ?)", [name, finished, finished]);
+        await db.query("INSERT INTO campaign_recipients (campaign_id, email, status) VALUES (?, ?, 'sent')", [(campaign as { insertId: number }).insertId, `${name}-trial@example.org`]);
+      }
       const oldDay = longAgo(config.retainAddressSignalsMs).toISOString().slice(0, 10);
       await db.query(
         `INSERT INTO piracy_signals (day, kind, subject, count, detail) VALUES
@@ -178,7 +184,7 @@ describe('retention of every personal field', () => {
       const result = await (await server.app.jobs.queues.retention.add({})).finished();
       assert.deepEqual({ ...result, lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined }, {
         lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined,
-        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
+        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, campaignAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
       });
 
       const emails = async () => (await db.query('SELECT id, email FROM licenses WHERE id IN (?) ORDER BY id', [[oldId, recent.body.license.id]]))[0];
@@ -191,6 +197,10 @@ describe('retention of every personal field', () => {
         [{ license_id: oldId, ip: null }, { license_id: recent.body.license.id, ip: '127.0.0.1' }]);
       assert.deepEqual((await db.query('SELECT kind, ip FROM usage_events WHERE license_id = ? ORDER BY id', [recent.body.license.id]))[0],
         [{ kind: 'put', ip: null }, { kind: 'get', ip: '127.0.0.1' }]);
+      assert.deepEqual((await db.query('SELECT c.subject, r.email FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id ORDER BY c.id'))[0], [
+        { subject: 'old', email: `erased:${createHash('sha256').update('old-trial@example.org').digest('hex')}` },
+        { subject: 'recent', email: 'recent-trial@example.org' },
+      ]);
       assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'trials_from_one_address'"))[0], [{ detail: 'recent' }]);
       assert.deepEqual((await db.query("SELECT detail FROM piracy_signals WHERE kind = 'clock_set_back'"))[0], [{ detail: 'names no address' }], 'a signal naming a license stays');
     } finally {

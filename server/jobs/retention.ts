@@ -17,6 +17,8 @@ const PURGE_STEP = 5_000;
 export interface RetentionResult {
   lapsedTrialUsageEvents: number;
   trialEmails: number;
+  /** Addresses of trial users in finished news and release sends. */
+  campaignAddresses: number;
   trialHostnames: number;
   trialMailAddresses: number;
   activationAddresses: number;
@@ -64,6 +66,14 @@ export async function processRetention(ctx: JobContext): Promise<RetentionResult
   const trialMailAddresses = await inSteps(ctx,
     'UPDATE sent_mail SET to_email = NULL WHERE customer_id IS NULL AND to_email IS NOT NULL AND claimed_at < ?',
     [before(config.retainTrialEmailMs)]);
+  // A news message or release notice to a trial user (no account): the address is needed while the
+  // send runs; once it is finished and RETAIN_TRIAL_EMAIL old, only a digest stays (it keeps the
+  // recipient counted, once, in the send's figures).
+  const campaignAddresses = await inSteps(ctx,
+    `UPDATE campaign_recipients SET email = CONCAT('erased:', SHA2(email, 256))
+       WHERE customer_id IS NULL AND email NOT LIKE 'erased:%'
+         AND campaign_id IN (SELECT id FROM campaigns WHERE state = 'sent' AND finished_at < ?)`,
+    [before(config.retainTrialEmailMs)]);
   const addressesBefore = before(config.retainIpAddressesMs);
   const activationAddresses = await inSteps(ctx,
     'UPDATE activations SET ip = NULL WHERE ip IS NOT NULL AND COALESCE(last_validated_at, created_at) < ?', [addressesBefore]);
@@ -74,7 +84,7 @@ export async function processRetention(ctx: JobContext): Promise<RetentionResult
     [before(config.retainAddressSignalsMs).toISOString().slice(0, 10)]);
   const cancelledAccounts = await purgeCancelledAccounts(ctx, before(config.retainCancelledAccountsMs));
   const removed = {
-    lapsedTrialUsageEvents, trialEmails, trialHostnames, trialMailAddresses, activationAddresses, licenseEventAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
+    lapsedTrialUsageEvents, trialEmails, trialHostnames, trialMailAddresses, campaignAddresses, activationAddresses, licenseEventAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
   };
   ctx.log.info(removed, 'retention purge');
   return removed;
