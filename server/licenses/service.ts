@@ -7,10 +7,10 @@ import {
 import { AppError } from '../errors.js';
 import {
   activations, inTransaction, isDuplicateKey, licenseEvents, licenses,
-  type ActivationRow, type LicenseRow, type MachineFacts, type TrialRow,
+  type ActivationRow, type LicenseFacts, type LicenseRow, type MachineFacts, type TrialRow,
 } from './repository.js';
 import type { LastSeenRecorder } from './last-seen.js';
-import type { ActivationCache, CachedActivation } from './activation-cache.js';
+import type { ActivationState, HeldActivation } from './activation-state.js';
 import type { LicenseChanges } from './license-changes.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
@@ -51,7 +51,7 @@ function isTrialSecret(stored: Buffer | null, presented: string | undefined): bo
   return timingSafeEqual(stored, secretDigest(presented));
 }
 
-export function licenseView(row: LicenseRow, options: { withClaimCode?: boolean } = {}): License {
+export function licenseView(row: LicenseFacts, options: { withClaimCode?: boolean } = {}): License {
   const view: License = {
     id: row.id,
     kind: row.kind,
@@ -70,7 +70,7 @@ function activationView(row: ActivationRow): Activation {
 }
 
 /** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
-function assertUsable(license: LicenseRow, now: Date): void {
+function assertUsable(license: LicenseFacts, now: Date): void {
   if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
   if (license.status === 'suspended') throw new AppError('LICENSE_SUSPENDED', 403, 'this license is suspended; contact support to have it reinstated');
   if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
@@ -84,7 +84,7 @@ function assertUsable(license: LicenseRow, now: Date): void {
  * the permanent license it was upgraded to (orders.ts): that machine's next check-in gets a token of
  * the new license without anyone typing its key.
  */
-function isOwnActivation(found: { license: LicenseRow; activation: ActivationRow }, claims: LicenseClaims): boolean {
+function isOwnActivation(found: HeldActivation, claims: LicenseClaims): boolean {
   if (String(found.license.id) === claims.sub) return true;
   return claims.kind === 'trial' && found.activation.converted_from_license_id !== null && String(found.activation.converted_from_license_id) === claims.sub;
 }
@@ -103,7 +103,7 @@ export interface LicenseServiceDeps {
   keyring: Keyring;
   trialLengthMs: number;
   lastSeen: LastSeenRecorder;
-  cache: ActivationCache;
+  state: ActivationState;
   changes: LicenseChanges;
   now?: () => Date;
 }
@@ -111,7 +111,7 @@ export interface LicenseServiceDeps {
 /** A presented token, found genuine, with what it names as validations read it. */
 interface Presented {
   claims: LicenseClaims;
-  found: CachedActivation | null;
+  found: HeldActivation | null;
   /** It is the token last issued to its activation (recognised by its digest). */
   current: boolean;
 }
@@ -119,9 +119,9 @@ interface Presented {
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
 export function createLicenseService({
-  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, cache, changes, now = () => new Date(),
+  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, state, changes, now = () => new Date(),
 }: LicenseServiceDeps) {
-  async function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Promise<Licensed> {
+  async function licensed(license: LicenseFacts, activation: ActivationRow, at: Date): Promise<Licensed> {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
       {
@@ -137,7 +137,9 @@ export function createLicenseService({
     );
     // Before the answer: the agent's next validation with this token is then recognised by its digest.
     await activations.setTokenDigest(db, activation.id, tokenDigest(token));
-    cache.forgetActivation(activation.id);
+    // Held with the digest before: its next validation here reads it again (other servers do when
+    // they see a digest they do not hold).
+    state.forgetActivation(activation.id);
     return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token, certificate };
   }
 
@@ -161,33 +163,34 @@ export function createLicenseService({
     }
   }
 
-  const isDigestOf = (token: string, found: CachedActivation | null) =>
+  const isDigestOf = (token: string, found: HeldActivation | null) =>
     found?.tokenDigest != null && found.tokenDigest.length === 32 && timingSafeEqual(found.tokenDigest, tokenDigest(token));
 
   /**
    * A genuine token and what it names. The token last issued to its activation is recognised by
    * its SHA-256 (no signature to verify: we signed exactly these bytes); any other is verified in
-   * full, as an older token still in its grace may be.
+   * full, as an older token still in its grace may be. What the activation is comes from memory
+   * (activation-state.ts), or from MariaDB when it is not held.
    */
   async function presented(token: string, at: Date): Promise<Presented> {
     const peeked = peekClaims(token);
     if (peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0) {
-      const cached = cache.cached(peeked.aid);
-      // Not cached, or cached with another digest (another server may have renewed it since): read it.
-      const found = cached && isDigestOf(token, cached) ? cached : await cache.reload(peeked.aid);
+      const held = state.held(peeked.aid);
+      // Not held, or held with another digest (another server may have renewed it since): read it.
+      const found = held && isDigestOf(token, held) ? held : await state.read(peeked.aid);
       if (isDigestOf(token, found)) {
         assertLeaseUsable(peeked, at);
         return { claims: peeked, found, current: true };
       }
       const claims = verifyPresented(token, at);
-      return { claims, found: claims.aid === peeked.aid ? found : await cache.get(claims.aid), current: false };
+      return { claims, found: claims.aid === peeked.aid ? found : await state.get(claims.aid), current: false };
     }
     const claims = verifyPresented(token, at);
-    return { claims, found: await cache.get(claims.aid), current: false };
+    return { claims, found: await state.get(claims.aid), current: false };
   }
 
   /** The activation of a genuine token, if it still exists and is active, of a license still in force. */
-  function assertInForce({ claims, found }: Presented, at: Date): CachedActivation {
+  function assertInForce({ claims, found }: Presented, at: Date): HeldActivation {
     if (!found || !isOwnActivation(found, claims) || found.activation.fingerprint !== claims.fp) {
       throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
     }
@@ -202,7 +205,7 @@ export function createLicenseService({
    * The one rule for every call made with a license token (`/v1/validate`, `/v1/usage`): a genuine
    * token whose activation still exists and is active, of a license still in force.
    */
-  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
+  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseFacts; activation: ActivationRow }> {
     const found = await presented(token, at);
     const { license, activation } = assertInForce(found, at);
     return { claims: found.claims, license, activation };
@@ -212,7 +215,7 @@ export function createLicenseService({
    * A check-in changes nothing when its token is the current one, signed for what the license is
    * now, with more of its lease left than the point where the agent renews: then no new token.
    */
-  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseRow, at: Date): boolean {
+  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseFacts, at: Date): boolean {
     if (!current || claims.kind !== license.kind || signingKid(token) !== signingKey.kid) return true;
     const licenseEnd = license.expires_at ? Math.floor(license.expires_at.getTime() / 1000) : undefined;
     if (claims.lic_exp !== licenseEnd) return true;
@@ -362,7 +365,7 @@ export function createLicenseService({
           `all ${outcome.refused.seats} seats of this license are in use; deactivate another machine first`,
         );
       }
-      // Activated again after a deactivation: servers that cached it inactive must read it again.
+      // Activated again after a deactivation: servers that hold it inactive must read it again.
       if (!outcome.created) await changes.activationChanged(outcome.activation.id);
       return { created: outcome.created, result: await licensed(outcome.license, outcome.activation, at) };
     },
@@ -386,8 +389,8 @@ export function createLicenseService({
       const { license, activation } = assertInForce(found, at);
       if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
         lastSeen.record(activation.id);
-        // The cached row says so too, until it is read again: noted once, not at every check-in.
-        activation.last_validated_at = at;
+        // What is held says so too, until the row is read again: noted once, not at every check-in.
+        state.noteValidated(activation.id, at.getTime());
       }
       const checkedAt = at.toISOString();
       if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
