@@ -26,12 +26,34 @@ import {
  * about 120 bytes each with the map; licenses in a Map of small records.
  */
 
+/** What a validation reads of an activation. */
+export interface ActivationFacts extends Pick<ActivationRow, 'id' | 'license_id' | 'fingerprint' | 'active' | 'converted_from_license_id'> {
+  /** ms since the epoch; null: never. */
+  lastValidatedMs: number | null;
+}
+
 export interface HeldActivation {
-  activation: ActivationRow;
+  activation: ActivationFacts;
   license: LicenseFacts;
-  /** SHA-256 of the token last issued to the activation; null when none was recorded. */
+  /**
+   * SHA-256 of the token last issued to the activation; null when none was recorded. From memory,
+   * a view of the state's own bytes: compare it at once, never after an await.
+   */
   tokenDigest: Uint8Array | null;
 }
+
+const factsOf = ({ activation, tokenDigest }: ActivationVersion, license: LicenseFacts): HeldActivation => ({
+  activation: {
+    id: activation.id,
+    license_id: activation.license_id,
+    fingerprint: activation.fingerprint,
+    active: activation.active,
+    converted_from_license_id: activation.converted_from_license_id,
+    lastValidatedMs: activation.last_validated_at?.getTime() ?? null,
+  },
+  license,
+  tokenDigest,
+});
 
 export interface ActivationStateStats {
   /** The first full load has finished. */
@@ -110,7 +132,6 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
   const freeSlots: number[] = [];
   let licenseOf = new Float64Array(0);
   let convertedFrom = new Float64Array(0); // 0: none
-  let createdAt = new Float64Array(0);
   let lastValidated = new Float64Array(0); // NaN: never
   let changedUs = new Float64Array(0);
   let readGeneration = new Float64Array(0);
@@ -134,7 +155,6 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     };
     licenseOf = f64(licenseOf);
     convertedFrom = f64(convertedFrom);
-    createdAt = f64(createdAt);
     lastValidated = f64(lastValidated);
     changedUs = f64(changedUs);
     readGeneration = f64(readGeneration);
@@ -194,7 +214,6 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     }
     licenseOf[slot] = activation.license_id;
     convertedFrom[slot] = activation.converted_from_license_id ?? 0;
-    createdAt[slot] = activation.created_at.getTime();
     lastValidated[slot] = activation.last_validated_at?.getTime() ?? Number.NaN;
     changedUs[slot] = changed;
     readGeneration[slot] = read.generation;
@@ -212,13 +231,12 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
         license_id: licenseOf[slot]!,
         fingerprint: fingerprints.toString('hex', slot * 32, slot * 32 + 32),
         active: flags[slot]! & FLAG_ACTIVE ? 1 : 0,
-        created_at: new Date(createdAt[slot]!),
-        last_validated_at: Number.isNaN(validated) ? null : new Date(validated),
         converted_from_license_id: from === 0 ? null : from,
+        lastValidatedMs: Number.isNaN(validated) ? null : validated,
       },
       license,
-      // A copy: the arrays are replaced when they grow, and a caller may hold this across an await.
-      tokenDigest: flags[slot]! & FLAG_DIGEST ? Buffer.from(digests.subarray(slot * 32, slot * 32 + 32)) : null,
+      // A view, not a copy: valid until the arrays grow, which no caller waits for (see HeldActivation).
+      tokenDigest: flags[slot]! & FLAG_DIGEST ? digests.subarray(slot * 32, slot * 32 + 32) : null,
     };
   };
 
@@ -249,7 +267,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       const byId = new Map(rows.map((row) => [row.activation.activation.id, row]));
       for (const [id, resolves] of waiting) {
         const row = byId.get(id);
-        const value = row ? { activation: row.activation.activation, license: row.license.license, tokenDigest: row.activation.tokenDigest } : null;
+        const value = row ? factsOf(row.activation, row.license.license) : null;
         for (const resolve of resolves) resolve(value);
       }
     } catch (err) {
@@ -404,7 +422,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       current: isCurrent(),
       activations: slotOf.size,
       licenses: licenses.size,
-      arrayBytes: capacity * (6 * 8 + 1 + 32 + 32),
+      arrayBytes: capacity * (5 * 8 + 1 + 32 + 32),
       ageMs: lastGoodStart === null ? null : Math.round(clock() - lastGoodStart),
     }),
   };

@@ -2,10 +2,28 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
   ActivationParams, ActivationRequest, BearerHeaders, errorResponses, Licensed, TrialRequest, Validated, ValidateRequest,
+  type License,
 } from './schemas.js';
 import { bearerToken } from './service.js';
 import { planReminders } from '../jobs/reminders.js';
-import { latestVersion } from '../releases/store.js';
+import { cachedLatestVersion, latestVersion } from '../releases/store.js';
+
+/** The JSON of each license view a check-in answers with: made once for each license row read (service.ts viewOf). */
+const licenseJson = new WeakMap<Readonly<License>, string>();
+let latestJson = { version: null as string | null, json: '' };
+
+/**
+ * The answer of a check-in that changes nothing, the most common call of all, put together from
+ * parts made once: the license's JSON, the newest version's. Exactly what the Validated schema
+ * says (no token, no certificate); answers with a token go through Fastify's serializer as usual.
+ */
+function checkInJson(answer: Validated, latest: string | null): string {
+  let license = licenseJson.get(answer.license);
+  if (license === undefined) licenseJson.set(answer.license, (license = JSON.stringify(answer.license)));
+  if (latest !== latestJson.version) latestJson = { version: latest, json: latest === null ? '' : `,"latestVersion":${JSON.stringify(latest)}` };
+  // checkedAt is an ISO 8601 time: nothing in it to escape.
+  return `{"valid":true,"license":${license},"checkedAt":"${answer.checkedAt}"${latestJson.json}}`;
+}
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -63,15 +81,28 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: Type.Optional(ValidateRequest),
       response: { 200: Validated, ...errorResponses({ body: true }, 401, 403) },
     },
-  }, async (request) => ({
-    ...(await app.licenses.validate(
+  }, (request, reply) => {
+    // Not an async handler: a check-in answered from memory is sent with nothing awaited.
+    const send = (answer: Validated, latest: string | null): void => {
+      if (answer.token !== undefined) {
+        void reply.send({ ...answer, latestVersion: latest ?? undefined });
+        return;
+      }
+      // A string with a JSON type goes out as it is (Fastify runs no serializer on it).
+      void reply.type('application/json; charset=utf-8').send(checkInJson(answer, latest) as unknown as Validated);
+    };
+    const withLatest = (answer: Validated) => {
+      const latest = cachedLatestVersion(app.db);
+      return latest !== undefined ? send(answer, latest) : latestVersion(app.db).catch(() => null).then((version) => send(answer, version));
+    };
+    const answer = app.licenses.validate(
       bearerToken(request.headers.authorization),
       request.body?.fingerprint,
       request.ip,
       request.body?.checkIn === true,
-    )),
-    ...(await latest()),
-  }));
+    );
+    return answer instanceof Promise ? answer.then(withLatest) : withLatest(answer);
+  });
 
   app.delete('/v1/activations/:id', {
     schema: {

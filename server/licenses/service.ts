@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import {
   issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, peekClaims, POLICIES, TokenError, verifyToken,
@@ -10,7 +10,7 @@ import {
   type ActivationRow, type LicenseFacts, type LicenseRow, type MachineFacts, type TrialRow,
 } from './repository.js';
 import type { LastSeenRecorder } from './last-seen.js';
-import type { ActivationState, HeldActivation } from './activation-state.js';
+import type { ActivationFacts, ActivationState, HeldActivation } from './activation-state.js';
 import type { LicenseChanges } from './license-changes.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
@@ -27,19 +27,28 @@ function newClaimCode(): string {
   return code;
 }
 
+/** The last header seen and its `kid`: every token under one key has the same header, so it is parsed once. */
+let lastHeader: { segment: string; kid: string | undefined } = { segment: '', kid: undefined };
+
 /** The `kid` in a token's header: a token under a key other than the active one is renewed (rotation). */
 function signingKid(token: string): string | undefined {
+  const segment = token.slice(0, token.indexOf('.'));
+  if (segment === lastHeader.segment) return lastHeader.kid;
+  let kid: string | undefined;
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
-    return typeof header.kid === 'string' ? header.kid : undefined;
+    const header = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as { kid?: unknown };
+    kid = typeof header.kid === 'string' ? header.kid : undefined;
   } catch {
-    return undefined;
+    kid = undefined;
   }
+  lastHeader = { segment, kid };
+  return kid;
 }
 
 /** What the server remembers of the last token it issued to an activation (migration 013). */
 function tokenDigest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  // The one-shot hash: no Hash object to make at every check-in.
+  return hash('sha256', token, 'buffer');
 }
 
 function secretDigest(secret: string): Buffer {
@@ -62,6 +71,16 @@ export function licenseView(row: LicenseFacts, options: { withClaimCode?: boolea
   };
   if (options.withClaimCode && row.claim_code) view.claimCode = row.claim_code;
   if (row.key_hint) view.keyHint = row.key_hint;
+  return view;
+}
+
+/** Views of licenses, made once for each row read (check-ins answer from the same rows again and again). */
+const views = new WeakMap<LicenseFacts, License>();
+
+/** The license as the agent's calls show it; frozen, as it is shared by every answer about that row. */
+export function viewOf(license: LicenseFacts): License {
+  let view = views.get(license);
+  if (!view) views.set(license, (view = Object.freeze(licenseView(license, { withClaimCode: license.kind === 'trial' }))));
   return view;
 }
 
@@ -121,7 +140,8 @@ export type LicenseService = ReturnType<typeof createLicenseService>;
 export function createLicenseService({
   db, signingKey, certificate, keyring, trialLengthMs, lastSeen, state, changes, now = () => new Date(),
 }: LicenseServiceDeps) {
-  async function licensed(license: LicenseFacts, activation: ActivationRow, at: Date): Promise<Licensed> {
+  /** Signs a new lease for an activation and remembers its digest, before the answer goes out. */
+  async function issue(license: LicenseFacts, activation: { id: number; fingerprint: string }, at: Date): Promise<string> {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
       {
@@ -140,7 +160,12 @@ export function createLicenseService({
     // Held with the digest before: its next validation here reads it again (other servers do when
     // they see a digest they do not hold).
     state.forgetActivation(activation.id);
-    return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token, certificate };
+    return token;
+  }
+
+  async function licensed(license: LicenseFacts, activation: ActivationRow, at: Date): Promise<Licensed> {
+    const token = await issue(license, activation, at);
+    return { license: viewOf(license), activation: activationView(activation), token, certificate };
   }
 
   /** Verifies a presented token; a lease may be renewed within its kind's offline grace. */
@@ -163,21 +188,41 @@ export function createLicenseService({
     }
   }
 
+  /** Constant-time, as the digest of a token is as good as the token to whoever learns it early. */
   const isDigestOf = (token: string, found: HeldActivation | null) =>
     found?.tokenDigest != null && found.tokenDigest.length === 32 && timingSafeEqual(found.tokenDigest, tokenDigest(token));
+
+  /** The claims of a token, read without verification; null unless they name an activation. */
+  function peekActivation(token: string): LicenseClaims | null {
+    const peeked = peekClaims(token);
+    return peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0 ? peeked : null;
+  }
+
+  /**
+   * The common case, answered from memory with nothing to wait for: the token last issued to an
+   * activation held in memory, recognised by its digest. Null: ask `presented`.
+   */
+  function presentedFromMemory(token: string, peeked: LicenseClaims | null, at: Date): Presented | null {
+    if (!peeked) return null;
+    const held = state.held(peeked.aid);
+    if (!held || !isDigestOf(token, held)) return null;
+    assertLeaseUsable(peeked, at);
+    return { claims: peeked, found: held, current: true };
+  }
 
   /**
    * A genuine token and what it names. The token last issued to its activation is recognised by
    * its SHA-256 (no signature to verify: we signed exactly these bytes); any other is verified in
    * full, as an older token still in its grace may be. What the activation is comes from memory
-   * (activation-state.ts), or from MariaDB when it is not held.
+   * (activation-state.ts), or from MariaDB when it is not held, or held with another digest (another
+   * server may have renewed the token since).
    */
   async function presented(token: string, at: Date): Promise<Presented> {
-    const peeked = peekClaims(token);
-    if (peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0) {
-      const held = state.held(peeked.aid);
-      // Not held, or held with another digest (another server may have renewed it since): read it.
-      const found = held && isDigestOf(token, held) ? held : await state.read(peeked.aid);
+    const peeked = peekActivation(token);
+    const fromMemory = presentedFromMemory(token, peeked, at);
+    if (fromMemory) return fromMemory;
+    if (peeked) {
+      const found = await state.read(peeked.aid);
       if (isDigestOf(token, found)) {
         assertLeaseUsable(peeked, at);
         return { claims: peeked, found, current: true };
@@ -205,7 +250,7 @@ export function createLicenseService({
    * The one rule for every call made with a license token (`/v1/validate`, `/v1/usage`): a genuine
    * token whose activation still exists and is active, of a license still in force.
    */
-  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseFacts; activation: ActivationRow }> {
+  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseFacts; activation: ActivationFacts }> {
     const found = await presented(token, at);
     const { license, activation } = assertInForce(found, at);
     return { claims: found.claims, license, activation };
@@ -287,6 +332,25 @@ export function createLicenseService({
       activation = { ...activation, active: 1 };
     }
     return licensed(license, activation, at);
+  }
+
+  /** The rest of a validation, once the token is found genuine: synchronous unless something must be written. */
+  function validated(token: string, found: Presented, presentedBy: string | undefined, ip: string, checkIn: boolean, at: Date): Validated | Promise<Validated> {
+    if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
+      return licenseEvents.record(db, Number(found.claims.sub), 'wrong_machine', presentedBy, ip, at).then(() => {
+        throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
+      });
+    }
+    const { license, activation } = assertInForce(found, at);
+    const { lastValidatedMs } = activation;
+    if (lastValidatedMs === null || at.getTime() - lastValidatedMs > LAST_SEEN_RESOLUTION_MS) {
+      lastSeen.record(activation.id);
+      // What is held says so too, until the row is read again: noted once, not at every check-in.
+      state.noteValidated(activation.id, at.getTime());
+    }
+    const checkedAt = at.toISOString();
+    if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: viewOf(license), checkedAt };
+    return issue(license, activation, at).then((renewed) => ({ valid: true, license: viewOf(license), token: renewed, certificate, checkedAt }));
   }
 
   return {
@@ -378,26 +442,14 @@ export function createLicenseService({
     /**
      * `POST /v1/validate`: checks the activation and license now, and renews the lease. A check-in
      * (`checkIn`, agents since check-ins) gets a new token (with its certificate) only when one is due.
+     * The answer is not a promise when there was nothing to wait for (the common check-in, answered
+     * from memory): the route sends it without a turn of the event loop.
      */
-    async validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Promise<Validated> {
+    validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Validated | Promise<Validated> {
       const at = now();
-      const found = await presented(token, at);
-      if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
-        await licenseEvents.record(db, Number(found.claims.sub), 'wrong_machine', presentedBy, ip, at);
-        throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
-      }
-      const { license, activation } = assertInForce(found, at);
-      if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
-        lastSeen.record(activation.id);
-        // What is held says so too, until the row is read again: noted once, not at every check-in.
-        state.noteValidated(activation.id, at.getTime());
-      }
-      const checkedAt = at.toISOString();
-      if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
-      const renewed = await licensed(license, activation, at);
-      return { valid: true, license: renewed.license, token: renewed.token, certificate: renewed.certificate, checkedAt };
+      const fromMemory = presentedFromMemory(token, peekActivation(token), at);
+      return fromMemory ? validated(token, fromMemory, presentedBy, ip, checkIn, at) : presented(token, at).then((found) => validated(token, found, presentedBy, ip, checkIn, at));
     },
-
     /** `DELETE /v1/activations/:id`: frees the seat. Only the activation's own token may do it. */
     async deactivate(token: string, activationId: number, ip: string): Promise<void> {
       const at = now();
