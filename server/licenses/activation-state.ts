@@ -110,11 +110,22 @@ interface Read {
   activations: Set<number>;
 }
 
-interface HeldLicense {
-  facts: LicenseFacts;
+/** A license as held: its facts, with when its row changed and which read brought it. */
+interface HeldLicense extends LicenseFacts {
   changedUs: number;
   generation: number;
 }
+
+/**
+ * The same few strings for every row (mysql2 makes a new string for each value it reads): a kind
+ * and a status cost nothing each then.
+ */
+const INTERNED: Record<string, string> = Object.fromEntries(
+  ['trial', 'permanent', 'active', 'suspended', 'revoked', 'cancelled'].map((word) => [word, word]),
+);
+const interned = <T extends string>(word: T): T => (INTERNED[word] as T | undefined) ?? word;
+/** Ids beyond this do not fit the state's 32-bit arrays: such an activation is read from MariaDB each time. */
+const MAX_ID = 0xffff_ffff;
 
 const HEX_FINGERPRINT = /^[0-9a-f]{64}$/;
 const FLAG_ACTIVE = 1;
@@ -126,13 +137,14 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
   const { catchUpEveryMs, overlapMs, maxStaleMs, pageRows = 10_000, onError, clock = () => performance.now() } = options;
   const overlapUs = overlapMs * 1000;
 
-  // --- The activations, one slot each: typed arrays, grown by doubling, freed slots reused.
+  // --- The activations, one slot each: typed arrays, sized at the load, grown by half when full,
+  // freed slots reused.
   let capacity = 0;
   let highWater = 0;
   const freeSlots: number[] = [];
-  let licenseOf = new Float64Array(0);
-  let convertedFrom = new Float64Array(0); // 0: none
-  let lastValidated = new Float64Array(0); // NaN: never
+  let licenseOf = new Uint32Array(0);
+  let convertedFrom = new Uint32Array(0); // 0: none
+  let lastValidated = new Uint32Array(0); // seconds since the epoch (a last-seen time needs no more); 0: never
   let changedUs = new Float64Array(0);
   let readGeneration = new Float64Array(0);
   let flags = new Uint8Array(0);
@@ -141,10 +153,15 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
   const slotOf = new Map<number, number>();
   const licenses = new Map<number, HeldLicense>();
 
-  const grow = () => {
-    const next = Math.max(1024, capacity * 2);
+  const grow = (atLeast = 0) => {
+    const next = Math.max(1024, Math.ceil(capacity * 1.5), atLeast);
     const f64 = (old: Float64Array) => {
       const a = new Float64Array(next);
+      a.set(old);
+      return a;
+    };
+    const u32 = (old: Uint32Array) => {
+      const a = new Uint32Array(next);
       a.set(old);
       return a;
     };
@@ -153,9 +170,9 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       old.copy(a);
       return a;
     };
-    licenseOf = f64(licenseOf);
-    convertedFrom = f64(convertedFrom);
-    lastValidated = f64(lastValidated);
+    licenseOf = u32(licenseOf);
+    convertedFrom = u32(convertedFrom);
+    lastValidated = u32(lastValidated);
     changedUs = f64(changedUs);
     readGeneration = f64(readGeneration);
     const oldFlags = flags;
@@ -193,7 +210,19 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     const held = licenses.get(license.id);
     // A read that began after this one already brought a newer row.
     if (held && held.generation > read.generation) return;
-    licenses.set(license.id, { facts: license, changedUs: changed, generation: read.generation });
+    // One literal of one shape for all (a spread would make objects V8 lays out less compactly).
+    licenses.set(license.id, {
+      id: license.id,
+      kind: interned(license.kind),
+      status: interned(license.status),
+      seats: license.seats,
+      expires_at: license.expires_at,
+      created_at: license.created_at,
+      claim_code: license.claim_code,
+      key_hint: license.key_hint,
+      changedUs: changed,
+      generation: read.generation,
+    });
   };
 
   const keepActivation = (read: Read, { activation, tokenDigest, changedUs: changed }: ActivationVersion) => {
@@ -203,7 +232,10 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     if (slot !== undefined && (readGeneration[slot]! > read.generation || read.licenses.has(licenseOf[slot]!))) return;
     // Fingerprints are held as their 32 bytes; one that is not lowercase hex (never written by the
     // API) would not survive that: not held, so read from MariaDB at each validation.
-    if (!HEX_FINGERPRINT.test(activation.fingerprint) || (tokenDigest !== null && tokenDigest.length !== 32)) {
+    if (
+      !HEX_FINGERPRINT.test(activation.fingerprint) || (tokenDigest !== null && tokenDigest.length !== 32)
+      || id > MAX_ID || activation.license_id > MAX_ID || (activation.converted_from_license_id ?? 0) > MAX_ID
+    ) {
       release(id);
       return;
     }
@@ -214,7 +246,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     }
     licenseOf[slot] = activation.license_id;
     convertedFrom[slot] = activation.converted_from_license_id ?? 0;
-    lastValidated[slot] = activation.last_validated_at?.getTime() ?? Number.NaN;
+    lastValidated[slot] = activation.last_validated_at ? Math.floor(activation.last_validated_at.getTime() / 1000) : 0;
     changedUs[slot] = changed;
     readGeneration[slot] = read.generation;
     flags[slot] = (activation.active === 1 ? FLAG_ACTIVE : 0) | (tokenDigest !== null ? FLAG_DIGEST : 0);
@@ -232,7 +264,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
         fingerprint: fingerprints.toString('hex', slot * 32, slot * 32 + 32),
         active: flags[slot]! & FLAG_ACTIVE ? 1 : 0,
         converted_from_license_id: from === 0 ? null : from,
-        lastValidatedMs: Number.isNaN(validated) ? null : validated,
+        lastValidatedMs: validated === 0 ? null : validated * 1000,
       },
       license,
       // A view, not a copy: valid until the arrays grow, which no caller waits for (see HeldActivation).
@@ -291,7 +323,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     const slot = slotOf.get(activationId);
     if (slot === undefined) return null;
     const license = licenses.get(licenseOf[slot]!);
-    return license ? materialise(activationId, slot, license.facts) : null;
+    return license ? materialise(activationId, slot, license) : null;
   };
 
   const forgetLicense = (licenseId: number) => {
@@ -313,6 +345,9 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
   const load = async () => {
     const startedAt = clock();
     const nowUs = await stateRows.nowUs(db);
+    // Arrays of the right size at once (and a little room): no doubling, and no copies while loading.
+    const rows = await stateRows.activationCount(db);
+    if (rows > capacity) grow(Math.ceil(rows * 1.05));
     for (let after = 0; !closed;) {
       const page = await reading(async (r) => {
         const rows = await stateRows.licensesAfter(db, after, pageRows);
@@ -392,7 +427,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     },
     noteValidated(activationId, atMs) {
       const slot = slotOf.get(activationId);
-      if (slot !== undefined) lastValidated[slot] = atMs;
+      if (slot !== undefined) lastValidated[slot] = Math.floor(atMs / 1000);
     },
     forgetLicense,
     forgetActivation,
@@ -422,7 +457,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       current: isCurrent(),
       activations: slotOf.size,
       licenses: licenses.size,
-      arrayBytes: capacity * (5 * 8 + 1 + 32 + 32),
+      arrayBytes: capacity * (3 * 4 + 2 * 8 + 1 + 32 + 32),
       ageMs: lastGoodStart === null ? null : Math.round(clock() - lastGoodStart),
     }),
   };

@@ -13,20 +13,16 @@ declare module 'fastify' {
 }
 
 /**
- * How often each server reads the license and activation rows changed since its last look: the
- * bound on how late it sees a change whose message never reached it (Redis away).
- */
-export const CATCH_UP_EVERY_MS = 5_000;
-/**
  * How far back each look goes before the previous one: longer than any write transaction on
  * licenses and activations lasts between its statement and its commit (they take milliseconds).
  */
 const CATCH_UP_OVERLAP_MS = 10_000;
 /**
- * How long what a server holds is used after the last catch-up that worked began (MariaDB away):
- * then every validation reads MariaDB, and fails as it does.
+ * How long what a server holds is used after the last catch-up that worked began (MariaDB away),
+ * in catch-up periods (LICENSE_CATCH_UP_EVERY, 5 s by default: 15 s); then every validation reads
+ * MariaDB, and fails as it does.
  */
-export const STATE_MAX_STALE_MS = 15_000;
+const STALE_AFTER_PERIODS = 3;
 
 export default fp(
   async (app) => {
@@ -35,10 +31,12 @@ export default fp(
     // Before the pool closes (hooks run in reverse order of registration: mysql's runs after this).
     app.addHook('onClose', () => lastSeen.close());
     app.decorate('lastSeen', lastSeen);
+    // How late a server sees a change whose message never reached it (Redis away).
+    const catchUpEveryMs = app.config.licenseCatchUpMs;
     const state = createActivationState(app.db, {
-      catchUpEveryMs: CATCH_UP_EVERY_MS,
+      catchUpEveryMs,
       overlapMs: CATCH_UP_OVERLAP_MS,
-      maxStaleMs: STATE_MAX_STALE_MS,
+      maxStaleMs: STALE_AFTER_PERIODS * catchUpEveryMs,
       onError: (err, what) => {
         if (!closing) app.log.warn({ err: err.message }, `could not ${what}; validations read MariaDB meanwhile when it is stale`);
       },
@@ -57,7 +55,7 @@ export default fp(
       publisher: app.redis,
       redisUrl: app.config.redisUrl,
       redisPrefix: app.config.redisPrefix,
-      onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${CATCH_UP_EVERY_MS / 1000} s`),
+      onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${catchUpEveryMs / 1000} s`),
     });
     app.addHook('onClose', () => changes.close());
     app.decorate(

@@ -292,6 +292,11 @@ export const stateRows = {
     return rows.map((row) => ({ activation: activationVersion(row), license: licenseVersion(row, STATE_ACTIVATION_WIDTH) }));
   },
 
+  async activationCount(db: Queryable): Promise<number> {
+    const [row] = await arrays(db, 'SELECT COUNT(*) FROM activations', []);
+    return Number(row![0]);
+  },
+
   /** MariaDB's clock now, in µs: the catch-up's times are all MariaDB's, so no two clocks are compared. */
   async nowUs(db: Queryable): Promise<number> {
     const [row] = await arrays(db, "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6))", []);
