@@ -26,7 +26,7 @@ describe('POST /v1/validate as a check-in', () => {
     const fingerprint = newMachine();
     const res = await request(`${server.url}/v1/activations`, { body: { key: license.key, fingerprint } });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    return { license, fingerprint, token: res.body.token as string };
+    return { license, fingerprint, token: res.body.token as string, shown: res.body.license };
   }
 
   /** The token the server would have issued this activation `ageMs` ago. */
@@ -41,7 +41,7 @@ describe('POST /v1/validate as a check-in', () => {
   }
 
   it('answers a check-in that changes nothing without a new token, and says when it checked', async () => {
-    const { license, fingerprint, token } = await activated();
+    const { license, fingerprint, token, shown } = await activated();
     const before = Date.now();
     for (let i = 0; i < 2; i++) {
       const res = await validate(token, { fingerprint, checkIn: true });
@@ -52,6 +52,15 @@ describe('POST /v1/validate as a check-in', () => {
       assert.equal(res.body.certificate, undefined);
       assert.ok(Date.parse(res.body.checkedAt) >= before - 1000);
     }
+    // The answer is put together by hand (routes.ts): the license reads exactly as in the activation's answer.
+    const again = await validate(token, { fingerprint, checkIn: true });
+    assert.deepEqual(again.body.license, shown);
+    assert.deepEqual(Object.keys(again.body).sort(), ['checkedAt', 'license', 'valid']);
+    const trial = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
+    const trialCheckIn = await validate(trial.body.token, { checkIn: true });
+    assert.equal(trialCheckIn.status, 200);
+    assert.deepEqual(trialCheckIn.body.license, trial.body.license, 'a trial: its end and claim code too');
+    assert.equal(typeof trialCheckIn.body.license.claimCode, 'string');
     // An agent from before check-ins asks without `checkIn`, and gets the new token it expects.
     const renewal = await validate(token, { fingerprint });
     assert.equal(typeof renewal.body.token, 'string');

@@ -2,27 +2,27 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
   ActivationParams, ActivationRequest, BearerHeaders, errorResponses, Licensed, TrialRequest, Validated, ValidateRequest,
-  type License,
 } from './schemas.js';
 import { bearerToken } from './service.js';
 import { planReminders } from '../jobs/reminders.js';
 import { cachedLatestVersion, latestVersion } from '../releases/store.js';
 
-/** The JSON of each license view a check-in answers with: made once for each license row read (service.ts viewOf). */
-const licenseJson = new WeakMap<Readonly<License>, string>();
 let latestJson = { version: null as string | null, json: '' };
 
 /**
- * The answer of a check-in that changes nothing, the most common call of all, put together from
- * parts made once: the license's JSON, the newest version's. Exactly what the Validated schema
- * says (no token, no certificate); answers with a token go through Fastify's serializer as usual.
+ * The answer of a check-in that changes nothing, the most common call of all, serialised by hand:
+ * exactly what the Validated schema says (no token, no certificate), field by field. Kinds and
+ * statuses are the schema's literals, times ISO 8601, ids and seats integers: nothing to escape;
+ * the two free strings go through JSON.stringify. Answers with a token go through Fastify's
+ * serializer as usual.
  */
-function checkInJson(answer: Validated, latest: string | null): string {
-  let license = licenseJson.get(answer.license);
-  if (license === undefined) licenseJson.set(answer.license, (license = JSON.stringify(answer.license)));
+function checkInJson({ license: l, checkedAt }: Validated, latest: string | null): string {
   if (latest !== latestJson.version) latestJson = { version: latest, json: latest === null ? '' : `,"latestVersion":${JSON.stringify(latest)}` };
-  // checkedAt is an ISO 8601 time: nothing in it to escape.
-  return `{"valid":true,"license":${license},"checkedAt":"${answer.checkedAt}"${latestJson.json}}`;
+  let license = `{"id":${l.id},"kind":"${l.kind}","status":"${l.status}","seats":${l.seats},`
+    + `"expiresAt":${l.expiresAt === null ? 'null' : `"${l.expiresAt}"`},"createdAt":"${l.createdAt}"`;
+  if (l.claimCode !== undefined) license += `,"claimCode":${JSON.stringify(l.claimCode)}`;
+  if (l.keyHint !== undefined) license += `,"keyHint":${JSON.stringify(l.keyHint)}`;
+  return `{"valid":true,"license":${license}},"checkedAt":"${checkedAt}"${latestJson.json}}`;
 }
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */

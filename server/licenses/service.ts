@@ -74,14 +74,9 @@ export function licenseView(row: LicenseFacts, options: { withClaimCode?: boolea
   return view;
 }
 
-/** Views of licenses, made once for each row read (check-ins answer from the same rows again and again). */
-const views = new WeakMap<LicenseFacts, License>();
-
-/** The license as the agent's calls show it; frozen, as it is shared by every answer about that row. */
+/** The license as the agent's calls show it (trials with their claim code). */
 export function viewOf(license: LicenseFacts): License {
-  let view = views.get(license);
-  if (!view) views.set(license, (view = Object.freeze(licenseView(license, { withClaimCode: license.kind === 'trial' }))));
-  return view;
+  return licenseView(license, { withClaimCode: license.kind === 'trial' });
 }
 
 function activationView(row: ActivationRow): Activation {
