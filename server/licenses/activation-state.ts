@@ -142,6 +142,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
   let capacity = 0;
   let highWater = 0;
   const freeSlots: number[] = [];
+  let idOf = new Uint32Array(0); // the activation in the slot; 0: a free slot
   let licenseOf = new Uint32Array(0);
   let convertedFrom = new Uint32Array(0); // 0: none
   let lastValidated = new Uint32Array(0); // seconds since the epoch (a last-seen time needs no more); 0: never
@@ -170,6 +171,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       old.copy(a);
       return a;
     };
+    idOf = u32(idOf);
     licenseOf = u32(licenseOf);
     convertedFrom = u32(convertedFrom);
     lastValidated = u32(lastValidated);
@@ -187,6 +189,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
     const slot = slotOf.get(activationId);
     if (slot === undefined) return;
     slotOf.delete(activationId);
+    idOf[slot] = 0;
     flags[slot] = 0;
     freeSlots.push(slot);
   };
@@ -244,6 +247,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       if (slot >= capacity) grow();
       slotOf.set(id, slot);
     }
+    idOf[slot] = id;
     licenseOf[slot] = activation.license_id;
     convertedFrom[slot] = activation.converted_from_license_id ?? 0;
     lastValidated[slot] = activation.last_validated_at ? Math.floor(activation.last_validated_at.getTime() / 1000) : 0;
@@ -328,8 +332,13 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
 
   const forgetLicense = (licenseId: number) => {
     for (const r of reads) r.licenses.add(licenseId);
-    // Its activations stay in their slots, unused: `held` finds no license for them.
     licenses.delete(licenseId);
+    // Its activations too: one may have moved to another license (a trial upgraded in place), and
+    // must not be found under this one when it is read again. A scan of one array: license changes
+    // are rare, and an index by license would cost memory for every license.
+    for (let slot = 0; slot < highWater; slot++) {
+      if (licenseOf[slot] === licenseId && idOf[slot] !== 0) release(idOf[slot]!);
+    }
   };
 
   const forgetActivation = (activationId: number) => {
@@ -457,7 +466,7 @@ export function createActivationState(db: Pool, options: ActivationStateOptions)
       current: isCurrent(),
       activations: slotOf.size,
       licenses: licenses.size,
-      arrayBytes: capacity * (3 * 4 + 2 * 8 + 1 + 32 + 32),
+      arrayBytes: capacity * (4 * 4 + 2 * 8 + 1 + 32 + 32),
       ageMs: lastGoodStart === null ? null : Math.round(clock() - lastGoodStart),
     }),
   };
