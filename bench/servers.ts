@@ -15,7 +15,9 @@ const HOST = '127.0.0.1';
 
 export async function startBareServer(root: string): Promise<Started> {
   const port = await freePort();
-  const child = startChild('bare-server', [join(root, 'dist/bench/bare-server.js')], {
+  // BENCH_BARE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof-bare": the reference profiled too, to compare.
+  const nodeArgs = (process.env.BENCH_BARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = startChild('bare-server', [...nodeArgs, join(root, 'dist/bench/bare-server.js')], {
     cwd: root,
     env: { ...process.env, PORT: String(port), HOST },
   });
