@@ -11,8 +11,9 @@ import {
  * help: a check-in reads memory, never MariaDB.
  *
  * Loaded at start, page by page, and kept current three ways:
- * - a change message (license-changes.ts, over Redis): the license or activation is dropped at once
- *   (validations of it read MariaDB until it is back) and read again;
+ * - a change message (license-changes.ts, over Redis): the license (with all its activations) or
+ *   the activation is dropped at once (validations of it read MariaDB until it is back) and read
+ *   again;
  * - a catch-up every `catchUpEveryMs`: the rows whose `updated_at` (migration 015, set by MariaDB on
  *   every UPDATE, whoever makes it) is newer than the last look, minus `overlapMs` for transactions
  *   that committed after their statement ran. A lost message, or a change that sent none, is seen
@@ -22,8 +23,9 @@ import {
  * While catch-ups fail (MariaDB away), what is held is used for `maxStaleMs` after the last one
  * that worked began, then no longer: every validation reads MariaDB (and fails as it does).
  *
- * Compact: activations live in typed arrays indexed by a slot (a Map from activation id to slot),
- * about 120 bytes each with the map; licenses in a Map of small records.
+ * Compact: activations live in typed arrays indexed by a slot (a Map from activation id to slot);
+ * licenses in a Map of small records. 300,000 activations and 100,000 licenses: 73 MiB in all
+ * (bench/state-memory.ts).
  */
 
 /** What a validation reads of an activation. */
