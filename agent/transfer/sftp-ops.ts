@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, createReadStream, fchmodSync, futimesSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
+import type { Throttle } from './bwlimit.js';
 import { checkFileBlocks } from './check-file.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
@@ -64,6 +65,8 @@ export interface TransferHooks {
   onStart(offset: number, resume?: ResumeStart): void;
   /** A fresh transfer found a part file of `bytes` from an earlier run (it is replaced). */
   onLeftover(bytes: number): void;
+  /** `--bwlimit`: asked before each read or write of file data goes out. */
+  throttle?: Throttle | undefined;
 }
 
 export function partNameFor(path: string, pathApi: { dirname(p: string): string; basename(p: string): string; join(...p: string[]): string }): string {
@@ -345,6 +348,7 @@ async function pipelinedWrite(
     for (let offset = 0; offset < blockLength; offset += chunkBytes) {
       const length = Math.min(chunkBytes, blockLength - offset);
       const position = next + offset;
+      if (hooks.throttle) await hooks.throttle.take(length);
       if (!fs.usable) {
         failure ??= new ConnectionLost(CHANNEL_CLOSED);
         break;
@@ -444,6 +448,7 @@ export async function pipelinedRead(
   fs: RemoteFs, handle: Buffer, path: string, start: number, size: number,
   sink: (run: Buffer[]) => Promise<void> | void,
   afterLastRead?: () => void,
+  throttle?: Throttle,
 ): Promise<void> {
   const { requestsInFlight } = PIPELINE;
   const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
@@ -504,10 +509,20 @@ export async function pipelinedRead(
     });
   };
 
+  // `--bwlimit`: a read the bucket has no room for waits; one timer pumps again when there is.
+  let throttled: NodeJS.Timeout | null = null;
   const pump = () => {
     // Bounded by requests in flight plus what waits for the sink: memory stays flat.
-    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight) {
+    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight && throttled === null) {
       const length = Math.min(chunkBytes, size - next);
+      const wait = throttle ? throttle.tryTake(length) : 0;
+      if (wait > 0) {
+        throttled = setTimeout(() => {
+          throttled = null;
+          pump();
+        }, wait);
+        break;
+      }
       issue(next, length);
       next += length;
       if (next >= size && failure === null && fs.inOrder) afterLastRead?.();
@@ -581,7 +596,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
     const onLeftover = mode === 'fresh' ? hooks.onLeftover : () => undefined;
     if (start === 0 && job.size <= PIPELINE.wholeReadBytes) {
       const runs: Buffer[] = [];
-      await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote());
+      await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote(), hooks.throttle);
       writeWholeFile(part, job.target, runs.length === 1 ? runs[0]! : Buffer.concat(runs), job.mtime, preserve ? job.mode : null, onLeftover);
       progress.confirmed = job.size;
       hooks.onBytes(job.size);
@@ -607,7 +622,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
       position += length;
       progress.confirmed = position;
       hooks.onBytes(length);
-    }, () => void closeRemote()); // right behind the last read: no round trip of its own
+    }, () => void closeRemote(), hooks.throttle); // right behind the last read: no round trip of its own
     try {
       await local.utimes(job.mtime, job.mtime);
       if (preserve) await local.chmod(job.mode);
