@@ -15,6 +15,8 @@ export class RunReport {
   private bytes = 0;
   private engineMs: number | null = null;
   private done = false;
+  /** The failures outside the engine, in the order they happened. */
+  readonly errors: AgentError[] = [];
   /** Names that have had a failed event already. */
   private readonly failedNames = new Set<string>();
   /**
@@ -28,6 +30,7 @@ export class RunReport {
   /** A file or source that failed outside the engine. */
   failed(file: string, error: AgentError): void {
     this.failedCount++;
+    this.errors.push(error);
     this.failedNames.add(file);
     if (this.json) this.out(jsonLine({ event: 'failed', file, code: error.exitCode, exit: error.exit, message: error.message }));
   }
