@@ -82,14 +82,18 @@ describe('daily habits: rates, filters, patterns', () => {
 
   it('lays the bar out for the terminal: never wider, the bar shrinks, the name goes first', () => {
     const figures = '42% 1.00 MiB/3.00 MiB 1.20 MiB/s 0:02 left 0/1';
-    for (const columns of [20, 40, 50, 60, 80, 120, 200]) {
-      const line = barLine({ progress: 0.42, figures, name: 'some/long/folder/name/file.bin' }, columns);
+    const short = '42% 1.20 MiB/s 0:02';
+    for (const columns of [12, 20, 40, 50, 60, 80, 120, 200]) {
+      const line = barLine({ progress: 0.42, figures, short, name: 'some/long/folder/name/file.bin' }, columns);
       assert.ok([...line].length <= columns, `${columns}: ${line} (${[...line].length})`);
       assert.ok(line.includes('42%'), line);
     }
-    assert.match(barLine({ progress: 0.5, figures, name: 'f.bin' }, 120), /^█{20}░{20} 42%.* f\.bin$/);
-    assert.doesNotMatch(barLine({ progress: 0.5, figures, name: 'f.bin' }, 60), /f\.bin/, 'no room for the name');
-    assert.match(barLine({ progress: 0.5, figures, name: 'f.bin' }, 60), /^█+░+ 42%/);
+    const line = (columns: number) => barLine({ progress: 0.5, figures, short, name: 'f.bin' }, columns);
+    assert.match(line(120), /^█{20}░{20} 42% 1\.00 MiB\/3\.00 MiB .* f\.bin$/);
+    assert.match(line(60), /^█+░+ 42% 1\.00 MiB\/3\.00 MiB/, 'the bar shrinks first');
+    assert.doesNotMatch(line(60), /f\.bin/, 'no room for the name');
+    assert.match(line(40), /^█+░+ 42% 1\.20 MiB\/s 0:02$/, 'then the figures are shortened');
+    assert.equal(line(20), '42% 1.20 MiB/s 0:02', 'then the bar goes');
   });
 });
 

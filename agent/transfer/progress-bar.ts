@@ -9,8 +9,10 @@
 export const BAR = {
   /** Cells of the bar itself on a wide terminal. */
   max: 40,
-  /** Below this the bar says nothing: it is left out and the figures keep the line. */
+  /** Below this the bar says nothing: shorter figures are tried, then the bar is left out. */
   min: 8,
+  /** The name shows only when the bar keeps at least this many cells beside it. */
+  besideName: 20,
   /** The name is cut to this many characters, and left out below `minName`. */
   maxName: 30,
   minName: 8,
@@ -21,6 +23,8 @@ export interface BarState {
   progress: number;
   /** `42% 1.00 MiB/3.00 MiB 1.2 MiB/s 0:02 left 0/1`, without the name. */
   figures: string;
+  /** The same, shorter, for a narrow terminal: `42% 1.2 MiB/s 0:02`. */
+  short: string;
   /** The file now moving, already printable (may be empty). */
   name: string;
 }
@@ -28,16 +32,17 @@ export interface BarState {
 /** The line for a terminal `columns` wide: at most that many characters. */
 export function barLine(state: BarState, columns: number): string {
   const width = Math.max(10, columns);
-  const figures = [...state.figures];
-  if (figures.length >= width - BAR.min - 1) return figures.slice(0, width).join('');
-  const room = width - figures.length - 1;
+  let figures = state.figures;
+  if ([...figures].length + 1 + BAR.min > width) figures = state.short;
+  const figureChars = [...figures];
+  if (figureChars.length + 1 + BAR.min > width) return figureChars.slice(0, width).join('');
+  const room = width - figureChars.length - 1;
   const chars = [...state.name];
-  // The name gets what the bar can spare above its minimum, the bar everything else up to its max.
-  const nameRoom = Math.min(chars.length, BAR.maxName, room - BAR.min - 1);
-  const showName = nameRoom >= Math.min(BAR.minName, chars.length) && chars.length > 0;
+  const nameRoom = Math.min(chars.length, BAR.maxName, room - BAR.besideName - 1);
+  const showName = chars.length > 0 && nameRoom >= Math.min(BAR.minName, chars.length);
   const nameText = !showName ? '' : chars.length <= nameRoom ? state.name : `…${chars.slice(chars.length - nameRoom + 1).join('')}`;
   const size = Math.min(BAR.max, room - (showName ? [...nameText].length + 1 : 0));
   const filled = Math.round(Math.min(1, Math.max(0, state.progress)) * size);
   const bar = `${'█'.repeat(filled)}${'░'.repeat(size - filled)}`;
-  return `${bar} ${state.figures}${showName ? ` ${nameText}` : ''}`;
+  return `${bar} ${figures}${showName ? ` ${nameText}` : ''}`;
 }

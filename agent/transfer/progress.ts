@@ -177,8 +177,10 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
         format: (_options, params) => {
           const rate = meter.sample(bytesDone);
           const left = rate > 0 ? (totals.bytes - bytesDone) / rate : Number.NaN;
-          const figures = `${Math.floor(params.progress * 100)}% ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files}`;
-          return barLine({ progress: params.progress, figures, name: current }, terminal.columns || 80);
+          const percent = `${Math.floor(params.progress * 100)}%`;
+          const figures = `${percent} ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files}`;
+          const short = `${percent} ${formatBytes(rate)}/s ${formatDuration(left)}`;
+          return barLine({ progress: params.progress, figures, short, name: current }, terminal.columns || 80);
         },
       },
       cliProgress.Presets.shades_classic,

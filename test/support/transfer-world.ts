@@ -130,7 +130,7 @@ export class FerryUser {
   ): Promise<{ code: number | null; screen: string }> {
     const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
     let command = [process.execPath, CLI, ...args].map(quote).join(' ');
-    if (options.resize) command = `(sleep ${options.resize.afterMs / 1000}; stty cols ${options.resize.columns}) & ${command}; code=$?; wait; exit $code`;
+    if (options.resize) command = `(sleep ${options.resize.afterMs / 1000}; stty cols ${options.resize.columns} </dev/tty) & ${command}; code=$?; wait; exit $code`;
     if (options.columns !== undefined) command = `stty cols ${options.columns} rows 24; ${command}`;
     const answers = [...(options.answers ?? [])];
     return new Promise((resolve, reject) => {
