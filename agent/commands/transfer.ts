@@ -467,6 +467,8 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
     for (const { file, error } of refusals) failed(file, error);
     const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true, protect: holding });
 
+    // One bucket for the whole sync: the reads that compare contents count as much as the copies.
+    const throttle = throttleOf(config);
     // --checksum: same sizes are compared by content (read-only, so --dry-run does it too).
     const compared = new Map<string, boolean>();
     const compares = plan.actions.filter((a): a is Extract<SyncAction, { action: 'compare' }> => a.action === 'compare');
@@ -475,7 +477,7 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
         const path = side.join(root, action.relative);
         if (side.kind === 'local') return localDigest(path);
         const session = await remote.pool.session(0);
-        return remoteDigest(new RemoteFs(session.sftp, session.posixRename), path, action.size);
+        return remoteDigest(new RemoteFs(session.sftp, session.posixRename), path, action.size, throttle);
       };
       const [a, b] = await Promise.all([digest(from, src.path), digest(to, dst.path)]);
       compared.set(action.relative, a === b);
@@ -543,7 +545,7 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
       // Modes come from the source listing only when asked for.
       for (const job of jobs) job.mode = (await from.stat(job.source))?.mode ?? job.mode;
     }
-    const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync', report, throttleOf(config)) : null;
+    const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync', report, throttle) : null;
     for (const action of deletes.filter((d) => !replacing.has(d.relative))) {
       const removed = await attempt(action.relative, () => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
       if (removed && flags.json) ctx.out(jsonLine({ event: 'deleted', file: action.relative }));

@@ -170,7 +170,7 @@ async function localBlockDigests(length: number, read: (len: number, pos: number
 }
 
 /** The same for a remote file, read back with the download's pipelined reads. */
-async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, length: number): Promise<Buffer[]> {
+async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, length: number, throttle?: Throttle): Promise<Buffer[]> {
   const digests: Buffer[] = [];
   const block = PIPELINE.resumeBlockBytes;
   let hash = createHash('sha256');
@@ -189,7 +189,7 @@ async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, le
         }
       }
     }
-  });
+  }, undefined, throttle);
   if (filled > 0) digests.push(hash.digest());
   return digests;
 }
@@ -209,6 +209,7 @@ function verifiedPrefix(a: Buffer[], b: Buffer[], length: number): number {
  */
 async function verifyPart(
   fs: RemoteFs, remote: { handle: Buffer; path: string; endsWithPart: boolean }, partBytes: number, readLocal: (len: number, pos: number) => Promise<Buffer> | Buffer,
+  throttle?: Throttle,
 ): Promise<ResumeStart> {
   const local = localBlockDigests(partBytes, readLocal);
   // A local failure surfaces when awaited below; this keeps it from going unhandled meanwhile.
@@ -224,7 +225,7 @@ async function verifyPart(
   if (remoteDigests === null) {
     via = 'read-back';
     checked = partBytes;
-    remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes);
+    remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes, throttle);
   }
   const from = verifiedPrefix(await local, remoteDigests, checked);
   return { from, partBytes, verified: 'sha256', matched: from === partBytes, via };
@@ -260,7 +261,7 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
       resumed = await resumeStart(mode, existing ? Number(existing.size) : -1, job.size, progress, async () => {
         const reader = await fs.open(part, 'r');
         remote = reader;
-        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos));
+        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos), hooks.throttle);
         remote = null;
         await fs.close(reader, part);
         return result;
@@ -582,7 +583,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
         const reader = await open(part, READ_PART);
         try {
           const block = Buffer.allocUnsafe(Math.min(PIPELINE.resumeBlockBytes, partSize));
-          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part));
+          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part), hooks.throttle);
         } finally {
           await reader.close();
         }
@@ -650,13 +651,13 @@ export async function localDigest(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-export async function remoteDigest(fs: RemoteFs, path: string, size: number): Promise<string> {
+export async function remoteDigest(fs: RemoteFs, path: string, size: number, throttle?: Throttle): Promise<string> {
   const hash = createHash('sha256');
   const handle = await fs.open(path, 'r');
   try {
     await pipelinedRead(fs, handle, path, 0, size, (run) => {
       for (const data of run) hash.update(data);
-    });
+    }, undefined, throttle);
   } finally {
     await fs.close(handle, path).catch(() => undefined);
   }
