@@ -176,9 +176,12 @@ describe('daily habits against a real sshd', function () {
     const dst = folder();
     write(src, { 'a.txt': 'new a', 'skip.log': 'source log' });
     write(dst, { 'a.txt': 'old', 'old.txt': 'gone', 'extra.log': 'keep me', 'gone/kept.log': 'keep me too', 'gone/x.txt': 'gone', 'whole/y.txt': 'gone' });
-    const run = await user.run(['sync', '--delete', '--exclude', '*.log', src, user.url(dst)]);
+    const run = await user.run(['sync', '--json', '--delete', '--exclude', '*.log', src, user.url(dst)]);
     expectExitCode(run, 0, 'sync --delete --exclude');
     assert.deepEqual(files(dst), ['a.txt', 'extra.log', 'gone/kept.log']);
+    const events = wholeJson(run);
+    assert.deepEqual(events.filter((e) => e.event === 'deleted').map((e) => e.file).sort(), ['gone/x.txt', 'old.txt', 'whole']);
+    assert.deepEqual([events.at(-1)!.files, events.at(-1)!.failed], [1, 0]);
     assert.equal(readFileSync(join(dst, 'a.txt'), 'utf8'), 'new a');
     assert.equal(existsSync(join(dst, 'whole')), false, 'a folder with nothing excluded goes as a whole');
   });
