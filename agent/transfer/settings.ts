@@ -27,6 +27,11 @@ export interface TransferFlags {
   quiet?: boolean;
   json?: boolean;
   progress?: boolean;
+  /** `--bwlimit RATE`, as given. */
+  bwlimit?: string;
+  /** `--exclude` and `--include`: both are the same list of rules, in the order given. */
+  exclude?: FilterRule[];
+  include?: FilterRule[];
   parallel?: string;
   connections?: string;
   retries?: string;
@@ -36,11 +41,6 @@ export interface TransferFlags {
   resumeBy?: string;
   preserve?: boolean;
   recursive?: boolean;
-  /** `--bwlimit RATE`, as given. */
-  bwlimit?: string;
-  /** `--exclude` and `--include`: both are the same list of rules, in the order given. */
-  exclude?: FilterRule[];
-  include?: FilterRule[];
 }
 
 export interface TransferConfig {
