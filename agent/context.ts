@@ -8,6 +8,7 @@ import { identifyMachine, type MachineIdentity } from './machine.js';
 import { normalizeServerUrl } from './server-client.js';
 import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
+import type { DataStreams } from './transfer/stdio.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -42,6 +43,8 @@ export interface AgentContext {
   transferEnv: TransferEnvironment;
   /** The terminal, when ferry runs on one: progress bars and prompts need it. */
   terminal: Terminal | null;
+  /** Standard input and output as bytes, for `-` (`ferry get host:f -`); null when there are none. */
+  data: DataStreams | null;
   /**
    * Work that runs beside the command and must end before ferry exits (reporting usage to the
    * license server while the files move). The task must not throw.
@@ -118,6 +121,7 @@ export interface ContextOptions {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   terminal?: Terminal | null;
+  data?: DataStreams | null;
 }
 
 /** This build's version (see build-info.ts). */
@@ -203,6 +207,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     latestVersion: null,
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,
+    data: options.data ?? null,
     alongside: (task) => void alongside.push(task),
     settle: async () => {
       while (alongside.length > 0) await alongside.shift();

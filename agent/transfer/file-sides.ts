@@ -458,16 +458,21 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
 
 /**
  * Every entry under `root` (not `root` itself), parents before children, with paths relative to
- * root. A refused name comes with the relative path of the folder that listed it.
+ * root. A refused name comes with the relative path of the folder that listed it. `keep`
+ * (--exclude/--include) leaves an entry out, and a folder left out is not listed at all.
  */
-export async function* walk(side: FileSide, root: string, links: LinkMode = 'follow', relative = ''): AsyncGenerator<Entry & { relative: string }> {
+export async function* walk(
+  side: FileSide, root: string, links: LinkMode = 'follow', keep?: (entry: Entry & { relative: string }) => boolean, relative = '',
+): AsyncGenerator<Entry & { relative: string }> {
   for (const entry of await side.list(relative === '' ? root : side.join(root, relative), links)) {
     if (entry.refused) {
       yield { ...entry, relative };
       continue;
     }
     const rel = relative === '' ? side.basename(entry.path) : `${relative}/${side.basename(entry.path)}`;
-    yield { ...entry, relative: rel };
-    if (entry.type === 'dir') yield* walk(side, root, links, rel);
+    const found = { ...entry, relative: rel };
+    if (keep && !keep(found)) continue;
+    yield found;
+    if (entry.type === 'dir') yield* walk(side, root, links, keep, rel);
   }
 }

@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { readJsonFile, UnreadableFileError } from '../home.js';
+import { parseRate } from './bwlimit.js';
 import { CONCURRENCY, RETRY, SSH } from './constants.js';
+import { pathFilter, type FilterRule, type PathFilter } from './filters.js';
 import type { ConnectOptions } from './connect.js';
 import { KnownHosts } from './known-hosts.js';
 import { terminalPrompt } from './prompt.js';
@@ -25,6 +27,11 @@ export interface TransferFlags {
   quiet?: boolean;
   json?: boolean;
   progress?: boolean;
+  /** `--bwlimit RATE`, as given. */
+  bwlimit?: string;
+  /** `--exclude` and `--include`: both are the same list of rules, in the order given. */
+  exclude?: FilterRule[];
+  include?: FilterRule[];
   parallel?: string;
   connections?: string;
   retries?: string;
@@ -45,6 +52,10 @@ export interface TransferConfig {
   timeout: number;
   /** How part files of an earlier run are trusted (resumeCheck), or null: they are replaced. */
   resume: 'verify' | 'size' | null;
+  /** `--bwlimit`: bytes per second for the whole run, or null. */
+  bwlimit: number | null;
+  /** `--exclude` / `--include`, or null. */
+  filter: PathFilter | null;
 }
 
 function integer(value: unknown, what: string, min: number, max: number): number {
@@ -102,6 +113,8 @@ export async function loadTransferConfig(ctx: AgentContext, flags: TransferFlags
     retries: pick(flags.retries, '--retries', env.retries, 'FERRY_RETRIES', transfers.retries, RETRY.defaultRetries, 0, 100),
     timeout: pick(flags.timeout, '--timeout', env.timeout, 'FERRY_TIMEOUT', transfers.timeout, SSH.defaultTimeoutSeconds, 1, SSH.maxTimeoutSeconds),
     resume: resumeCheck(flags),
+    bwlimit: flags.bwlimit === undefined ? null : parseRate(flags.bwlimit),
+    filter: pathFilter(flags.exclude ?? flags.include),
   };
 }
 

@@ -24,6 +24,11 @@ export interface SyncOptions {
   delete: boolean;
   /** Compare by content: files of the same size are compared whatever their times say. */
   checksum: boolean;
+  /**
+   * Folders of the destination that hold entries --exclude/--include left out of the listing: they
+   * are never removed as a whole (only what was listed in them is), nor replaced by a file.
+   */
+  protect?: ReadonlySet<string>;
 }
 
 export interface SyncPlan {
@@ -55,12 +60,17 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
     return false;
   };
   const under = (relative: string) => underAny(replaced, relative);
+  const protect = options.protect ?? new Set<string>();
 
   for (const entry of [...source].sort(byPath)) {
     if (entry.type !== 'file' && entry.type !== 'dir') continue; // sockets, devices, dangling links
     if (underAny(blocked, entry.relative)) continue;
     const existing = under(entry.relative) ? undefined : dest.get(entry.relative);
     if (existing && existing.type !== entry.type) {
+      if (protect.has(entry.relative)) {
+        conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${kindName(entry.type)} in the source and a folder in the destination that holds excluded files (left as it is)` });
+        continue;
+      }
       if (!options.delete) {
         conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${kindName(entry.type)} in the source and a ${kindName(existing.type)} in the destination (use --delete to replace it)` });
         if (entry.type === 'dir') blocked.add(entry.relative);
@@ -89,12 +99,12 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
 
   if (options.delete) {
     for (const entry of destination) {
-      if (src.has(entry.relative) || under(entry.relative)) continue;
+      if (src.has(entry.relative) || under(entry.relative) || protect.has(entry.relative)) continue;
       // Inside a folder that goes away as a whole: one delete covers it.
       const parentGone = (() => {
         for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) {
           const parent = entry.relative.slice(0, i);
-          if (!src.has(parent) && dest.get(parent)?.type === 'dir') return true;
+          if (!src.has(parent) && dest.get(parent)?.type === 'dir' && !protect.has(parent)) return true;
         }
         return false;
       })();
