@@ -164,9 +164,11 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('-n, --dry-run', 'print the plan and change nothing')
     .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers()).sync(ctx, [source, destination], options)));
 
-  connection(program.command('ls').description('list a remote folder'))
+  // -h is human sizes here, as in ls -lh; help stays --help.
+  connection(program.command('ls').description('list a remote folder').helpOption('--help', 'show this help'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
-    .option('-l, --long', 'mode, size and modification time')
+    .option('-l, --long', 'mode, owner, group, size and modification time')
+    .option('-h, --human-readable', 'with -l: sizes as 1.5K, 12M, 3.0G (powers of 1024)')
     .option('-r, --recursive', 'everything below, with relative paths')
     .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers()).ls(ctx, paths, options)));
 
