@@ -135,6 +135,7 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
       .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
       .option('--timeout <seconds>', 'a server that answers no request (or no login) for this long has stopped (FERRY_TIMEOUT; default 30)')
       .option('-q, --quiet', 'no progress and no notices, only errors')
+      .option('-v, --verbose', 'say what ferry does on stderr: connection, host key, login, server extensions, concurrency (-vv: each file too)', (_value: string, count: number) => count + 1, 0)
       .option('--json', 'one JSON object per line on stdout');
   const transfer = (command: Command) =>
     connection(command)

@@ -14,6 +14,7 @@ import { formatBytes, summaryLine, watchTransfer, type ProgressMode } from '../t
 import { connectOptions, loadTransferConfig, type TransferConfig, type TransferFlags } from '../transfer/settings.js';
 import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
 import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
+import { traceRun, traceSyncPlan, traceTo } from '../transfer/verbose.js';
 import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
 
 /**
@@ -93,6 +94,7 @@ async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: Tr
     resume: config.resume,
     preserve: flags.preserve === true,
   });
+  traceRun(traceTo(ctx.notice, flags.verbose), engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
   const mode = progressMode(ctx, flags);
   const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
     mode,
@@ -388,6 +390,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       else if (compared.get(action.relative)) unchanged++;
       else actions.push({ action: 'copy', relative: action.relative, size: action.size, mtime: action.mtime, reason: 'content' });
     }
+    traceSyncPlan(traceTo(ctx.notice, flags.verbose), actions, plan.unchangedFiles, [...compared].filter(([, same]) => same).map(([relative]) => relative));
 
     if (flags.dryRun) {
       for (const action of actions) {

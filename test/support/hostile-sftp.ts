@@ -47,6 +47,8 @@ export interface HostileOptions {
   refuseRenamesOf?: string;
   /** Open file handles per session at most: an OPEN beyond fails with FAILURE ("too many open files"). */
   maxOpenHandles?: number;
+  /** The software version in the server's SSH identification line (set at start only). */
+  ident?: string;
   /** The longname READDIR sends with each entry (default: the bare name, which reads as no `ls -l` line). */
   longname?: (filename: string, attrs: Attributes) => string;
 }
@@ -121,7 +123,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   const checkFileRequests: CheckFileRequest[] = [];
   const clients = new Set<Connection>();
 
-  const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
+  const server = new Server({ hostKeys: [hostKey.private], ...(options.ident !== undefined ? { ident: options.ident } : {}) }, (client) => {
     connections++;
     clients.add(client);
     const stall = behaviour.stall && (behaviour.stall.connections === undefined || connections <= behaviour.stall.connections) ? behaviour.stall : null;
