@@ -7,7 +7,7 @@ import { startProftpd } from './support/proftpd.js';
 import { PASSWORD_USER } from './support/sshd.js';
 import { tempDir } from './support/temp.js';
 import {
-  assertOneLineError, expectExitCode, FerryUser, folder, randomFile, sha256, startWorld, type World,
+  assertOneLineError, expectExitCode, FerryUser, folder, randomFile, sha256, startSshdBeside, startWorld, type World,
 } from './support/transfer-world.js';
 
 /**
@@ -143,10 +143,23 @@ describe('ferry -v and -vv', function () {
       assert.match(run.stderr, /server software mod_sftp/);
       assert.match(run.stderr, /no posix-rename@openssh\.com: a file is replaced by renaming the old one aside first/);
       assert.match(run.stderr, /no limits@openssh\.com: reads and writes are sized for any server/);
-      assert.match(run.stderr, /not OpenSSH: requests may be carried out out of order/);
+      assert.match(run.stderr, /not an OpenSSH server: a close waits until every write and read is answered/);
       assert.match(run.stderr, /host key ssh-rsa SHA256:\S+ matches /);
     } finally {
       await sshd.stop();
+    }
+  });
+
+  it('-v against gesftpserver reads its vendor-id rather than showing its bytes', async () => {
+    const beside = await startSshdBeside(world, { subsystem: 'gesftpserver' });
+    try {
+      const other = await FerryUser.create(beside);
+      const run = await other.run(['ls', '-v', other.url('/tmp')]);
+      expectExitCode(run, 0, 'ls -v against gesftpserver');
+      assert.match(run.stderr, /extensions: .*vendor-id \(Green End SFTP Server \S+, by Green End\)/);
+      assert.doesNotMatch(run.stderr, /\\x00/);
+    } finally {
+      await beside.close();
     }
   });
 

@@ -52,7 +52,7 @@ export function traceSftpStart(trace: Trace, sftp: SFTPWrapper, label: string): 
   const start = sftp as unknown as Ssh2SftpStart;
   const extensions = start._extensions ?? {};
   const names = Object.keys(extensions);
-  trace(1, `${label}: SFTP version ${start._version ?? '?'}; extensions: ${names.length > 0 ? names.map((n) => `${n}=${extensions[n]}`).join(', ') : 'none'}`);
+  trace(1, `${label}: SFTP version ${start._version ?? '?'}; extensions: ${names.length > 0 ? names.map((n) => describeExtension(n, extensions[n]!)).join(', ') : 'none'}`);
   for (const [name, without] of USED_EXTENSIONS) {
     const offered = name === 'check-file' ? names.some((n) => n.startsWith('check-file')) : name in extensions;
     if (!offered) trace(1, `${label}: no ${name}: ${without}`);
@@ -61,7 +61,34 @@ export function traceSftpStart(trace: Trace, sftp: SFTPWrapper, label: string): 
     const handles = start.maxOpenHandles;
     trace(1, `${label}: limits: reads up to ${start._maxReadLen ?? '?'} bytes, writes up to ${start._maxWriteLen ?? '?'} bytes, ${handles === undefined || handles === Infinity ? 'open files not limited' : `at most ${handles} open files`}`);
   }
-  trace(1, `${label}: ${start._isOpenSSH ? 'OpenSSH carries out requests in order: a close follows the last write at once' : 'not OpenSSH: requests may be carried out out of order, so a close waits for every write and read to be answered'}`);
+  // What RemoteFs.inOrder decides from the same SSH identification.
+  trace(1, `${label}: ${start._isOpenSSH ? 'an OpenSSH server: a close goes right behind the last write or read (its requests are carried out in order)' : 'not an OpenSSH server: a close waits until every write and read is answered (requests may be carried out out of order)'}`);
+}
+
+/**
+ * `name=data` where the data is a short plain version (`posix-rename@openssh.com=1`); the name
+ * alone otherwise; `vendor-id` (draft-ietf-secsh-filexfer-extensions) read as the product it names.
+ */
+function describeExtension(name: string, data: string): string {
+  if (name === 'vendor-id') {
+    const fields = sshStrings(Buffer.from(data, 'latin1'), 3);
+    if (fields) return `vendor-id (${fields[1]} ${fields[2]}, by ${fields[0]})`;
+  }
+  return /^[\x21-\x7e]{1,32}$/.test(data) ? `${name}=${data}` : name;
+}
+
+/** The first `count` SSH strings (uint32 length, bytes) of `data`, or null when it holds fewer. */
+function sshStrings(data: Buffer, count: number): string[] | null {
+  const out: string[] = [];
+  let at = 0;
+  while (out.length < count) {
+    if (at + 4 > data.length) return null;
+    const length = data.readUInt32BE(at);
+    if (at + 4 + length > data.length) return null;
+    out.push(data.subarray(at + 4, at + 4 + length).toString('utf8'));
+    at += 4 + length;
+  }
+  return out;
 }
 
 /**
