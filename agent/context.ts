@@ -1,5 +1,6 @@
 import { homedir, userInfo } from 'node:os';
 import { buildInfo } from './build-info.js';
+import { unknownConfigKeys } from './config-keys.js';
 import { readClock, parseFerryNow, type ClockReading } from './clock.js';
 import { AgentError } from './errors.js';
 import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
@@ -166,6 +167,15 @@ async function configuredServer(paths: HomePaths): Promise<string | undefined> {
   return server;
 }
 
+/**
+ * Once per command, keys of config.json that ferry does not know (a typo, most often), in one
+ * line. Never fatal: a file that cannot be read is for the commands that need it to report.
+ */
+async function warnOfUnknownConfigKeys(paths: HomePaths, notice: (message: string) => void): Promise<void> {
+  const unknown = unknownConfigKeys(await readJsonFile(paths.config).catch(() => undefined));
+  if (unknown.length > 0) notice(`${paths.config}: ignoring ${unknown.length === 1 ? 'an unknown key' : 'unknown keys'}: ${unknown.join(', ')}`);
+}
+
 export async function createContext(options: ContextOptions): Promise<AgentContext> {
   const { env } = options;
   const paths = homePaths(resolveHomeDir(env));
@@ -177,6 +187,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
   // Notices name files and quote servers: shown through printable, always one line each.
   const notice = (message: string) => options.stderr(`ferry: ${printable(message)}\n`);
   const overrides = testOverrides(env, buildInfo().release, notice);
+  await warnOfUnknownConfigKeys(paths, notice);
   const wallNow = overrides.now?.trim() ? parseFerryNow(overrides.now) : Date.now();
 
   let machine: Promise<MachineIdentity> | undefined;

@@ -139,6 +139,7 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
       .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
       .option('--timeout <seconds>', 'a server that answers no request (or no login) for this long has stopped (FERRY_TIMEOUT; default 30)')
       .option('-q, --quiet', 'no progress and no notices, only errors')
+      .option('-v, --verbose', 'say what ferry does on stderr: connection, host key, login, server extensions, concurrency (-vv: each file too)', (_value: string, count: number) => count + 1, 0)
       .option('--json', 'one JSON object per line on stdout');
   const transfer = (command: Command) => {
     // --exclude and --include fill one list, in the order given: the first rule that matches decides.
@@ -175,9 +176,11 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('-n, --dry-run', 'print the plan and change nothing')
     .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers()).sync(ctx, [source, destination], options)));
 
-  connection(program.command('ls').description('list a remote folder'))
+  // -h is human sizes here, as in ls -lh; help stays --help.
+  connection(program.command('ls').description('list a remote folder').helpOption('--help', 'show this help'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
-    .option('-l, --long', 'mode, size and modification time')
+    .option('-l, --long', 'mode, owner, group, size and modification time')
+    .option('-h, --human-readable', 'with -l: sizes as 1.5K, 12M, 3.0G (powers of 1024)')
     .option('-r, --recursive', 'everything below, with relative paths')
     .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers()).ls(ctx, paths, options)));
 

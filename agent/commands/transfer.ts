@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { requireLicense } from '../license.js';
+import { humanSize } from '../format.js';
 import { jsonLine, printable } from '../terminal-text.js';
 import { TokenBucket, type Throttle } from '../transfer/bwlimit.js';
 import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
@@ -17,6 +18,7 @@ import { connectOptions, loadTransferConfig, type TransferConfig, type TransferF
 import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
 import { downloadToStream, STDIO_ARG, uploadFromStream } from '../transfer/stdio.js';
 import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
+import { traceRun, traceSyncPlan, traceTo } from '../transfer/verbose.js';
 import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
 
 /**
@@ -33,6 +35,8 @@ export interface SyncFlags extends TransferFlags {
 
 export interface ListFlags extends TransferFlags {
   long?: boolean;
+  /** `-h`: sizes as 1.5K, 12M under `-l` (as GNU ls, nothing changes without -l). */
+  humanReadable?: boolean;
 }
 
 export interface MkdirFlags extends TransferFlags {
@@ -138,6 +142,7 @@ async function runJobs(
     preserve: flags.preserve === true,
     throttle,
   });
+  traceRun(traceTo(ctx.notice, flags.verbose), engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
   const mode = progressMode(ctx, flags);
   const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
     mode,
@@ -278,6 +283,21 @@ function entryTime(entry: Entry): string {
   return new Date(entry.mtime * 1000).toISOString().slice(0, 16).replace('T', ' ');
 }
 
+/** Names where the server's listing gave them (JSON keeps them exact), numbers where it sent them; null otherwise. */
+function ownerFields(entry: Entry): { owner: string | null; group: string | null; uid: number | null; gid: number | null } {
+  return { owner: entry.owner ?? null, group: entry.group ?? null, uid: entry.uid ?? null, gid: entry.gid ?? null };
+}
+
+/** Owner and group as `ls -l` shows them: the names, else the numbers, else `?`. */
+function ownerColumns(entry: Entry): string {
+  const column = (name: string | undefined, id: number | undefined) => (name !== undefined ? printable(name) : id !== undefined ? String(id) : '?').padEnd(8);
+  return `${column(entry.owner, entry.uid)} ${column(entry.group, entry.gid)}`;
+}
+
+function sizeColumn(size: number, human: boolean): string {
+  return human ? humanSize(size).padStart(5) : String(size).padStart(12);
+}
+
 export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): Promise<void> {
   const config = await loadTransferConfig(ctx, flags);
   if (args.length === 0) throw new AgentError('USAGE', 'ls needs sftp://user@host/path');
@@ -293,8 +313,8 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
         ctx.notice(refusedNameError(entry.path, entry.refused).message);
         return;
       }
-      if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
-      else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
+      if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}`, ...ownerFields(entry) }));
+      else if (flags.long) ctx.out(`${modeString(entry)} ${ownerColumns(entry)} ${sizeColumn(entry.size, flags.humanReadable === true)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
       else ctx.out(`${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
     };
     for (const location of locations) {
@@ -489,6 +509,7 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
       else if (compared.get(action.relative)) unchanged++;
       else actions.push({ action: 'copy', relative: action.relative, size: action.size, mtime: action.mtime, reason: 'content' });
     }
+    traceSyncPlan(traceTo(ctx.notice, flags.verbose), actions, plan.unchangedFiles, [...compared].filter(([, same]) => same).map(([relative]) => relative));
 
     if (flags.dryRun) {
       for (const action of actions) {

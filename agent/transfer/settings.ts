@@ -9,6 +9,7 @@ import type { ConnectOptions } from './connect.js';
 import { KnownHosts } from './known-hosts.js';
 import { terminalPrompt } from './prompt.js';
 import type { SiteDefinition } from './url.js';
+import { traceTo } from './verbose.js';
 
 /**
  * Transfer settings from flags, then the environment, then `$FERRY_HOME/config.json`, in that
@@ -41,6 +42,8 @@ export interface TransferFlags {
   resumeBy?: string;
   preserve?: boolean;
   recursive?: boolean;
+  /** `-v` given this many times (verbose.ts). */
+  verbose?: number;
 }
 
 export interface TransferConfig {
@@ -148,6 +151,7 @@ export function connectOptions(ctx: AgentContext, flags: TransferFlags, config: 
     notice: (message) => {
       if (!flags.quiet) ctx.notice(message);
     },
+    trace: traceTo(ctx.notice, flags.verbose),
   };
   if (flags.identity !== undefined) options.identity = flags.identity;
   if (flags.port !== undefined) options.port = integer(flags.port, '-P', 1, 65535);

@@ -35,6 +35,8 @@ export interface SyncPlan {
   actions: SyncAction[];
   /** Files already the same. */
   unchanged: number;
+  /** Their relative paths (for `-vv`). */
+  unchangedFiles: string[];
 }
 
 const kindName = (type: ListedEntry['type']) => (type === 'dir' ? 'folder' : type === 'link' ? 'symbolic link' : type === 'other' ? 'special file' : 'file');
@@ -48,7 +50,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
   const copies: SyncAction[] = [];
   const deletes: SyncAction[] = [];
   const conflicts: SyncAction[] = [];
-  let unchanged = 0;
+  const unchangedFiles: string[] = [];
   // Things under a folder that replaces a file (or goes away) need no look of their own.
   const replaced = new Set<string>();
   // Folders of the source that cannot be made (a file has the name): nothing under them is tried.
@@ -93,7 +95,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
     } else if (present.mtime !== entry.mtime) {
       copies.push({ action: 'copy', relative: entry.relative, size: entry.size, mtime: entry.mtime, reason: 'time' });
     } else {
-      unchanged++;
+      unchangedFiles.push(entry.relative);
     }
   }
 
@@ -117,6 +119,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
   const removing = deletes.filter((d) => !replaced.has(d.relative)).sort(byPath).reverse();
   return {
     actions: [...replacing, ...mkdirs.sort(byPath), ...copies.sort(byPath), ...conflicts, ...removing],
-    unchanged,
+    unchanged: unchangedFiles.length,
+    unchangedFiles,
   };
 }
