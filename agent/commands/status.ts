@@ -92,13 +92,14 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
   if (report.kind === 'trial') rows.push(['Trial ends', time(report.trialEndsAt)]);
   if (report.claimCode) rows.push(['Claim code', `${report.claimCode} (enter it in MyAccount to register this trial)`]);
   rows.push(['Server', report.server ?? 'none set (pass --server URL or set FERRY_SERVER)']);
-  if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${printable(report.lastCheck.result.replace(/_/g, ' '))} (checks in hourly while in use)`]);
+  if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${report.lastCheck.result.replace(/_/g, ' ')} (checks in hourly while in use)`]);
   rows.push(['Machine', `${report.fingerprint} (fingerprint, ${MACHINE_ID_SOURCES[report.machineIdSource]})`]);
   rows.push(['Clock', report.clock.setBack
     ? `set back: it says ${time(report.clock.now)}, but ${time(report.clock.highWater)} was seen before; licenses go by ${time(report.clock.licenseTime)}`
     : 'ok']);
   if (check.state?.kind === 'trial' || report.pendingUsageEvents > 0) rows.push(['Usage spool', `${report.pendingUsageEvents} event(s) waiting to be sent`]);
-  return rows.filter((row): row is [string, string] => row[1] !== null).map(([label, value]) => `${`${label}:`.padEnd(13)}${value}`);
+  // Values hold what the license server said (a refusal's text, a check's result): escaped, every one.
+  return rows.filter((row): row is [string, string] => row[1] !== null).map(([label, value]) => `${`${label}:`.padEnd(13)}${printable(value)}`);
 }
 
 /**
