@@ -24,7 +24,7 @@ import {
  * that worked began, then no longer: every validation reads MariaDB (and fails as it does).
  *
  * Compact: activations live in typed arrays indexed by a slot (a Map from activation id to slot);
- * licenses in a Map of small records. 300,000 activations and 100,000 licenses: 73 MiB in all
+ * licenses in a Map of small records. 300,000 activations and 100,000 licenses: 74 MiB in all
  * (bench/state-memory.ts).
  */
 
