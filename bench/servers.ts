@@ -15,7 +15,9 @@ const HOST = '127.0.0.1';
 
 export async function startBareServer(root: string): Promise<Started> {
   const port = await freePort();
-  const child = startChild('bare-server', [join(root, 'dist/bench/bare-server.js')], {
+  // BENCH_BARE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof-bare": the reference profiled too, to compare.
+  const nodeArgs = (process.env.BENCH_BARE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = startChild('bare-server', [...nodeArgs, join(root, 'dist/bench/bare-server.js')], {
     cwd: root,
     env: { ...process.env, PORT: String(port), HOST },
   });
@@ -68,4 +70,28 @@ export async function startFerryServer(root: string, options: FerryOptions): Pro
   // The first start creates the schema and the signing key: allow it time.
   await waitReady(child, `${baseUrl}/readyz`, { deadlineMs: 60_000 });
   return { child, baseUrl, adminToken, log };
+}
+
+/** A gauge of ferry-server's /metrics, read with the admin token; null when it is not there. */
+async function gauge(baseUrl: string, adminToken: string, name: string): Promise<number | null> {
+  const res = await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(5_000) });
+  const text = await res.text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? null : Number(line.slice(name.length + 1));
+}
+
+/**
+ * Waits until ferry-server holds what validations read (server/licenses/activation-state.ts): it
+ * loads every activation at start, in the background, and reads MariaDB for them until then.
+ */
+export async function waitStateLoaded(server: Started & { adminToken: string }, activations: number, deadlineMs = 120_000): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (server.child.hasExited()) throw new Error('ferry-server exited while loading its activation state');
+    const held = await gauge(server.baseUrl, server.adminToken, 'ferry_activation_state_activations').catch(() => null);
+    const current = await gauge(server.baseUrl, server.adminToken, 'ferry_activation_state_current').catch(() => null);
+    if (held !== null && held >= activations && current === 1) return Date.now() - started;
+    if (Date.now() - started > deadlineMs) throw new Error(`ferry-server held ${held} of ${activations} activations after ${deadlineMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }

@@ -46,6 +46,8 @@ export interface Config {
   /** Piracy signals naming an address (by keyed hash), from their day. */
   retainAddressSignalsMs: number;
   rateLimitPerMinute: number;
+  /** How often each server reads the license and activation rows changed since its last look (activation-state.ts). */
+  licenseCatchUpMs: number;
   logLevel: string;
   /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
   trustProxy: boolean | string;
@@ -115,6 +117,7 @@ const DURATION_BOUNDS = {
   RETAIN_TRIAL_EMAIL: [3_600 * SECOND, 3_650 * DAY],
   RETAIN_IP_ADDRESSES: [3_600 * SECOND, 3_650 * DAY],
   RETAIN_ADDRESS_SIGNALS: [3_600 * SECOND, 3_650 * DAY],
+  LICENSE_CATCH_UP_EVERY: [SECOND, 3_600 * SECOND],
 } as const;
 
 type DurationSetting = keyof typeof DURATION_BOUNDS;
@@ -286,6 +289,7 @@ export function loadConfig(env: Env = process.env): Config {
     retainIpAddressesMs: duration(env, 'RETAIN_IP_ADDRESSES', '90d'),
     retainAddressSignalsMs: duration(env, 'RETAIN_ADDRESS_SIGNALS', '365d'),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),
+    licenseCatchUpMs: duration(env, 'LICENSE_CATCH_UP_EVERY', '5s'),
     logLevel,
     trustProxy: trustProxy(env),
     runWorkers: flag(env, 'FERRY_WORKERS', true),

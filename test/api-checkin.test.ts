@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { issueToken, peekClaims, POLICIES } from '../licensing/index.js';
 import { loadKeySet } from '../server/keys/store.js';
+import type { Pool } from 'mysql2/promise';
 import { issueLicense, revokeLicense } from './support/admin.js';
+import { adminClient } from './support/payments.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { startServerProcess, until, type ServerProcess } from './support/processes.js';
@@ -24,7 +26,7 @@ describe('POST /v1/validate as a check-in', () => {
     const fingerprint = newMachine();
     const res = await request(`${server.url}/v1/activations`, { body: { key: license.key, fingerprint } });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    return { license, fingerprint, token: res.body.token as string };
+    return { license, fingerprint, token: res.body.token as string, shown: res.body.license };
   }
 
   /** The token the server would have issued this activation `ageMs` ago. */
@@ -39,7 +41,7 @@ describe('POST /v1/validate as a check-in', () => {
   }
 
   it('answers a check-in that changes nothing without a new token, and says when it checked', async () => {
-    const { license, fingerprint, token } = await activated();
+    const { license, fingerprint, token, shown } = await activated();
     const before = Date.now();
     for (let i = 0; i < 2; i++) {
       const res = await validate(token, { fingerprint, checkIn: true });
@@ -50,6 +52,15 @@ describe('POST /v1/validate as a check-in', () => {
       assert.equal(res.body.certificate, undefined);
       assert.ok(Date.parse(res.body.checkedAt) >= before - 1000);
     }
+    // The answer is put together by hand (routes.ts): the license reads exactly as in the activation's answer.
+    const again = await validate(token, { fingerprint, checkIn: true });
+    assert.deepEqual(again.body.license, shown);
+    assert.deepEqual(Object.keys(again.body).sort(), ['checkedAt', 'license', 'valid']);
+    const trial = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
+    const trialCheckIn = await validate(trial.body.token, { checkIn: true });
+    assert.equal(trialCheckIn.status, 200);
+    assert.deepEqual(trialCheckIn.body.license, trial.body.license, 'a trial: its end and claim code too');
+    assert.equal(typeof trialCheckIn.body.license.claimCode, 'string');
     // An agent from before check-ins asks without `checkIn`, and gets the new token it expects.
     const renewal = await validate(token, { fingerprint });
     assert.equal(typeof renewal.body.token, 'string');
@@ -89,39 +100,117 @@ describe('POST /v1/validate as a check-in', () => {
   });
 });
 
-describe('revocation across server processes (activation caches, invalidated over Redis)', () => {
-  let servers: ServerProcess[] = [];
-  let env: Record<string, string>;
+/** Three ferry-server processes on one database and one Redis, as behind a load balancer. */
+function threeServers(extraEnv: Record<string, string>) {
+  const trio = { servers: [] as ServerProcess[], env: {} as Record<string, string>, db: undefined as unknown as Pool };
   before(async function () {
-    this.timeout(120_000);
-    env = testEnv({ LOG_LEVEL: 'warn' });
-    servers = [await startServerProcess(env)];
-    servers.push(...(await Promise.all([startServerProcess(env), startServerProcess(env)])));
+    this.timeout(180_000);
+    trio.env = testEnv({ LOG_LEVEL: 'warn', ...extraEnv });
+    trio.servers = [await startServerProcess(trio.env)];
+    trio.servers.push(...(await Promise.all([startServerProcess(trio.env), startServerProcess(trio.env)])));
+    trio.db = await openDb(trio.env.DATABASE_URL!);
   });
   after(async () => {
-    await Promise.all(servers.map((s) => s.stop()));
+    await trio.db?.end();
+    await Promise.all(trio.servers.map((s) => s.stop()));
   });
-
-  it('a revoke on server A is refused by servers B and C at their next request, long before the cache would expire', async function () {
-    this.timeout(60_000);
-    const [a, b, c] = servers as [ServerProcess, ServerProcess, ServerProcess];
-    const admin = { url: a.url, adminToken: env.ADMIN_TOKEN! };
-    const license = await issueLicense(admin, 1);
+  const admin = () => ({ url: trio.servers[0]!.url, adminToken: trio.env.ADMIN_TOKEN! });
+  const checkIn = (s: ServerProcess, token: string, fingerprint: string) =>
+    request(`${s.url}/v1/validate`, { body: { fingerprint, checkIn: true }, token });
+  /** A license of `seats` activated on server A, and checked in on B and C: all three hold it. */
+  async function activatedEverywhere(seats = 1) {
+    const [a, b, c] = trio.servers as [ServerProcess, ServerProcess, ServerProcess];
+    const license = await issueLicense(admin(), seats);
     const fingerprint = newMachine();
     const activation = await request(`${a.url}/v1/activations`, { body: { key: license.key, fingerprint } });
     assert.equal(activation.status, 201);
     const token = activation.body.token as string;
-    // B and C read the activation now and keep it.
-    for (const s of [b, c]) assert.equal((await request(`${s.url}/v1/validate`, { body: { fingerprint, checkIn: true }, token })).status, 200);
+    for (const s of [b, c]) assert.equal((await checkIn(s, token, fingerprint)).status, 200);
+    return { license, fingerprint, token };
+  }
+  return { trio, admin, checkIn, activatedEverywhere };
+}
 
-    await revokeLicense(admin, license.id);
-    for (const s of [a, b, c]) {
+describe('license changes across three server processes, told over Redis (activation state in memory)', () => {
+  // Catch-ups an hour apart: whatever the servers see here, the change messages told them.
+  const { trio, admin, checkIn, activatedEverywhere } = threeServers({ LICENSE_CATCH_UP_EVERY: '1h' });
+
+  it('a revoke on server A is refused by servers B and C at their next request', async function () {
+    this.timeout(60_000);
+    const { license, fingerprint, token } = await activatedEverywhere();
+    await revokeLicense(admin(), license.id);
+    for (const s of trio.servers) {
       // The message may still be on its way to a server the very moment the revoke answers.
       const refused = await until(`${s.url} refuses the revoked license`, async () => {
-        const res = await request(`${s.url}/v1/validate`, { body: { fingerprint, checkIn: true }, token });
+        const res = await checkIn(s, token, fingerprint);
         return res.status === 403 && res.body;
-      }, 10_000); // well within the 30 s a cached activation would otherwise live
+      }, 10_000);
       assert.equal(refused.error.code, 'LICENSE_REVOKED');
+    }
+  });
+
+  it('a seat change made on server A shows on B and C at their next check-in, with no new token', async function () {
+    this.timeout(60_000);
+    const { license, fingerprint, token } = await activatedEverywhere(1);
+    const staff = await adminClient(admin());
+    const changed = await staff.submit(`/admin/licenses/${license.id}`, `/admin/licenses/${license.id}/seats`, { seats: '4' });
+    assert.equal(changed.location, `/admin/licenses/${license.id}?done=seats-changed`);
+    for (const s of trio.servers) {
+      const seen = await until(`${s.url} answers with 4 seats`, async () => {
+        const res = await checkIn(s, token, fingerprint);
+        return res.status === 200 && res.body.license.seats === 4 && res.body;
+      }, 10_000);
+      assert.equal(seen.token, undefined);
+    }
+  });
+
+  it('a machine deactivated on server A is refused by B and C', async function () {
+    this.timeout(60_000);
+    const { fingerprint, token } = await activatedEverywhere();
+    const activationId = peekClaims(token)!.aid;
+    const gone = await request(`${trio.servers[0]!.url}/v1/activations/${activationId}`, { method: 'DELETE', token });
+    assert.equal(gone.status, 204);
+    for (const s of trio.servers) {
+      const refused = await until(`${s.url} refuses the deactivated machine`, async () => {
+        const res = await checkIn(s, token, fingerprint);
+        return res.status === 403 && res.body;
+      }, 10_000);
+      assert.equal(refused.error.code, 'ACTIVATION_INACTIVE');
+    }
+  });
+
+  it('a machine activated on server A a moment ago checks in on B and C at once', async () => {
+    const [a, b, c] = trio.servers as [ServerProcess, ServerProcess, ServerProcess];
+    const license = await issueLicense(admin(), 2);
+    const fingerprint = newMachine();
+    const activation = await request(`${a.url}/v1/activations`, { body: { key: license.key, fingerprint } });
+    assert.equal(activation.status, 201);
+    // B and C never held this activation: it is newer than their load, and no catch-up ran since.
+    for (const s of [b, c]) {
+      const res = await checkIn(s, activation.body.token, fingerprint);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.license.id, license.id);
+    }
+  });
+});
+
+describe('license changes across three server processes, with no message (the catch-up)', () => {
+  const { trio, checkIn, activatedEverywhere } = threeServers({});
+
+  it('a change no server was told of (a lost message; here made in MariaDB directly) is seen by all within the 5 s catch-up', async function () {
+    this.timeout(90_000);
+    const { license, fingerprint, token } = await activatedEverywhere();
+    await trio.db.query("UPDATE licenses SET status = 'suspended' WHERE id = ?", [license.id]);
+    for (const s of trio.servers) {
+      const refused = await until(`${s.url} refuses the suspended license`, async () => {
+        const res = await checkIn(s, token, fingerprint);
+        return res.status === 403 && res.body;
+      }, 30_000, 250);
+      assert.equal(refused.error.code, 'LICENSE_SUSPENDED');
+    }
+    await trio.db.query("UPDATE licenses SET status = 'active' WHERE id = ?", [license.id]);
+    for (const s of trio.servers) {
+      await until(`${s.url} accepts the license again`, async () => (await checkIn(s, token, fingerprint)).status === 200, 30_000, 250);
     }
   });
 });

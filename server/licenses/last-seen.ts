@@ -24,7 +24,8 @@ export function createLastSeenRecorder(db: Pool, onError: (err: Error) => void):
 
   const write = async (ids: number[]) => {
     try {
-      await db.query('UPDATE activations SET last_validated_at = ? WHERE id IN (?)', [new Date(), ids]);
+      // `updated_at` kept as it was: a last-seen time is no change the servers' activation state must read again.
+      await db.query('UPDATE activations SET last_validated_at = ?, updated_at = updated_at WHERE id IN (?)', [new Date(), ids]);
     } catch (err) {
       onError(err as Error);
       // Keep them for the next round, unless that would grow past the bound.

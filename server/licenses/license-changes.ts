@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis';
-import type { ActivationCache } from './activation-cache.js';
+import type { ActivationState } from './activation-state.js';
 
 /**
  * Changes to licenses and activations, told to every server through Redis pub/sub, so that each
- * drops what its activation cache holds of them. The server that makes a change drops its own
- * entry at once, whether or not Redis takes the message; the others drop theirs when it arrives.
+ * drops what its activation state holds of them and reads it again. The server that makes a change
+ * drops its own at once, whether or not Redis takes the message; the others drop theirs when it
+ * arrives. A message lost (Redis away, a server crashed between its commit and the publish) is made
+ * up for by the state's catch-up (activation-state.ts).
  */
 
 export type LicenseChange = { license: number } | { activation: number };
@@ -33,7 +35,7 @@ function parseChange(message: string): LicenseChange | null {
 }
 
 export interface LicenseChangesDeps {
-  cache: ActivationCache;
+  state: Pick<ActivationState, 'forgetLicense' | 'forgetActivation' | 'licenseChanged' | 'activationChanged' | 'catchUp'>;
   /** The request-path client: publishing fails at once while Redis is away. */
   publisher: Pick<Redis, 'publish'>;
   redisUrl: string;
@@ -41,7 +43,7 @@ export interface LicenseChangesDeps {
   onError: (err: Error, what: string) => void;
 }
 
-export function createLicenseChanges({ cache, publisher, redisUrl, redisPrefix, onError }: LicenseChangesDeps): LicenseChanges {
+export function createLicenseChanges({ state, publisher, redisUrl, redisPrefix, onError }: LicenseChangesDeps): LicenseChanges {
   const channel = changesChannel(redisPrefix);
   // A connection of its own: a subscribed connection can do nothing else. It queues the SUBSCRIBE
   // until Redis is there, and ioredis subscribes again after every reconnect.
@@ -53,34 +55,35 @@ export function createLicenseChanges({ cache, publisher, redisUrl, redisPrefix, 
   subscriber.on('error', () => {});
   let readyBefore = false;
   subscriber.on('ready', () => {
-    // Back after an outage: whatever was published meanwhile never arrived here.
-    if (readyBefore) cache.clear();
+    // Back after an outage: whatever was published meanwhile never arrived here. The periodic
+    // catch-up would see it within its period; this sees it now.
+    if (readyBefore) state.catchUp().catch((err: Error) => onError(err, 'catch up with license changes'));
     readyBefore = true;
   });
   subscriber.subscribe(channel).catch((err: Error) => onError(err, 'subscribe to license changes'));
   subscriber.on('message', (from: string, message: string) => {
     if (from !== channel) return;
     const change = parseChange(message);
-    if (change && 'license' in change) cache.forgetLicense(change.license);
-    else if (change) cache.forgetActivation(change.activation);
+    if (change && 'license' in change) state.licenseChanged(change.license);
+    else if (change) state.activationChanged(change.activation);
   });
 
   const publish = async (change: LicenseChange) => {
     try {
       await publisher.publish(channel, JSON.stringify(change));
     } catch (err) {
-      // The other servers drop the entry within the cache's TTL.
+      // The other servers see the change at their next catch-up.
       onError(err as Error, 'publish a license change');
     }
   };
 
   return {
     async licenseChanged(licenseId) {
-      cache.forgetLicense(licenseId);
+      state.forgetLicense(licenseId);
       await publish({ license: licenseId });
     },
     async activationChanged(activationId) {
-      cache.forgetActivation(activationId);
+      state.forgetActivation(activationId);
       await publish({ activation: activationId });
     },
     async close() {

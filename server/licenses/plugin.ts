@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { createActivationCache } from './activation-cache.js';
+import { createActivationState, type ActivationState } from './activation-state.js';
 import { createLastSeenRecorder, type LastSeenRecorder } from './last-seen.js';
 import { createLicenseChanges } from './license-changes.js';
 import { createLicenseService, type LicenseService } from './service.js';
@@ -8,30 +8,54 @@ declare module 'fastify' {
   interface FastifyInstance {
     licenses: LicenseService;
     lastSeen: LastSeenRecorder;
+    activationState: ActivationState;
   }
 }
 
 /**
- * How long a server may answer validations from an activation it read before, when no change
- * message reaches it (Redis away): the bound on how late a revocation can be seen.
+ * How far back each look goes before the previous one: longer than any write transaction on
+ * licenses and activations lasts between its statement and its commit (they take milliseconds).
  */
-export const ACTIVATION_CACHE_TTL_MS = 30_000;
-/** About 150 MB at most: more activations than any server sees within the TTL. */
-const ACTIVATION_CACHE_MAX = 500_000;
+const CATCH_UP_OVERLAP_MS = 10_000;
+/**
+ * How long what a server holds is used after the last catch-up that worked began (MariaDB away),
+ * in catch-up periods (LICENSE_CATCH_UP_EVERY, 5 s by default: 15 s); then every validation reads
+ * MariaDB, and fails as it does.
+ */
+const STALE_AFTER_PERIODS = 3;
 
 export default fp(
   async (app) => {
+    let closing = false;
     const lastSeen = createLastSeenRecorder(app.db, (err) => app.log.warn({ err: err.message }, 'could not record last-seen times'));
     // Before the pool closes (hooks run in reverse order of registration: mysql's runs after this).
     app.addHook('onClose', () => lastSeen.close());
     app.decorate('lastSeen', lastSeen);
-    const cache = createActivationCache(app.db, { ttlMs: ACTIVATION_CACHE_TTL_MS, maxEntries: ACTIVATION_CACHE_MAX });
+    // How late a server sees a change whose message never reached it (Redis away).
+    const catchUpEveryMs = app.config.licenseCatchUpMs;
+    const state = createActivationState(app.db, {
+      catchUpEveryMs,
+      overlapMs: CATCH_UP_OVERLAP_MS,
+      maxStaleMs: STALE_AFTER_PERIODS * catchUpEveryMs,
+      onError: (err, what) => {
+        if (!closing) app.log.warn({ err: err.message }, `could not ${what}; validations read MariaDB meanwhile when it is stale`);
+      },
+    });
+    app.decorate('activationState', state);
+    // Not awaited: until the load is done, validations read MariaDB, as for any activation not held.
+    app.addHook('onReady', async () => {
+      void state.start();
+    });
+    app.addHook('onClose', async () => {
+      closing = true;
+      state.close();
+    });
     const changes = createLicenseChanges({
-      cache,
+      state,
       publisher: app.redis,
       redisUrl: app.config.redisUrl,
       redisPrefix: app.config.redisPrefix,
-      onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${ACTIVATION_CACHE_TTL_MS / 1000} s`),
+      onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${catchUpEveryMs / 1000} s`),
     });
     app.addHook('onClose', () => changes.close());
     app.decorate(
@@ -43,7 +67,7 @@ export default fp(
         keyring: app.keyring,
         trialLengthMs: app.config.trialLengthMs,
         lastSeen,
-        cache,
+        state,
         changes,
       }),
     );

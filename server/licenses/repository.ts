@@ -53,30 +53,6 @@ async function one<T>(db: Queryable, sql: string, params: (string | number | Buf
   return (rows[0] as T | undefined) ?? null;
 }
 
-export interface ActivationWithLicense {
-  activation: ActivationRow;
-  license: LicenseRow;
-  tokenDigest: Buffer | null;
-}
-
-/** A row of ACTIVATION_COLUMNS, LICENSE_COLUMNS, a.token_digest, read as an array. */
-function activationWithLicense(row: unknown[]): ActivationWithLicense {
-  const [aid, licenseId, fingerprint, active, aCreated, lastValidated, convertedFrom, ...l] = row;
-  return {
-    activation: {
-      id: aid as number, license_id: licenseId as number, fingerprint: fingerprint as string, active: active as number,
-      created_at: aCreated as Date, last_validated_at: lastValidated as Date | null,
-      converted_from_license_id: convertedFrom === null ? null : Number(convertedFrom),
-    },
-    license: {
-      id: l[0] as number, kind: l[1] as LicenseKind, status: l[2] as LicenseStatus, seats: l[3] as number,
-      expires_at: l[4] as Date | null, created_at: l[5] as Date, claim_code: l[6] as string | null,
-      key_hint: l[7] as string | null, email: l[8] as string | null, customer_id: l[9] as number | null,
-    },
-    tokenDigest: (l[10] as Buffer | null) ?? null,
-  };
-}
-
 export const licenses = {
   byId: (db: Queryable, id: number) => one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.id = ?`, [id]),
 
@@ -140,21 +116,6 @@ export const activations = {
     one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.license_id = ? AND a.fingerprint = ?`, [licenseId, fingerprint]),
 
   byId: (db: Queryable, id: number) => one<ActivationRow>(db, `SELECT ${ACTIVATION_COLUMNS} FROM activations a WHERE a.id = ?`, [id]),
-
-  /** Many activations with their licenses and token digests, in one query: the read of validations. */
-  async manyWithLicense(db: Queryable, ids: number[]): Promise<Map<number, ActivationWithLicense>> {
-    const found = new Map<number, ActivationWithLicense>();
-    if (ids.length === 0) return found;
-    const [rows] = await db.query<RowDataPacket[]>({
-      sql: `SELECT ${ACTIVATION_COLUMNS}, ${LICENSE_COLUMNS}, a.token_digest FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id IN (?)`,
-      rowsAsArray: true,
-    }, [ids]);
-    for (const row of rows as unknown as unknown[][]) {
-      const value = activationWithLicense(row);
-      found.set(value.activation.id, value);
-    }
-    return found;
-  },
 
   /** Remembers the digest of the token just issued to an activation (see migration 013). */
   async setTokenDigest(db: Queryable, id: number, digest: Buffer): Promise<void> {
@@ -265,3 +226,116 @@ export function isDuplicateKey(err: unknown, index?: string): boolean {
   const e = err as { code?: string; message?: string };
   return e?.code === 'ER_DUP_ENTRY' && (index === undefined || (e.message ?? '').includes(index));
 }
+
+/** What a validation reads of a license: what its answer shows and what its rules check. */
+export type LicenseFacts = Pick<LicenseRow, 'id' | 'kind' | 'status' | 'seats' | 'expires_at' | 'created_at' | 'claim_code' | 'key_hint'>;
+
+/** A license as the activation state reads it, with when its row last changed (µs, MariaDB's clock). */
+export interface LicenseVersion {
+  license: LicenseFacts;
+  changedUs: number;
+}
+
+/** An activation as the activation state reads it: with the digest of its current token and its change time. */
+export interface ActivationVersion {
+  activation: ActivationRow;
+  /** SHA-256 of the token last issued to it (migration 013); null: none recorded. */
+  tokenDigest: Buffer | null;
+  changedUs: number;
+}
+
+/** `updated_at` (migration 017) as microseconds since the epoch: exact, where a Date keeps milliseconds. */
+const CHANGED_US = (alias: string) => `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ${alias}.updated_at)`;
+const STATE_LICENSE_COLUMNS = `l.id, l.kind, l.status, l.seats, l.expires_at, l.created_at, l.claim_code, l.key_hint, ${CHANGED_US('l')}`;
+const STATE_ACTIVATION_COLUMNS = `${ACTIVATION_COLUMNS}, a.token_digest, ${CHANGED_US('a')}`;
+/** Columns of STATE_ACTIVATION_COLUMNS: where the license's begin in a joined row. */
+const STATE_ACTIVATION_WIDTH = 9;
+
+/** A row of STATE_LICENSE_COLUMNS (read as an array) from `at`. */
+function licenseVersion(row: unknown[], at = 0): LicenseVersion {
+  return {
+    license: {
+      id: Number(row[at]), kind: row[at + 1] as LicenseKind, status: row[at + 2] as LicenseStatus, seats: row[at + 3] as number,
+      expires_at: row[at + 4] as Date | null, created_at: row[at + 5] as Date, claim_code: row[at + 6] as string | null,
+      key_hint: row[at + 7] as string | null,
+    },
+    changedUs: Number(row[at + 8]),
+  };
+}
+
+/** A row of STATE_ACTIVATION_COLUMNS (read as an array). */
+function activationVersion(row: unknown[]): ActivationVersion {
+  const [id, licenseId, fingerprint, active, createdAt, lastValidated, convertedFrom, digest, changed] = row;
+  return {
+    activation: {
+      id: Number(id), license_id: Number(licenseId), fingerprint: fingerprint as string, active: active as number,
+      created_at: createdAt as Date, last_validated_at: lastValidated as Date | null,
+      converted_from_license_id: convertedFrom === null ? null : Number(convertedFrom),
+    },
+    tokenDigest: (digest as Buffer | null) ?? null,
+    changedUs: Number(changed),
+  };
+}
+
+async function arrays(db: Queryable, sql: string, params: unknown[]): Promise<unknown[][]> {
+  const [rows] = await db.query<RowDataPacket[]>({ sql, rowsAsArray: true }, params);
+  return rows as unknown as unknown[][];
+}
+
+/**
+ * The reads of the activation state (activation-state.ts): everything at start, page by page in id
+ * order; what changed since a time; and single licenses and activations again after a change.
+ */
+export const stateRows = {
+  async licensesAfter(db: Queryable, afterId: number, limit: number): Promise<LicenseVersion[]> {
+    const rows = await arrays(db, `SELECT ${STATE_LICENSE_COLUMNS} FROM licenses l WHERE l.id > ? ORDER BY l.id LIMIT ?`, [afterId, limit]);
+    return rows.map((row) => licenseVersion(row));
+  },
+
+  async activationsAfter(db: Queryable, afterId: number, limit: number): Promise<ActivationVersion[]> {
+    const rows = await arrays(db, `SELECT ${STATE_ACTIVATION_COLUMNS} FROM activations a WHERE a.id > ? ORDER BY a.id LIMIT ?`, [afterId, limit]);
+    return rows.map(activationVersion);
+  },
+
+  async licensesByIds(db: Queryable, ids: number[]): Promise<LicenseVersion[]> {
+    if (ids.length === 0) return [];
+    const rows = await arrays(db, `SELECT ${STATE_LICENSE_COLUMNS} FROM licenses l WHERE l.id IN (?)`, [ids]);
+    return rows.map((row) => licenseVersion(row));
+  },
+
+  async activationsOfLicense(db: Queryable, licenseId: number): Promise<ActivationVersion[]> {
+    const rows = await arrays(db, `SELECT ${STATE_ACTIVATION_COLUMNS} FROM activations a WHERE a.license_id = ?`, [licenseId]);
+    return rows.map(activationVersion);
+  },
+
+  /** Activations with their licenses, in one query: what a validation of an activation not held reads. */
+  async activationsWithLicense(db: Queryable, ids: number[]): Promise<{ activation: ActivationVersion; license: LicenseVersion }[]> {
+    if (ids.length === 0) return [];
+    const rows = await arrays(
+      db,
+      `SELECT ${STATE_ACTIVATION_COLUMNS}, ${STATE_LICENSE_COLUMNS} FROM activations a JOIN licenses l ON l.id = a.license_id WHERE a.id IN (?)`,
+      [ids],
+    );
+    return rows.map((row) => ({ activation: activationVersion(row), license: licenseVersion(row, STATE_ACTIVATION_WIDTH) }));
+  },
+
+  async activationCount(db: Queryable): Promise<number> {
+    const [row] = await arrays(db, 'SELECT COUNT(*) FROM activations', []);
+    return Number(row![0]);
+  },
+
+  /** MariaDB's clock now, in µs: the catch-up's times are all MariaDB's, so no two clocks are compared. */
+  async nowUs(db: Queryable): Promise<number> {
+    const [row] = await arrays(db, "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', NOW(6))", []);
+    return Number(row![0]);
+  },
+
+  /** Ids and change times of the rows changed at or after `sinceUs` (through the updated_at indexes). */
+  async changedSince(db: Queryable, sinceUs: number): Promise<{ licenses: [number, number][]; activations: [number, number][] }> {
+    const since = "'1970-01-01' + INTERVAL ? MICROSECOND";
+    const pairs = (rows: unknown[][]) => rows.map((row) => [Number(row[0]), Number(row[1])] as [number, number]);
+    const licensesChanged = await arrays(db, `SELECT l.id, ${CHANGED_US('l')} FROM licenses l WHERE l.updated_at >= ${since}`, [sinceUs]);
+    const activationsChanged = await arrays(db, `SELECT a.id, ${CHANGED_US('a')} FROM activations a WHERE a.updated_at >= ${since}`, [sinceUs]);
+    return { licenses: pairs(licensesChanged), activations: pairs(activationsChanged) };
+  },
+};

@@ -5,7 +5,25 @@ import {
 } from './schemas.js';
 import { bearerToken } from './service.js';
 import { planReminders } from '../jobs/reminders.js';
-import { latestVersion } from '../releases/store.js';
+import { cachedLatestVersion, latestVersion } from '../releases/store.js';
+
+let latestJson = { version: null as string | null, json: '' };
+
+/**
+ * The answer of a check-in that changes nothing, the most common call of all, serialised by hand:
+ * exactly what the Validated schema says (no token, no certificate), field by field. Kinds and
+ * statuses are the schema's literals, times ISO 8601, ids and seats integers: nothing to escape;
+ * the two free strings go through JSON.stringify. Answers with a token go through Fastify's
+ * serializer as usual.
+ */
+function checkInJson({ license: l, checkedAt }: Validated, latest: string | null): string {
+  if (latest !== latestJson.version) latestJson = { version: latest, json: latest === null ? '' : `,"latestVersion":${JSON.stringify(latest)}` };
+  let license = `{"id":${l.id},"kind":"${l.kind}","status":"${l.status}","seats":${l.seats},`
+    + `"expiresAt":${l.expiresAt === null ? 'null' : `"${l.expiresAt}"`},"createdAt":"${l.createdAt}"`;
+  if (l.claimCode !== undefined) license += `,"claimCode":${JSON.stringify(l.claimCode)}`;
+  if (l.keyHint !== undefined) license += `,"keyHint":${JSON.stringify(l.keyHint)}`;
+  return `{"valid":true,"license":${license}},"checkedAt":"${checkedAt}"${latestJson.json}}`;
+}
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -63,15 +81,28 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: Type.Optional(ValidateRequest),
       response: { 200: Validated, ...errorResponses({ body: true }, 401, 403) },
     },
-  }, async (request) => ({
-    ...(await app.licenses.validate(
+  }, (request, reply) => {
+    // Not an async handler: a check-in answered from memory is sent with nothing awaited.
+    const send = (answer: Validated, latest: string | null): void => {
+      if (answer.token !== undefined) {
+        void reply.send({ ...answer, latestVersion: latest ?? undefined });
+        return;
+      }
+      // A string with a JSON type goes out as it is (Fastify runs no serializer on it).
+      void reply.type('application/json; charset=utf-8').send(checkInJson(answer, latest) as unknown as Validated);
+    };
+    const withLatest = (answer: Validated) => {
+      const latest = cachedLatestVersion(app.db);
+      return latest !== undefined ? send(answer, latest) : latestVersion(app.db).catch(() => null).then((version) => send(answer, version));
+    };
+    const answer = app.licenses.validate(
       bearerToken(request.headers.authorization),
       request.body?.fingerprint,
       request.ip,
       request.body?.checkIn === true,
-    )),
-    ...(await latest()),
-  }));
+    );
+    return answer instanceof Promise ? answer.then(withLatest) : withLatest(answer);
+  });
 
   app.delete('/v1/activations/:id', {
     schema: {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
 import {
   issueToken, keyDigest, KeyFormatError, leaseEnd, parseKey, peekClaims, POLICIES, TokenError, verifyToken,
@@ -7,10 +7,10 @@ import {
 import { AppError } from '../errors.js';
 import {
   activations, inTransaction, isDuplicateKey, licenseEvents, licenses,
-  type ActivationRow, type LicenseRow, type MachineFacts, type TrialRow,
+  type ActivationRow, type LicenseFacts, type LicenseRow, type MachineFacts, type TrialRow,
 } from './repository.js';
 import type { LastSeenRecorder } from './last-seen.js';
-import type { ActivationCache, CachedActivation } from './activation-cache.js';
+import type { ActivationFacts, ActivationState, HeldActivation } from './activation-state.js';
 import type { LicenseChanges } from './license-changes.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
@@ -27,19 +27,28 @@ function newClaimCode(): string {
   return code;
 }
 
+/** The last header seen and its `kid`: every token under one key has the same header, so it is parsed once. */
+let lastHeader: { segment: string; kid: string | undefined } = { segment: '', kid: undefined };
+
 /** The `kid` in a token's header: a token under a key other than the active one is renewed (rotation). */
 function signingKid(token: string): string | undefined {
+  const segment = token.slice(0, token.indexOf('.'));
+  if (segment === lastHeader.segment) return lastHeader.kid;
+  let kid: string | undefined;
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
-    return typeof header.kid === 'string' ? header.kid : undefined;
+    const header = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as { kid?: unknown };
+    kid = typeof header.kid === 'string' ? header.kid : undefined;
   } catch {
-    return undefined;
+    kid = undefined;
   }
+  lastHeader = { segment, kid };
+  return kid;
 }
 
 /** What the server remembers of the last token it issued to an activation (migration 013). */
 function tokenDigest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  // The one-shot hash: no Hash object to make at every check-in.
+  return hash('sha256', token, 'buffer');
 }
 
 function secretDigest(secret: string): Buffer {
@@ -51,7 +60,7 @@ function isTrialSecret(stored: Buffer | null, presented: string | undefined): bo
   return timingSafeEqual(stored, secretDigest(presented));
 }
 
-export function licenseView(row: LicenseRow, options: { withClaimCode?: boolean } = {}): License {
+export function licenseView(row: LicenseFacts, options: { withClaimCode?: boolean } = {}): License {
   const view: License = {
     id: row.id,
     kind: row.kind,
@@ -65,12 +74,17 @@ export function licenseView(row: LicenseRow, options: { withClaimCode?: boolean 
   return view;
 }
 
+/** The license as the agent's calls show it (trials with their claim code). */
+export function viewOf(license: LicenseFacts): License {
+  return licenseView(license, { withClaimCode: license.kind === 'trial' });
+}
+
 function activationView(row: ActivationRow): Activation {
   return { id: row.id, fingerprint: row.fingerprint, active: row.active === 1, createdAt: row.created_at.toISOString() };
 }
 
 /** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
-function assertUsable(license: LicenseRow, now: Date): void {
+function assertUsable(license: LicenseFacts, now: Date): void {
   if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
   if (license.status === 'suspended') throw new AppError('LICENSE_SUSPENDED', 403, 'this license is suspended; contact support to have it reinstated');
   if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
@@ -84,7 +98,7 @@ function assertUsable(license: LicenseRow, now: Date): void {
  * the permanent license it was upgraded to (orders.ts): that machine's next check-in gets a token of
  * the new license without anyone typing its key.
  */
-function isOwnActivation(found: { license: LicenseRow; activation: ActivationRow }, claims: LicenseClaims): boolean {
+function isOwnActivation(found: HeldActivation, claims: LicenseClaims): boolean {
   if (String(found.license.id) === claims.sub) return true;
   return claims.kind === 'trial' && found.activation.converted_from_license_id !== null && String(found.activation.converted_from_license_id) === claims.sub;
 }
@@ -103,7 +117,7 @@ export interface LicenseServiceDeps {
   keyring: Keyring;
   trialLengthMs: number;
   lastSeen: LastSeenRecorder;
-  cache: ActivationCache;
+  state: ActivationState;
   changes: LicenseChanges;
   now?: () => Date;
 }
@@ -111,7 +125,7 @@ export interface LicenseServiceDeps {
 /** A presented token, found genuine, with what it names as validations read it. */
 interface Presented {
   claims: LicenseClaims;
-  found: CachedActivation | null;
+  found: HeldActivation | null;
   /** It is the token last issued to its activation (recognised by its digest). */
   current: boolean;
 }
@@ -119,9 +133,10 @@ interface Presented {
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
 export function createLicenseService({
-  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, cache, changes, now = () => new Date(),
+  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, state, changes, now = () => new Date(),
 }: LicenseServiceDeps) {
-  async function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Promise<Licensed> {
+  /** Signs a new lease for an activation and remembers its digest, before the answer goes out. */
+  async function issue(license: LicenseFacts, activation: { id: number; fingerprint: string }, at: Date): Promise<string> {
     const expiresAt = license.expires_at?.getTime() ?? null;
     const token = issueToken(
       {
@@ -137,8 +152,15 @@ export function createLicenseService({
     );
     // Before the answer: the agent's next validation with this token is then recognised by its digest.
     await activations.setTokenDigest(db, activation.id, tokenDigest(token));
-    cache.forgetActivation(activation.id);
-    return { license: licenseView(license, { withClaimCode: license.kind === 'trial' }), activation: activationView(activation), token, certificate };
+    // Held with the digest before: its next validation here reads it again (other servers do when
+    // they see a digest they do not hold).
+    state.forgetActivation(activation.id);
+    return token;
+  }
+
+  async function licensed(license: LicenseFacts, activation: ActivationRow, at: Date): Promise<Licensed> {
+    const token = await issue(license, activation, at);
+    return { license: viewOf(license), activation: activationView(activation), token, certificate };
   }
 
   /** Verifies a presented token; a lease may be renewed within its kind's offline grace. */
@@ -161,33 +183,54 @@ export function createLicenseService({
     }
   }
 
-  const isDigestOf = (token: string, found: CachedActivation | null) =>
+  /** Constant-time, as the digest of a token is as good as the token to whoever learns it early. */
+  const isDigestOf = (token: string, found: HeldActivation | null) =>
     found?.tokenDigest != null && found.tokenDigest.length === 32 && timingSafeEqual(found.tokenDigest, tokenDigest(token));
+
+  /** The claims of a token, read without verification; null unless they name an activation. */
+  function peekActivation(token: string): LicenseClaims | null {
+    const peeked = peekClaims(token);
+    return peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0 ? peeked : null;
+  }
+
+  /**
+   * The common case, answered from memory with nothing to wait for: the token last issued to an
+   * activation held in memory, recognised by its digest. Null: ask `presented`.
+   */
+  function presentedFromMemory(token: string, peeked: LicenseClaims | null, at: Date): Presented | null {
+    if (!peeked) return null;
+    const held = state.held(peeked.aid);
+    if (!held || !isDigestOf(token, held)) return null;
+    assertLeaseUsable(peeked, at);
+    return { claims: peeked, found: held, current: true };
+  }
 
   /**
    * A genuine token and what it names. The token last issued to its activation is recognised by
    * its SHA-256 (no signature to verify: we signed exactly these bytes); any other is verified in
-   * full, as an older token still in its grace may be.
+   * full, as an older token still in its grace may be. What the activation is comes from memory
+   * (activation-state.ts), or from MariaDB when it is not held, or held with another digest (another
+   * server may have renewed the token since).
    */
   async function presented(token: string, at: Date): Promise<Presented> {
-    const peeked = peekClaims(token);
-    if (peeked && Number.isSafeInteger(peeked.aid) && peeked.aid > 0) {
-      const cached = cache.cached(peeked.aid);
-      // Not cached, or cached with another digest (another server may have renewed it since): read it.
-      const found = cached && isDigestOf(token, cached) ? cached : await cache.reload(peeked.aid);
+    const peeked = peekActivation(token);
+    const fromMemory = presentedFromMemory(token, peeked, at);
+    if (fromMemory) return fromMemory;
+    if (peeked) {
+      const found = await state.read(peeked.aid);
       if (isDigestOf(token, found)) {
         assertLeaseUsable(peeked, at);
         return { claims: peeked, found, current: true };
       }
       const claims = verifyPresented(token, at);
-      return { claims, found: claims.aid === peeked.aid ? found : await cache.get(claims.aid), current: false };
+      return { claims, found: claims.aid === peeked.aid ? found : await state.get(claims.aid), current: false };
     }
     const claims = verifyPresented(token, at);
-    return { claims, found: await cache.get(claims.aid), current: false };
+    return { claims, found: await state.get(claims.aid), current: false };
   }
 
   /** The activation of a genuine token, if it still exists and is active, of a license still in force. */
-  function assertInForce({ claims, found }: Presented, at: Date): CachedActivation {
+  function assertInForce({ claims, found }: Presented, at: Date): HeldActivation {
     if (!found || !isOwnActivation(found, claims) || found.activation.fingerprint !== claims.fp) {
       throw new AppError('TOKEN_UNKNOWN_ACTIVATION', 401, 'the activation of this token no longer exists: activate again');
     }
@@ -202,7 +245,7 @@ export function createLicenseService({
    * The one rule for every call made with a license token (`/v1/validate`, `/v1/usage`): a genuine
    * token whose activation still exists and is active, of a license still in force.
    */
-  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseRow; activation: ActivationRow }> {
+  async function checkPresented(token: string, at: Date): Promise<{ claims: LicenseClaims; license: LicenseFacts; activation: ActivationFacts }> {
     const found = await presented(token, at);
     const { license, activation } = assertInForce(found, at);
     return { claims: found.claims, license, activation };
@@ -212,7 +255,7 @@ export function createLicenseService({
    * A check-in changes nothing when its token is the current one, signed for what the license is
    * now, with more of its lease left than the point where the agent renews: then no new token.
    */
-  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseRow, at: Date): boolean {
+  function needsNewToken(token: string, { claims, current }: Presented, license: LicenseFacts, at: Date): boolean {
     if (!current || claims.kind !== license.kind || signingKid(token) !== signingKey.kid) return true;
     const licenseEnd = license.expires_at ? Math.floor(license.expires_at.getTime() / 1000) : undefined;
     if (claims.lic_exp !== licenseEnd) return true;
@@ -296,6 +339,25 @@ export function createLicenseService({
     return licensed(license, activation, at);
   }
 
+  /** The rest of a validation, once the token is found genuine: synchronous unless something must be written. */
+  function validated(token: string, found: Presented, presentedBy: string | undefined, ip: string, checkIn: boolean, at: Date): Validated | Promise<Validated> {
+    if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
+      return licenseEvents.record(db, Number(found.claims.sub), 'wrong_machine', presentedBy, ip, at).then(() => {
+        throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
+      });
+    }
+    const { license, activation } = assertInForce(found, at);
+    const { lastValidatedMs } = activation;
+    if (lastValidatedMs === null || at.getTime() - lastValidatedMs > LAST_SEEN_RESOLUTION_MS) {
+      lastSeen.record(activation.id);
+      // What is held says so too, until the row is read again: noted once, not at every check-in.
+      state.noteValidated(activation.id, at.getTime());
+    }
+    const checkedAt = at.toISOString();
+    if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: viewOf(license), checkedAt };
+    return issue(license, activation, at).then((renewed) => ({ valid: true, license: viewOf(license), token: renewed, certificate, checkedAt }));
+  }
+
   return {
     verifyPresented,
 
@@ -372,7 +434,7 @@ export function createLicenseService({
           `all ${outcome.refused.seats} seats of this license are in use; deactivate another machine first`,
         );
       }
-      // Activated again after a deactivation: servers that cached it inactive must read it again.
+      // Activated again after a deactivation: servers that hold it inactive must read it again.
       if (!outcome.created) {
         await keepDeviceKey(outcome.activation, facts, at);
         await changes.activationChanged(outcome.activation.id);
@@ -388,26 +450,14 @@ export function createLicenseService({
     /**
      * `POST /v1/validate`: checks the activation and license now, and renews the lease. A check-in
      * (`checkIn`, agents since check-ins) gets a new token (with its certificate) only when one is due.
+     * The answer is not a promise when there was nothing to wait for (the common check-in, answered
+     * from memory): the route sends it without a turn of the event loop.
      */
-    async validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Promise<Validated> {
+    validate(token: string, presentedBy: string | undefined, ip: string, checkIn = false): Validated | Promise<Validated> {
       const at = now();
-      const found = await presented(token, at);
-      if (presentedBy !== undefined && presentedBy !== found.claims.fp) {
-        await licenseEvents.record(db, Number(found.claims.sub), 'wrong_machine', presentedBy, ip, at);
-        throw new AppError('TOKEN_WRONG_MACHINE', 403, 'this license token belongs to another machine');
-      }
-      const { license, activation } = assertInForce(found, at);
-      if (!activation.last_validated_at || at.getTime() - activation.last_validated_at.getTime() > LAST_SEEN_RESOLUTION_MS) {
-        lastSeen.record(activation.id);
-        // The cached row says so too, until it is read again: noted once, not at every check-in.
-        activation.last_validated_at = at;
-      }
-      const checkedAt = at.toISOString();
-      if (checkIn && !needsNewToken(token, found, license, at)) return { valid: true, license: licenseView(license, { withClaimCode: license.kind === 'trial' }), checkedAt };
-      const renewed = await licensed(license, activation, at);
-      return { valid: true, license: renewed.license, token: renewed.token, certificate: renewed.certificate, checkedAt };
+      const fromMemory = presentedFromMemory(token, peekActivation(token), at);
+      return fromMemory ? validated(token, fromMemory, presentedBy, ip, checkIn, at) : presented(token, at).then((found) => validated(token, found, presentedBy, ip, checkIn, at));
     },
-
     /** `DELETE /v1/activations/:id`: frees the seat. Only the activation's own token may do it. */
     async deactivate(token: string, activationId: number, ip: string): Promise<void> {
       const at = now();

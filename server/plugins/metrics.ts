@@ -47,9 +47,29 @@ class Metrics {
     out.push(`ferry_validate_duration_seconds_bucket{le="+Inf"} ${this.latencyCount}`);
     out.push(`ferry_validate_duration_seconds_sum ${this.latencySum}`);
     out.push(`ferry_validate_duration_seconds_count ${this.latencyCount}`);
+    out.push(...this.activationState());
     out.push(...(await this.queueDepths()));
     out.push(...(await this.mailCounters()));
     return `${out.join('\n')}\n`;
+  }
+
+  /** What this process holds for validations (server/licenses/activation-state.ts). */
+  private activationState(): string[] {
+    const stats = this.app.activationState.stats();
+    return [
+      '# HELP ferry_activation_state_activations Activations held in memory for validations by this process.',
+      '# TYPE ferry_activation_state_activations gauge',
+      `ferry_activation_state_activations ${stats.activations}`,
+      '# HELP ferry_activation_state_licenses Licenses held in memory for validations by this process.',
+      '# TYPE ferry_activation_state_licenses gauge',
+      `ferry_activation_state_licenses ${stats.licenses}`,
+      '# HELP ferry_activation_state_current Whether validations use what is held (1), or read MariaDB (0: loading, or catch-ups failing).',
+      '# TYPE ferry_activation_state_current gauge',
+      `ferry_activation_state_current ${stats.current ? 1 : 0}`,
+      '# HELP ferry_activation_state_age_seconds Since the last catch-up with MariaDB that worked began.',
+      '# TYPE ferry_activation_state_age_seconds gauge',
+      `ferry_activation_state_age_seconds ${stats.ageMs === null ? 'NaN' : stats.ageMs / 1000}`,
+    ];
   }
 
   /** Jobs per Bull queue and state; nothing (and a gauge saying so) while Redis is away. */
@@ -91,8 +111,10 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export default fp(
   async (app) => {
     const metrics = new Metrics(app);
-    app.addHook('onResponse', async (request, reply) => {
+    // A callback hook: no promise for every request.
+    app.addHook('onResponse', (request, reply, done) => {
       metrics.countRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+      done();
     });
 
     app.get('/metrics', {
@@ -134,5 +156,5 @@ export default fp(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     });
   },
-  { name: 'metrics', dependencies: ['config', 'redis', 'jobs', 'admin-auth'] },
+  { name: 'metrics', dependencies: ['config', 'redis', 'jobs', 'admin-auth', 'license-service'] },
 );

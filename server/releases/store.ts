@@ -82,6 +82,12 @@ export async function listPublished(db: Pool): Promise<PublishedRelease[]> {
 const LATEST_CACHE_MS = 60_000;
 const latestCache = new WeakMap<Pool, { version: string | null; at: number }>();
 
+/** The newest version as last read, while that is fresh; undefined: call `latestVersion`. */
+export function cachedLatestVersion(db: Pool): string | null | undefined {
+  const cached = latestCache.get(db);
+  return cached && Date.now() - cached.at < LATEST_CACHE_MS ? cached.version : undefined;
+}
+
 export async function latestVersion(db: Pool): Promise<string | null> {
   const cached = latestCache.get(db);
   if (cached && Date.now() - cached.at < LATEST_CACHE_MS) return cached.version;

@@ -7,7 +7,7 @@ import type { TestServer } from './server.js';
 export const TEST_STRIPE = { secretKey: 'sk_test_ferrytests', webhookSecret: 'whsec_ferrytestsigningsecret' } as const;
 
 /** A client signed in to /admin with the server's admin token. */
-export async function adminClient(server: TestServer): Promise<PortalClient> {
+export async function adminClient(server: Pick<TestServer, 'url' | 'adminToken'>): Promise<PortalClient> {
   const client = new PortalClient(server.url);
   const answer = await client.post('/admin/login', { token: server.adminToken });
   assert.equal(answer.status, 303, text(answer.html));
