@@ -8,6 +8,11 @@ import { readJsonFile, UnreadableFileError, writeJsonAtomic } from './home.js';
  * the clock's pace from the mark, rather than standing still (which would stretch a lease for as
  * long as the clock stays back) or going back (which would lengthen a trial). Once the clock is
  * past the mark again it is trusted as it is.
+ *
+ * Times the license server signed (a token's `iat`, a check-in answer's `time`) raise the mark
+ * too (`noteTrustedTime`): a clock found behind one of them by more than the tolerance is set back
+ * as far as that, even when clock.json was removed with it. License time is thus the latest of the
+ * clock, the high-water mark and the trusted time, and never goes back.
  */
 
 /** NTP corrections and a few minutes' drift between boots stay below this: not a clock set back. */
@@ -52,6 +57,24 @@ export function judgeClock(wallNow: number, mark: ClockMark | null): { reading: 
   };
 }
 
+/**
+ * A time the license server signed, in the light of this command's reading: license time is never
+ * earlier than it, and a clock behind it by more than the tolerance is that far behind from now on
+ * (the skew). Null when the reading already is at or past it.
+ */
+export function judgeTrustedTime(reading: ClockReading, mark: ClockMark | null, trusted: number): { reading: ClockReading; next: ClockMark } | null {
+  if (trusted <= reading.now) return null;
+  const known = mark ?? { highWater: reading.now, skewMs: 0 };
+  const behind = trusted - reading.wallNow;
+  const skewMs = behind > CLOCK_SET_BACK_TOLERANCE_MS ? Math.max(known.skewMs, behind) : known.skewMs;
+  const next = { highWater: Math.max(known.highWater, trusted), skewMs };
+  const now = Math.max(trusted, reading.wallNow + skewMs);
+  return {
+    reading: { ...reading, now, setBack: reading.setBack || skewMs > 0, newlySetBack: reading.newlySetBack || skewMs > known.skewMs },
+    next,
+  };
+}
+
 interface ClockFile {
   highWater: string;
   skewMs: number;
@@ -76,11 +99,22 @@ async function readMark(file: string): Promise<ClockMark | null> {
 export async function readClock(file: string, wallNow: number): Promise<ClockReading> {
   const mark = await readMark(file);
   const { reading, next } = judgeClock(wallNow, mark);
-  if (mark === null || next.highWater !== mark.highWater || next.skewMs !== mark.skewMs) {
-    const stored: ClockFile = { highWater: new Date(next.highWater).toISOString(), skewMs: next.skewMs };
-    await writeJsonAtomic(file, stored);
-  }
+  if (mark === null || next.highWater !== mark.highWater || next.skewMs !== mark.skewMs) await writeMark(file, next);
   return reading;
+}
+
+async function writeMark(file: string, mark: ClockMark): Promise<void> {
+  const stored: ClockFile = { highWater: new Date(mark.highWater).toISOString(), skewMs: mark.skewMs };
+  await writeJsonAtomic(file, stored);
+}
+
+/** Moves the mark on to a time the server signed (see `judgeTrustedTime`); the reading as it now stands. */
+export async function noteTrustedTime(file: string, reading: ClockReading, trusted: number): Promise<ClockReading> {
+  if (trusted <= reading.now) return reading;
+  const judged = judgeTrustedTime(reading, await readMark(file), trusted);
+  if (!judged) return reading;
+  await writeMark(file, judged.next);
+  return judged.reading;
 }
 
 /**

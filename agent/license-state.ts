@@ -37,6 +37,17 @@ export interface LicenseState {
    * a refusal's exit name in lower case, or `failed: why`. Absent in files from before check-ins.
    */
   lastCheck?: LastCheck | null;
+  /**
+   * The newest signed time of a check-in answer (see licensing/trusted-time.ts), and the server
+   * that sent it. Kept as signed, and verified under `certificate` whenever it is used: an edited
+   * one counts for nothing, and the token's own signed `iat` is the trusted time then.
+   */
+  trustedTime?: StoredTrustedTime | null;
+}
+
+export interface StoredTrustedTime {
+  server: string;
+  statement: SignedStatement;
 }
 
 export interface LastCheck {
@@ -47,6 +58,11 @@ export interface LastCheck {
 function isLastCheck(value: unknown): value is LastCheck {
   const c = value as Record<string, unknown> | null;
   return typeof c === 'object' && c !== null && typeof c.at === 'string' && typeof c.result === 'string';
+}
+
+function isStoredTrustedTime(value: unknown): value is StoredTrustedTime {
+  const t = value as Record<string, unknown> | null;
+  return typeof t === 'object' && t !== null && typeof t.server === 'string' && isCertificate(t.statement);
 }
 
 function isCertificate(value: unknown): value is SignedStatement {
@@ -95,7 +111,8 @@ export async function loadLicenseState(paths: HomePaths): Promise<LicenseState |
   }
   const { jwks: _pinnedOnFirstUse, ...rest } = stored as typeof stored & { jwks?: unknown };
   const lastCheck = isLastCheck(rest.lastCheck) && !Number.isNaN(Date.parse(rest.lastCheck.at)) ? rest.lastCheck : null;
-  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null, lastCheck };
+  const trustedTime = isStoredTrustedTime(rest.trustedTime) ? rest.trustedTime : null;
+  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null, lastCheck, trustedTime };
 }
 
 export async function saveLicenseState(paths: HomePaths, state: LicenseState): Promise<void> {

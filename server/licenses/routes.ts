@@ -4,6 +4,7 @@ import {
   ActivationParams, ActivationRequest, BearerHeaders, errorResponses, Licensed, TrialRequest, Validated, ValidateRequest,
 } from './schemas.js';
 import { bearerToken } from './service.js';
+import { createTimeBeacon } from './trusted-time.js';
 import { planReminders } from '../jobs/reminders.js';
 import { latestVersion } from '../releases/store.js';
 
@@ -11,6 +12,8 @@ import { latestVersion } from '../releases/store.js';
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Every answer that licenses a machine names the newest release; a failure to look it up never fails the call.
   const latest = async () => ({ latestVersion: (await latestVersion(app.db).catch(() => null)) ?? undefined });
+  // The signed time of every validation answer: one signature a second, not one per answer.
+  const beacon = createTimeBeacon(app.signingKeys.active);
 
   app.post('/v1/trials', {
     schema: {
@@ -57,7 +60,8 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Check in: check the license now; a renewed lease token when it is due',
       description: 'With `checkIn: true`, the answer carries `token` and `certificate` only when the lease is past its renewal '
         + 'point, the token presented is not the last one issued to this activation or not under the current signing key, '
-        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token.',
+        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token. '
+        + 'Every answer carries `time`: the server\'s time, signed with its current signing key (re-signed once a second).',
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       body: Type.Optional(ValidateRequest),
@@ -70,6 +74,7 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       request.ip,
       request.body?.checkIn === true,
     )),
+    time: beacon.current(),
     ...(await latest()),
   }));
 
