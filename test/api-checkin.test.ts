@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { issueToken, peekClaims, POLICIES } from '../licensing/index.js';
+import { certifiedKey, issueToken, peekClaims, POLICIES, verifyTime } from '../licensing/index.js';
 import { loadKeySet } from '../server/keys/store.js';
 import { issueLicense, revokeLicense } from './support/admin.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { startServerProcess, until, type ServerProcess } from './support/processes.js';
 import { openDb, startServer, testEnv, type TestServer } from './support/server.js';
+import { TEST_ROOT } from './support/trust-root.js';
 
 const DAY = 86_400_000;
 
@@ -24,7 +25,7 @@ describe('POST /v1/validate as a check-in', () => {
     const fingerprint = newMachine();
     const res = await request(`${server.url}/v1/activations`, { body: { key: license.key, fingerprint } });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    return { license, fingerprint, token: res.body.token as string };
+    return { license, fingerprint, token: res.body.token as string, certificate: res.body.certificate as unknown };
   }
 
   /** The token the server would have issued this activation `ageMs` ago. */
@@ -54,6 +55,20 @@ describe('POST /v1/validate as a check-in', () => {
     const renewal = await validate(token, { fingerprint });
     assert.equal(typeof renewal.body.token, 'string');
     assert.equal(typeof renewal.body.certificate.payload, 'string');
+  });
+
+  it('signs its time in every answer, check-ins that renew nothing included, under the key the root certified', async () => {
+    const { fingerprint, token, certificate } = await activated();
+    const key = certifiedKey(TEST_ROOT.publicKey, certificate);
+    const before = Date.now();
+    const checkIn = await validate(token, { fingerprint, checkIn: true });
+    assert.equal(checkIn.body.token, undefined);
+    const renewal = await validate(token, { fingerprint });
+    for (const answer of [checkIn, renewal]) {
+      const t = verifyTime(answer.body.time, key);
+      // Signed at most once a second: up to a second behind the answer, never ahead of the server's clock.
+      assert.ok(t >= before - 1_000 && t <= Date.now(), `signed time ${t} within the request`);
+    }
   });
 
   it('renews the current token once its lease passes the point where the agent renews, with the certificate', async () => {
