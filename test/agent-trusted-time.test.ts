@@ -189,7 +189,6 @@ describe('trusted time: the server\'s signed time, and what a clock set back gai
         return statusJson(run);
       };
       const first = await checkIn(2);
-      assert.equal(first.trustedTime!.from, 'check-in');
       const firstTime = proxy.answers.filter((a) => a.path === '/v1/validate').at(-1)!.body.time;
       // The server signs its time once a second: wait for a later one, then take it.
       await until('a later signed time', async () => Date.now() > Date.parse(first.trustedTime!.at) + 1_100, 5_000);

@@ -107,8 +107,8 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
   if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${printable(report.lastCheck.result.replace(/_/g, ' '))} (checks in hourly while in use)`]);
   rows.push(['Machine', `${report.fingerprint} (fingerprint, ${MACHINE_ID_SOURCES[report.machineIdSource]})`]);
   if (report.trustedTime) {
-    const from = report.trustedTime.from === 'token' ? 'the issue time of the lease' : 'at a check-in';
-    rows.push(['Trusted time', `${time(report.trustedTime.at)}, signed by ${printable(report.trustedTime.server)} (${from})`]);
+    const from = report.trustedTime.from === 'token' ? 'when it issued the lease' : 'at a check-in';
+    rows.push(['Trusted', `${time(report.trustedTime.at)}, the latest time ${printable(report.trustedTime.server)} signed (${from}); licenses never go by an earlier one`]);
   }
   // The policy that follows, said where it applies: a trial fails closed, a permanent license open (license.ts).
   const policy = report.kind === 'trial'
