@@ -39,6 +39,8 @@ export interface Judged {
   trustedTime: number;
   /** Where `trustedTime` comes from: the token, or a check-in's signed time. */
   trustedFrom: 'token' | 'check-in';
+  /** The stored check-in time, when it verifies (later than the token's `iat` or not). */
+  checkInTime: number | null;
   /** The time the verdict went by: the latest of the clock (held at its high-water mark) and `trustedTime`. */
   judgedAt: number;
 }
@@ -87,7 +89,7 @@ export function assessLicense({ token, certificate, root, fingerprint, now, time
   const fromCheckIn = stated !== null && stated > issuedAt;
   const trustedTime = fromCheckIn ? stated : issuedAt;
   const at = Math.max(now, trustedTime);
-  const judged: Judged = { claims, trustedTime, trustedFrom: fromCheckIn ? 'check-in' : 'token', judgedAt: at };
+  const judged: Judged = { claims, trustedTime, trustedFrom: fromCheckIn ? 'check-in' : 'token', checkInTime: stated, judgedAt: at };
   const policy = POLICIES[claims.kind];
 
   if (claims.kind === 'trial' && claims.lic_exp !== undefined && at >= claims.lic_exp * 1000) {

@@ -48,6 +48,8 @@ export interface LicenseState {
 export interface StoredTrustedTime {
   server: string;
   statement: SignedStatement;
+  /** The time since boot when it arrived (see clock.ts): on the same boot, time has gone on from it since. */
+  boot?: { bootId: string; uptimeMs: number };
 }
 
 export interface LastCheck {
@@ -62,7 +64,9 @@ function isLastCheck(value: unknown): value is LastCheck {
 
 function isStoredTrustedTime(value: unknown): value is StoredTrustedTime {
   const t = value as Record<string, unknown> | null;
-  return typeof t === 'object' && t !== null && typeof t.server === 'string' && isCertificate(t.statement);
+  if (typeof t !== 'object' || t === null || typeof t.server !== 'string' || !isCertificate(t.statement)) return false;
+  const boot = t.boot as Record<string, unknown> | undefined;
+  return boot === undefined || (typeof boot === 'object' && boot !== null && typeof boot.bootId === 'string' && Number.isSafeInteger(boot.uptimeMs));
 }
 
 function isCertificate(value: unknown): value is SignedStatement {

@@ -145,7 +145,7 @@ function newerTrustedTime(
       if (!(err instanceof TrustError)) throw err;
     }
   }
-  return { server: received.server, statement: received.statement };
+  return { server: received.server, statement: received.statement, ...(received.boot ? { boot: received.boot } : {}) };
 }
 
 /** The answer's time, once it verifies under the certificate of the token stored with it. */
@@ -201,7 +201,11 @@ async function renewOnline(ctx: AgentContext, state: LicenseState, server: strin
   const root = await knownRoot(ctx);
   const time = root ? verifiedAnswerTime(root, next.certificate!, renewal.time) : { problem: 'this build has no trust root to check it against' };
   let result = renewal.renewal ? 'renewed' : 'valid';
-  if ('t' in time) next.trustedTime = newerTrustedTime(root!, next.certificate!, state.trustedTime, { server, statement: renewal.time!, t: time.t });
+  if ('t' in time) {
+    // Paired with the time since boot at this command's start: a few seconds early, well within the clock's tolerance.
+    const received = { server, statement: renewal.time!, t: time.t, ...(ctx.monotonic ? { boot: ctx.monotonic } : {}) };
+    next.trustedTime = newerTrustedTime(root!, next.certificate!, state.trustedTime, received);
+  }
   else result += `; its time was not taken: ${time.problem}`;
   next.lastCheck = { at: new Date(ctx.clock.now).toISOString(), result };
   await saveLicenseState(ctx.paths, next);
@@ -305,22 +309,36 @@ export async function assessStored(ctx: AgentContext, state: LicenseState, root:
     return { verdict: 'invalid', reason: 'it was written by an earlier ferry and has no certificate', untrusted: true };
   }
   const { fingerprint } = await ctx.machine();
-  const assessment = assessLicense({
+  const assess = () => assessLicense({
     token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now, timeStatement: state.trustedTime?.statement,
   });
+  const assessment = assess();
+  if (!('claims' in assessment)) return assessment;
   // The file's own fields steer what ferry does (a trial reports its use): they must be the token's.
-  if ('claims' in assessment) {
-    const { claims } = assessment;
-    if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
-      return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
-    }
-    const before = ctx.clock;
-    ctx.clock = await noteTrustedTime(ctx.paths.clock, before, assessment.trustedTime);
-    if (ctx.clock.newlySetBack && !before.newlySetBack) {
-      ctx.notice(`the clock is behind the time the license server signed: it says ${formatTime(before.wallNow)}, but ${formatTime(assessment.trustedTime)} was signed; licenses go by ${formatTime(ctx.clock.now)}`);
-    }
+  const { claims } = assessment;
+  if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
+    return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
   }
-  return assessment;
+  const before = ctx.clock;
+  const trusted = Math.max(assessment.trustedTime, sinceCheckIn(ctx, state, assessment.checkInTime) ?? 0);
+  ctx.clock = await noteTrustedTime(ctx.paths.clock, before, trusted, ctx.monotonic);
+  if (ctx.clock.newlySetBack && !before.newlySetBack) {
+    ctx.notice(`the clock is behind the time the license server signed: it says ${formatTime(before.wallNow)}, but ${formatTime(trusted)} follows from what it signed; licenses go by ${formatTime(ctx.clock.now)}`);
+  }
+  // Judged again only when the time since a check-in took license time past what the verdict went by.
+  return ctx.clock.now > assessment.judgedAt ? assess() : assessment;
+}
+
+/**
+ * The check-in's signed time plus the time since boot that has passed since it arrived, on the
+ * same boot: what the server's clock says at least now, even with clock.json removed and the clock
+ * held back. Null without both times.
+ */
+function sinceCheckIn(ctx: AgentContext, state: LicenseState, checkInTime: number | null): number | null {
+  const boot = state.trustedTime?.boot;
+  const now = ctx.monotonic;
+  if (checkInTime === null || !boot || !now || boot.bootId !== now.bootId || now.uptimeMs < boot.uptimeMs) return null;
+  return checkInTime + (now.uptimeMs - boot.uptimeMs);
 }
 
 /**

@@ -107,6 +107,20 @@ describe('clock high-water mark', () => {
     assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { highWater: new Date(T + 2 * DAY).toISOString(), skewMs: 2 * DAY });
   });
 
+  it('counts on with the time since boot while the clock is held at one time, on the same boot only', () => {
+    const boot = (uptimeMs: number, bootId = 'boot-1') => ({ bootId, uptimeMs });
+    const first = judgeClock(T, null, boot(0));
+    assert.deepEqual(first.next, { highWater: T, skewMs: 0, boot: boot(0) });
+    // Two hours of uptime later, the clock says T again: it is held back, and license time went on.
+    const held = judgeClock(T, first.next, boot(2 * HOUR));
+    assert.equal(held.reading.now, T + 2 * HOUR);
+    assert.equal(held.reading.setBack, true);
+    assert.equal(held.reading.newlySetBack, true);
+    assert.equal(judgeClock(T, held.next, boot(3 * HOUR)).reading.now, T + 3 * HOUR);
+    // After a reboot the time since boot says nothing about before: the mark holds, as without one.
+    assert.equal(judgeClock(T, held.next, boot(5 * HOUR, 'boot-2')).reading.now, T + 2 * HOUR);
+  });
+
   it('reads FERRY_NOW as an ISO date or as milliseconds, and refuses anything else', () => {
     assert.equal(parseFerryNow('2025-06-01T12:00:00Z'), T);
     assert.equal(parseFerryNow(String(T)), T);

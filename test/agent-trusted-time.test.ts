@@ -127,13 +127,37 @@ describe('trusted time: the server\'s signed time, and what a clock set back gai
       assert.equal(report.clock.setBack, true);
       assert.equal(report.offline, true);
       assert.equal(report.usableUntil, usableUntil, 'the grace ends when it did');
-      assert.equal(Date.parse(report.clock.licenseTime), inGrace, 'license time stays where it was, not two days back');
+      const licenseTime = Date.parse(report.clock.licenseTime);
+      // Where it was, plus the seconds since boot between the two commands: not two days back.
+      assert.ok(licenseTime >= inGrace && licenseTime < inGrace + 10 * 60_000, `license time ${report.clock.licenseTime}`);
       assert.match((await machine.run(['status', '--server', dead], { now: inGrace - 2 * DAY })).stdout,
         /^Clock: +set back: .*; offline, the license works to its grace counted in license time$/m);
 
       forgetClock(machine);
       expectExitCode(await machine.run(['ls', `sftp://root@127.0.0.1:${await freePort()}/`, '--server', dead], { now: start - 2 * DAY }), 20,
         'offline, clock.json removed and the clock two days behind the signed time: a transfer gets past the license');
+    });
+  });
+
+  describe('the time since boot', () => {
+    it('a clock held at one time before every command, clock.json removed, does not stop the grace running down', async () => {
+      const machine = await permanent();
+      const start = Date.now();
+      const held = start + 2 * HOUR;
+      const uptime = (ms: number) => ({ FERRY_UPTIME: String(ms) });
+      // A check-in, an hour after boot: its signed time is kept with the time since boot it came at.
+      expectExitCode(await machine.run(['status'], { now: held, env: uptime(HOUR) }), 0, 'status that checks in');
+      assert.equal(machine.license().trustedTime!.boot?.uptimeMs, HOUR);
+
+      const dead = await deadServer();
+      forgetClock(machine);
+      const weekOn = await machine.run(['status', '--json', '--server', dead], { now: held, env: uptime(HOUR + 8 * DAY) });
+      expectExitCode(weekOn, 0, 'eight days on by the time since boot, the clock held: in the grace');
+      assert.ok(Date.parse(statusJson(weekOn).clock.licenseTime) >= start + 8 * DAY - 60_000, 'license time went on by eight days');
+      forgetClock(machine);
+      const over = await machine.run(['status', '--server', dead], { now: held, env: uptime(HOUR + 22 * DAY) });
+      expectExitCode(over, 15, 'twenty-two days on by the time since boot: lease and grace are over, whatever the clock says');
+      assertOneLineError(over, /lease ended on .*cannot reach the license server/);
     });
   });
 
