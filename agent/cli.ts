@@ -16,6 +16,7 @@ async function main(): Promise<void> {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
     terminal: { input: process.stdin, output: process.stderr },
+    data: { input: process.stdin, output: process.stdout },
   });
 }
 

@@ -1,5 +1,6 @@
 import { homedir, userInfo } from 'node:os';
 import { buildInfo } from './build-info.js';
+import { unknownConfigKeys } from './config-keys.js';
 import { parseFerryNow, parseFerryUptime, readClock, readMonotonic, type ClockReading, type Monotonic } from './clock.js';
 import { AgentError } from './errors.js';
 import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
@@ -8,6 +9,7 @@ import { identifyMachine, type MachineIdentity } from './machine.js';
 import { normalizeServerUrl } from './server-client.js';
 import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
+import type { DataStreams } from './transfer/stdio.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -44,6 +46,8 @@ export interface AgentContext {
   transferEnv: TransferEnvironment;
   /** The terminal, when ferry runs on one: progress bars and prompts need it. */
   terminal: Terminal | null;
+  /** Standard input and output as bytes, for `-` (`ferry get host:f -`); null when there are none. */
+  data: DataStreams | null;
   /**
    * Work that runs beside the command and must end before ferry exits (reporting usage to the
    * license server while the files move). The task must not throw.
@@ -120,6 +124,7 @@ export interface ContextOptions {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   terminal?: Terminal | null;
+  data?: DataStreams | null;
 }
 
 /** This build's version (see build-info.ts). */
@@ -166,6 +171,15 @@ async function configuredServer(paths: HomePaths): Promise<string | undefined> {
   return server;
 }
 
+/**
+ * Once per command, keys of config.json that ferry does not know (a typo, most often), in one
+ * line. Never fatal: a file that cannot be read is for the commands that need it to report.
+ */
+async function warnOfUnknownConfigKeys(paths: HomePaths, notice: (message: string) => void): Promise<void> {
+  const unknown = unknownConfigKeys(await readJsonFile(paths.config).catch(() => undefined));
+  if (unknown.length > 0) notice(`${paths.config}: ignoring ${unknown.length === 1 ? 'an unknown key' : 'unknown keys'}: ${unknown.join(', ')}`);
+}
+
 export async function createContext(options: ContextOptions): Promise<AgentContext> {
   const { env } = options;
   const paths = homePaths(resolveHomeDir(env));
@@ -177,6 +191,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
   // Notices name files and quote servers: shown through printable, always one line each.
   const notice = (message: string) => options.stderr(`ferry: ${printable(message)}\n`);
   const overrides = testOverrides(env, buildInfo().release, notice);
+  await warnOfUnknownConfigKeys(paths, notice);
   const wallNow = overrides.now?.trim() ? parseFerryNow(overrides.now) : Date.now();
   const monotonic = overrides.uptime?.trim() ? parseFerryUptime(overrides.uptime) : await readMonotonic();
 
@@ -209,6 +224,7 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
     latestVersion: null,
     transferEnv: readTransferEnv(env),
     terminal: options.terminal ?? null,
+    data: options.data ?? null,
     alongside: (task) => void alongside.push(task),
     settle: async () => {
       while (alongside.length > 0) await alongside.shift();

@@ -15,3 +15,20 @@ export function formatSpan(ms: number): string {
   const hours = ms / 3_600_000;
   return hours >= 48 && hours % 24 === 0 ? `${hours / 24}d` : `${Math.round(hours)}h`;
 }
+
+/**
+ * A size as `ls -lh` shows it: bytes below 1024, else K, M, G, T, P (powers of 1024) with one
+ * decimal below 10; rounded up, as GNU ls does, so that a file never looks smaller than it is.
+ */
+export function humanSize(bytes: number): string {
+  if (bytes < 1024) return String(bytes);
+  const units = ['K', 'M', 'G', 'T', 'P', 'E'];
+  let value = bytes / 1024;
+  let unit = 0;
+  for (;;) {
+    const shown = value < 10 ? Math.ceil(value * 10) / 10 : Math.ceil(value);
+    if (shown < 1024 || unit === units.length - 1) return `${shown < 10 ? shown.toFixed(1) : shown}${units[unit]}`;
+    value /= 1024;
+    unit++;
+  }
+}

@@ -25,6 +25,8 @@ export interface HomePaths {
   trialSecret: string;
   /** Development builds only: the root trusted at the first activation, when FERRY_TRUST_ROOT is unset. */
   trustRoot: string;
+  /** This activation's Ed25519 device key (see device-key.ts): made before activating, gone at deactivation. */
+  deviceKey: string;
 }
 
 export function resolveHomeDir(env: Record<string, string | undefined>): string {
@@ -45,6 +47,7 @@ export function homePaths(dir: string): HomePaths {
     machineId: join(dir, 'machine-id'),
     trialSecret: join(dir, 'trial-secret'),
     trustRoot: join(dir, 'trust-root.json'),
+    deviceKey: join(dir, 'device-key.pem'),
   };
 }
 

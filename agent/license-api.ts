@@ -73,9 +73,12 @@ function noteLatestVersion(ctx: AgentContext, body: unknown): void {
   if (typeof latest === 'string' && isVersion(latest)) ctx.latestVersion = latest;
 }
 
-/** What the agent tells the server about the machine when activating; `ferry privacy` lists the same. */
-function machineFacts(ctx: AgentContext): { locale: string; platform: string; agentVersion: string } {
-  return { locale: ctx.locale, platform: ctx.platform, agentVersion: ctx.agentVersion.slice(0, 32) };
+/**
+ * What the agent tells the server about the machine when activating; `ferry privacy` lists the same.
+ * `devicePublicKey`: the public half of this activation's device key (device-key.ts).
+ */
+function machineFacts(ctx: AgentContext, devicePublicKey: string): { locale: string; platform: string; agentVersion: string; devicePublicKey: string } {
+  return { locale: ctx.locale, platform: ctx.platform, agentVersion: ctx.agentVersion.slice(0, 32), devicePublicKey };
 }
 
 export interface TrialContact {
@@ -91,9 +94,9 @@ export interface TrialProof {
 }
 
 export async function requestTrial(
-  ctx: AgentContext, server: string, fingerprint: string, contact: TrialContact, proof: TrialProof,
+  ctx: AgentContext, server: string, fingerprint: string, contact: TrialContact, proof: TrialProof, devicePublicKey: string,
 ): Promise<IssuedLicense> {
-  const body: Record<string, unknown> = { fingerprint, activationSecret: proof.activationSecret, ...machineFacts(ctx) };
+  const body: Record<string, unknown> = { fingerprint, activationSecret: proof.activationSecret, ...machineFacts(ctx, devicePublicKey) };
   if (contact.email !== undefined) {
     body.email = contact.email;
     body.marketingOptIn = contact.marketingOptIn ?? false;
@@ -105,8 +108,10 @@ export async function requestTrial(
   return parseIssued(server, reply.status, reply.body);
 }
 
-export async function requestKeyActivation(ctx: AgentContext, server: string, fingerprint: string, key: string): Promise<IssuedLicense> {
-  const body = { key, fingerprint, ...machineFacts(ctx) };
+export async function requestKeyActivation(
+  ctx: AgentContext, server: string, fingerprint: string, key: string, devicePublicKey: string,
+): Promise<IssuedLicense> {
+  const body = { key, fingerprint, ...machineFacts(ctx, devicePublicKey) };
   const reply = await callServer(server, { method: 'POST', path: '/v1/activations', body, timeoutMs: INTERACTIVE_TIMEOUT_MS });
   noteLatestVersion(ctx, reply.body);
   return parseIssued(server, reply.status, reply.body);

@@ -11,6 +11,7 @@ import {
 import { assessLicense, type Assessment } from './license-assess.js';
 import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit, type StoredTrustedTime } from './license-state.js';
 import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
+import { deviceKey } from './device-key.js';
 import { trialSecret } from './trial-secret.js';
 import { knownRoot, requireRoot, verifyIssued, type Root } from './trust-root.js';
 import { reportUsage } from './usage-report.js';
@@ -103,12 +104,13 @@ export async function activateLicense(
   const { fingerprint } = await ctx.machine();
   const key = 'key' in request ? request.key : null;
   try {
+    const { publicKey } = await deviceKey(ctx.paths.deviceKey);
     const issued = key !== null
-      ? await requestKeyActivation(ctx, server, fingerprint, key)
+      ? await requestKeyActivation(ctx, server, fingerprint, key, publicKey)
       : await requestTrial(ctx, server, fingerprint, 'trial' in request ? request.trial : {}, {
         activationSecret: await trialSecret(ctx.paths.trialSecret),
         token: previous?.kind === 'trial' && previous.server === server ? previous.token : undefined,
-      });
+      }, publicKey);
     const { state, commit } = await stateFromIssued(ctx, server, issued, previous, key);
     await commit();
     await saveLicenseState(ctx.paths, state);

@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { ActivateOptions } from './commands/activation.js';
 import type { ListFlags, MkdirFlags, SyncFlags } from './commands/transfer.js';
+import type { FilterRule } from './transfer/filters.js';
 import type { TransferFlags } from './transfer/settings.js';
 import { createContext, readAgentVersion, type AgentContext } from './context.js';
 import { describeFailure, oneLine } from './errors.js';
@@ -8,6 +9,7 @@ import { exitCodeOf, exitCodeTable } from './exit-codes.js';
 import { formatTime } from './format.js';
 import { printable } from './terminal-text.js';
 import type { Terminal } from './transfer/prompt.js';
+import type { DataStreams } from './transfer/stdio.js';
 import { updateNotice, type NoticeFlags } from './update-notice.js';
 
 /**
@@ -20,6 +22,8 @@ export interface CliIo {
   stderr: (text: string) => void;
   /** The terminal (stdin and stderr) when ferry runs on one: progress bars and prompts. */
   terminal?: Terminal | null;
+  /** Standard input and output as bytes, for `-` as a file. */
+  data?: DataStreams | null;
 }
 
 function helpFooter(): string {
@@ -136,24 +140,32 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
       .option('--accept-new', 'trust an unknown host key on first use (recorded in $FERRY_HOME/known_hosts)')
       .option('--timeout <seconds>', 'a server that answers no request (or no login) for this long has stopped (FERRY_TIMEOUT; default 30)')
       .option('-q, --quiet', 'no progress and no notices, only errors')
+      .option('-v, --verbose', 'say what ferry does on stderr: connection, host key, login, server extensions, concurrency (-vv: each file too)', (_value: string, count: number) => count + 1, 0)
       .option('--json', 'one JSON object per line on stdout');
-  const transfer = (command: Command) =>
-    connection(command)
-      .option('--progress', 'show progress lines even when not on a terminal')
+  const transfer = (command: Command) => {
+    // --exclude and --include fill one list, in the order given: the first rule that matches decides.
+    const rules: FilterRule[] = [];
+    const rule = (include: boolean) => (pattern: string) => (rules.push({ include, pattern }), rules);
+    return connection(command)
+      .option('--progress', 'show progress lines even when not on a terminal (running totals every 2 s)')
+      .option('--bwlimit <rate>', 'at most RATE bytes per second for the whole run, as rclone: 500K, 10M, 1G (binary; a bare number is KiB)')
+      .addOption(new Option('--exclude <pattern>', 'leave out files and folders matching the glob (repeatable; see README)').argParser(rule(false)))
+      .addOption(new Option('--include <pattern>', 'copy only what matches, with the --exclude rules in the order given (repeatable)').argParser(rule(true)))
       .option('--parallel <n>', 'files in flight at once (FERRY_PARALLEL; default 32)')
       .option('--connections <n>', 'SSH connections the files share (FERRY_CONNECTIONS; default 1)')
       .option('--retries <n>', 'retries after a lost connection, resuming (FERRY_RETRIES; default 5)')
       .option('--resume', 'continue part files left by an interrupted earlier run, verified whole against the source (--resume=size: trusted by their size)')
       .addOption(new Option('--resume-by <check>').hideHelp())
       .option('-p, --preserve', 'also keep permissions (modification times are always kept)');
+  };
 
   transfer(program.command('put').description('upload files (and folders with -r) to an SFTP server'))
-    .argument('<paths...>', 'LOCAL... then DESTINATION (sftp://user@host/path, site:path)')
+    .argument('<paths...>', 'LOCAL... (- for standard input) then DESTINATION (sftp://user@host/path, site:path)')
     .option('-r, --recursive', 'copy folders and everything in them')
     .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).put(ctx, paths, options)));
 
   transfer(program.command('get').description('download files (and folders with -r) from an SFTP server'))
-    .argument('<paths...>', 'REMOTE... (globs allowed) then a LOCAL destination')
+    .argument('<paths...>', 'REMOTE... (globs allowed) then a LOCAL destination (- for standard output)')
     .option('-r, --recursive', 'copy folders and everything in them')
     .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).get(ctx, paths, options)));
 
@@ -165,9 +177,11 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('-n, --dry-run', 'print the plan and change nothing')
     .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers()).sync(ctx, [source, destination], options)));
 
-  connection(program.command('ls').description('list a remote folder'))
+  // -h is human sizes here, as in ls -lh; help stays --help.
+  connection(program.command('ls').description('list a remote folder').helpOption('--help', 'show this help'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
-    .option('-l, --long', 'mode, size and modification time')
+    .option('-l, --long', 'mode, owner, group, size and modification time')
+    .option('-h, --human-readable', 'with -l: sizes as 1.5K, 12M, 3.0G (powers of 1024)')
     .option('-r, --recursive', 'everything below, with relative paths')
     .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers()).ls(ctx, paths, options)));
 
@@ -203,7 +217,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     const agentVersion = readAgentVersion();
     const run: Run = async (command, work, options = {}) => {
       const { server } = command.optsWithGlobals<{ server?: string }>();
-      const ctx = await createContext({ env: io.env, serverOption: server, agentVersion, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal ?? null });
+      const ctx = await createContext({ env: io.env, serverOption: server, agentVersion, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal ?? null, data: io.data ?? null });
       if (ctx.clock.setBack && ctx.clock.highWater !== null) {
         const { wallNow, highWater, now } = ctx.clock;
         ctx.notice(`the clock was set back: it says ${formatTime(wallNow)}, but ${formatTime(highWater)} was seen before; licenses go by ${formatTime(now)}`);

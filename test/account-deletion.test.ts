@@ -10,9 +10,9 @@ import { issueLicense } from './support/admin.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { orderIdOf, payByInvoice } from './support/payments.js';
-import { csrfToken, logIn, newPerson, PortalClient, signUp, startPortalServer, text, type Person } from './support/portal.js';
-import { openDb, REDIS_URL, type TestServer } from './support/server.js';
-import { startSmtp, type TestSmtp } from './support/smtp.js';
+import { csrfToken, logIn, newPerson, PortalClient, signUp, startPortalWorld, type PortalWorld, text, type Person } from './support/portal.js';
+import { REDIS_URL, type TestServer } from './support/server.js';
+import type { TestSmtp } from './support/smtp.js';
 
 /** Every row of every text (or binary) column of the database that contains `needle`: `table.column`. */
 async function findInMysql(db: Pool, database: string, needle: string): Promise<string[]> {
@@ -59,21 +59,19 @@ describe('MyAccount: deleting an account', function () {
   let smtp: TestSmtp;
   let server: TestServer;
   let db: Pool;
+  let world: PortalWorld;
   let redis: Redis;
   let database: string;
   before(async () => {
-    smtp = await startSmtp();
     // The client address comes from X-Forwarded-For, so that each test's machines have their own.
-    server = await startPortalServer(smtp, { trustProxy: true });
-    db = await openDb(server.config.databaseUrl);
+    world = await startPortalWorld({ trustProxy: true });
+    ({ smtp, server, db } = world);
     redis = new Redis(REDIS_URL);
     database = databaseTarget(server.config.databaseUrl).database;
   });
   after(async () => {
     redis?.disconnect();
-    await db?.end();
-    await server?.close();
-    await smtp?.close();
+    await world?.close();
   });
 
   /** A customer with data everywhere the portal knows of: what deletion must find. */

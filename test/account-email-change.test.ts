@@ -1,26 +1,22 @@
 import assert from 'node:assert/strict';
 import type { Pool } from 'mysql2/promise';
 import { LIMITS } from '../server/account/limits.js';
-import { newPerson, signUp, startPortalServer, startTrial, text, uniqueEmail, type PortalClient } from './support/portal.js';
+import { newPerson, signUp, startPortalWorld, type PortalWorld, startTrial, text, uniqueEmail, type PortalClient } from './support/portal.js';
 import { until } from './support/processes.js';
-import { openDb, type TestServer } from './support/server.js';
-import { startSmtp, type TestSmtp } from './support/smtp.js';
+import { type TestServer } from './support/server.js';
+import type { TestSmtp } from './support/smtp.js';
 
 describe('MyAccount: changing the email address, and My data with bad stored values', function () {
   this.timeout(180_000);
   let smtp: TestSmtp;
   let server: TestServer;
   let db: Pool;
+  let world: PortalWorld;
   before(async () => {
-    smtp = await startSmtp();
-    server = await startPortalServer(smtp);
-    db = await openDb(server.config.databaseUrl);
+    world = await startPortalWorld();
+    ({ smtp, server, db } = world);
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-    await smtp?.close();
-  });
+  after(() => world?.close());
 
   /** Every mail job handed to the worker has been sent (or given up): nothing more will arrive. */
   const mailQueueDrained = () =>

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import {
-  csrfToken, fieldError, newPerson, PortalClient, portalRoutes, signUp, startPortalServer, startTrial, text, type Person,
+  csrfToken, fieldError, newPerson, PortalClient, portalRoutes, signUp, startPortalWorld, type PortalWorld, startTrial, text, type Person,
 } from './support/portal.js';
 import { payByInvoice } from './support/payments.js';
-import { openDb, type TestServer } from './support/server.js';
-import { startSmtp, type TestSmtp } from './support/smtp.js';
+import { type TestServer } from './support/server.js';
+import type { TestSmtp } from './support/smtp.js';
 
 /**
  * Customer A, logged in, tries every route of the portal against customer B's data: B's ids in the
@@ -17,6 +17,7 @@ describe('MyAccount: a customer reaches only their own data', function () {
   let smtp: TestSmtp;
   let server: TestServer;
   let db: Pool;
+  let world: PortalWorld;
   const a = newPerson('iso-a');
   const b = newPerson('iso-b');
   let clientA: PortalClient;
@@ -46,9 +47,8 @@ describe('MyAccount: a customer reaches only their own data', function () {
   };
 
   before(async () => {
-    smtp = await startSmtp();
-    server = await startPortalServer(smtp);
-    db = await openDb(server.config.databaseUrl);
+    world = await startPortalWorld();
+    ({ smtp, server, db } = world);
     clientA = await signUp(server, smtp, a);
     clientB = await signUp(server, smtp, b);
     // Started with B's address, so that B (the claimant) keeps seeing the machine's host name.
@@ -65,11 +65,7 @@ describe('MyAccount: a customer reaches only their own data', function () {
     bLicense = Number(paid!.license_id);
     bPendingOrder = await buy();
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-    await smtp?.close();
-  });
+  after(() => world?.close());
 
   /** Every route of the portal, and what A does with it. */
   const CASES: Record<string, (a: PortalClient) => Promise<void>> = {

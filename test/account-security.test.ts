@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import {
-  csrfToken, fieldError, linkIn, logIn, newPerson, registerAndVerify, PortalClient, portalRoutes, signUp, startPortalServer, startTrial, text, uniqueEmail,
+  csrfToken, fieldError, linkIn, logIn, newPerson, registerAndVerify, PortalClient, portalRoutes, signUp, startPortalWorld, type PortalWorld, startTrial, text, uniqueEmail,
 } from './support/portal.js';
 import { freePort } from './support/processes.js';
-import { openDb, REDIS_URL, startServer, type TestServer } from './support/server.js';
-import { startSmtp, type TestSmtp } from './support/smtp.js';
+import { REDIS_URL, startServer, type TestServer } from './support/server.js';
+import type { TestSmtp } from './support/smtp.js';
 
 /** No page of the portal ever shows these: a stack trace, a file path, an internal error name. */
 const INTERNALS = /\bat [\w.<>]+ \(|\.(js|ts):\d+|node_modules|TypeError|ReferenceError|ER_[A-Z_]+|FST_[A-Z_]+/;
@@ -16,16 +16,12 @@ describe('MyAccount security', function () {
   let smtp: TestSmtp;
   let server: TestServer;
   let db: Pool;
+  let world: PortalWorld;
   before(async () => {
-    smtp = await startSmtp();
-    server = await startPortalServer(smtp, { trustProxy: true });
-    db = await openDb(server.config.databaseUrl);
+    world = await startPortalWorld({ trustProxy: true });
+    ({ smtp, server, db } = world);
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-    await smtp?.close();
-  });
+  after(() => world?.close());
 
   const profileName = async (email: string) => {
     const [rows] = await db.query<RowDataPacket[]>('SELECT name, status FROM customers WHERE email = ?', [email]);

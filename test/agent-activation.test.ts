@@ -418,6 +418,27 @@ describe('ferry activate, status, deactivate (the built CLI against a running se
       assert.equal(report.clock.setBack, false);
     });
 
+    it('escapes what the license server said before it reaches the terminal', async () => {
+      const { key } = await newPermanentLicense(server, 1);
+      const machine = new Machine();
+      expectExitCode(await machine.run(['activate', '--key', key, '--server', server.url]), 0, 'activate');
+      // A server that refuses the renewal with a window-title escape and a bidi override in its message.
+      const hostile = createHttpServer((_req, res) => {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'BOOM', message: 'down \u001b]0;owned\u0007 \u202etxt' } }));
+      });
+      await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+      try {
+        const url = `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`;
+        const dueForRenewal = Date.now() + POLICIES.permanent.leaseMs - POLICIES.permanent.renewWhenLeftMs + HOUR;
+        const run = await machine.run(['status', '--server', url], { now: dueForRenewal });
+        assert.match(run.stdout, /Renewal: .*down \\x1b\]0;owned\\x07 \\u202etxt/, run.stdout);
+        assert.doesNotMatch(run.stdout + run.stderr, /[\u001b\u0007\u202e]/);
+      } finally {
+        await new Promise<void>((resolve) => hostile.close(() => resolve()));
+      }
+    });
+
     it('still prints one JSON object, and exits 10, when there is no license', async () => {
       const run = await new Machine().run(['status', '--json', '--server', server.url]);
       expectExitCode(run, 10, 'status --json without a license');

@@ -7,10 +7,10 @@ import { Machine } from './support/ferry-machine.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { adminClient, orderIdOf, payByInvoice } from './support/payments.js';
-import { fieldError, newPerson, signUp, startPortalServer, text, type PortalClient } from './support/portal.js';
+import { fieldError, newPerson, signUp, startPortalWorld, type PortalWorld, text, type PortalClient } from './support/portal.js';
 import { until } from './support/processes.js';
-import { openDb, type TestServer } from './support/server.js';
-import { startSmtp, type TestSmtp } from './support/smtp.js';
+import { type TestServer } from './support/server.js';
+import type { TestSmtp } from './support/smtp.js';
 
 /**
  * Changing what was bought (seats up and down, a trial upgraded in place, from MyAccount) and what
@@ -22,17 +22,13 @@ describe('Changing licenses', function () {
   let smtp: TestSmtp;
   let server: TestServer;
   let db: Pool;
+  let world: PortalWorld;
 
   before(async () => {
-    smtp = await startSmtp();
-    server = await startPortalServer(smtp);
-    db = await openDb(server.config.databaseUrl);
+    world = await startPortalWorld();
+    ({ smtp, server, db } = world);
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-    await smtp?.close();
-  });
+  after(() => world?.close());
 
   const seatsOf = async (licenseId: number) => {
     const [[row]] = await db.query<RowDataPacket[]>('SELECT seats FROM licenses WHERE id = ?', [licenseId]);
@@ -94,6 +90,22 @@ describe('Changing licenses', function () {
     assert.match(history, /seats_changed 2 → 5 \(order \d+\)/);
     assert.match(history, /seats_changed 5 → 3 \(removed by the customer in MyAccount\)/);
     assert.match(history, /build-01/);
+  });
+
+  it('stops the licenses of a cancelled account at their next validation, even where a server had them cached', async () => {
+    const person = newPerson('cancels');
+    const client = await signUp(server, smtp, person);
+    const { key } = await boughtLicense(client, person.email, 1);
+    const activated = await request(`${server.url}/v1/activations`, { body: { key, fingerprint: newMachine() } });
+    assert.equal(activated.status, 201);
+    // Checked in once: the server now holds the activation, its license and its token's digest in its cache.
+    const checkIn = { token: activated.body.token as string, body: { checkIn: true } };
+    assert.equal((await request(`${server.url}/v1/validate`, checkIn)).status, 200);
+    assert.equal((await request(`${server.url}/v1/validate`, checkIn)).status, 200);
+    assert.equal((await client.submit('/account/cancel', '/account/cancel', { confirm: 'yes' })).location, '/account/cancel?done=cancelled');
+    const after = await request(`${server.url}/v1/validate`, checkIn);
+    assert.equal(after.status, 403, JSON.stringify(after.body));
+    assert.equal(after.body.error.code, 'LICENSE_CANCELLED');
   });
 
   it('turns an upgraded trial into the permanent license on the same machine: its next check-in gets the permanent token', async () => {

@@ -94,7 +94,7 @@ describe('transfer errors: one line, the right exit code', function () {
     execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', join(keyDir, 'k')]);
     const auth = await stranger.run(['ls', '-i', join(keyDir, 'k'), stranger.url('/tmp')]);
     expectExitCode(auth, 21, 'an unknown key');
-    assertOneLineError(auth, /refused the login \(tried publickey\)/);
+    assertOneLineError(auth, new RegExp(`refused the login \\(tried publickey \\(key ${join(keyDir, 'k')} ecdsa-sha2-nistp256 SHA256:\\S+\\); the server accepts publickey`));
   });
 
   it('unlocks an encrypted key with FERRY_KEY_PASSPHRASE', async () => {

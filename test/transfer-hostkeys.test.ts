@@ -173,7 +173,7 @@ describe('host keys of another type than those on file', function () {
     const url = `sftp://${edOnly.sshd.user}@127.0.0.1:${edOnly.sshd.port}/tmp`;
     const run = await user.run(['ls', '--accept-new', url], { env: { FERRY_PASSWORD: 'wrong' } });
     expectExitCode(run, 21, 'a wrong password');
-    assertOneLineError(run, /refused the login \(tried password\)/);
+    assertOneLineError(run, /refused the login \(tried password \(from FERRY_PASSWORD\); the server accepts /);
     assert.match(run.stderr, /added the host key of \[127\.0\.0\.1\]:\d+ \(ssh-ed25519 SHA256:/);
     const recorded = readFileSync(join(user.ferryHome, 'known_hosts'), 'utf8');
     assert.equal(recorded, `${name(edOnly)} ${edOnly.sshd.hostKeys['ssh-ed25519']}\n`);

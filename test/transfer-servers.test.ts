@@ -112,7 +112,7 @@ describe('ferry against every SFTP server it is tested with', function () {
         writeFileSync(join(remote, 'one.txt'), '12345');
         const long = await user.run(['ls', '-l', user.url(remote)]);
         expectExitCode(long, 0, 'ls -l');
-        assert.match(long.stdout, /^-rw-r--r-- +5 \d{4}-\d\d-\d\d \d\d:\d\d one\.txt$/m);
+        assert.match(long.stdout, /^-rw-r--r-- \S+ +\S+ +5 \d{4}-\d\d-\d\d \d\d:\d\d one\.txt$/m);
         expectExitCode(await user.run(['mkdir', '-p', user.url(`${remote}/a/b/c`)]), 0, 'mkdir -p');
         expectExitCode(await user.run(['mkdir', '-p', user.url(`${remote}/a/b/c`)]), 0, 'mkdir -p again');
         writeFileSync(join(remote, 'a', 'b', 'c', 'deep.txt'), 'deep');
@@ -193,7 +193,7 @@ describe('ferry against every SFTP server it is tested with', function () {
       for (const [path, data] of Object.entries(files)) assert.ok(hostile.file(`/up${path}`)?.equals(data), path);
       assert.deepEqual(hostile.paths().filter((p) => p.endsWith('.ferry-part')), []);
       const long = await user.run(['ls', '-l', hostile.url('/up/data')]);
-      assert.match(long.stdout, /^-\S+ +27001 2020-09-1\d \d\d:\d\d f3\.bin$/m, 'the times set after the last write');
+      assert.match(long.stdout, /^-\S+ \S+ +\S+ +27001 2020-09-1\d \d\d:\d\d f3\.bin$/m, 'the times set after the last write');
     });
 
     it('replaces a file without posix-rename, and keeps the old one when the new one cannot take its place', async () => {

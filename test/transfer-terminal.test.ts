@@ -44,6 +44,42 @@ describe('ferry on a terminal, and with ssh-agent', function () {
     assert.match(run.screen, /1 file, 3\.00 MiB in [\d.]+ s/);
   });
 
+  /** The bar's frames as drawn: each starts at column 1 and ends by clearing the rest of the line. */
+  function frames(screen: string): string[] {
+    // eslint-disable-next-line no-control-regex
+    return [...screen.matchAll(/\x1b\[1G([^\x1b]*)\x1b\[0K/g)].map((m) => m[1]!).filter((f) => /[█░]|%/.test(f));
+  }
+
+  it('fits the bar to a narrow terminal, and wipes it when done: the summary line takes its place', async () => {
+    const user = await FerryUser.create(world);
+    const local = folder();
+    const remote = folder();
+    randomFile(join(local, 'a-file-with-a-long-name.bin'), 2 * 1024 * 1024);
+    const run = await user.runOnTerminal(['put', '--bwlimit', '1M', join(local, 'a-file-with-a-long-name.bin'), user.url(`${remote}/`)], { columns: 50 });
+    assert.equal(run.code, 0, run.screen);
+    const drawn = frames(run.screen);
+    assert.ok(drawn.length >= 2, run.screen);
+    for (const frame of drawn) assert.ok([...frame].length <= 50, `wider than the terminal: ${JSON.stringify(frame)}`);
+    assert.match(drawn.at(-1)!, /^█{20,} 100% [\d.]+ [KM]iB\/s 0:00$/, 'on 50 columns: the bar and the short figures');
+    // After the last frame: back to column 1, the line erased, then the summary.
+    const end = run.screen.slice(run.screen.lastIndexOf(drawn.at(-1)!));
+    assert.match(end, /\x1b\[2K[^█]*ferry: 1 file, 2\.00 MiB in [\d.]+ s/);
+  });
+
+  it('follows the terminal when it is resized during a transfer (SIGWINCH)', async () => {
+    const user = await FerryUser.create(world);
+    const local = folder();
+    const remote = folder();
+    randomFile(join(local, 'big.bin'), 4 * 1024 * 1024);
+    const run = await user.runOnTerminal(['put', '--bwlimit', '1M', join(local, 'big.bin'), user.url(`${remote}/`)], { columns: 120, resize: { afterMs: 1500, columns: 60 } });
+    assert.equal(run.code, 0, run.screen);
+    const drawn = frames(run.screen);
+    const widths = drawn.map((f) => [...f].length);
+    assert.ok(widths.some((w) => w > 60), `wide frames before the resize: ${widths.join(' ')}`);
+    assert.ok(widths.at(-1)! <= 60, `the last frames fit 60 columns: ${widths.join(' ')}`);
+    assert.ok(widths.every((w) => w <= 120), widths.join(' '));
+  });
+
   it('says AUTH (21) after a wrong passphrase, without asking for a password the server does not take', async () => {
     const user = await FerryUser.create(world, { defaultKey: false });
     const key = encryptedKey('correct horse');

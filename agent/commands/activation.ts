@@ -5,6 +5,7 @@ import { formatTime } from '../format.js';
 import { requestDeactivation } from '../license-api.js';
 import { loadLicenseState, removeLicenseState, type LicenseState } from '../license-state.js';
 import { activateLicense, assessStored, renewLicense, trialEnded, type ActivationRequest } from '../license.js';
+import { removeDeviceKey } from '../device-key.js';
 import { knownRoot, requireRoot } from '../trust-root.js';
 import { refusalToAgentError, ServerError } from '../server-client.js';
 import { reportUsage, sendSpooledUsage } from '../usage-report.js';
@@ -175,6 +176,7 @@ export async function deactivate(ctx: AgentContext): Promise<void> {
     }
   }
   await removeLicenseState(ctx.paths);
+  await removeDeviceKey(ctx.paths.deviceKey);
   const what = state.kind === 'trial' ? 'its trial' : `license ${state.licenseId}`;
   ctx.out(freedBefore
     ? `Removed ${what} from this machine: the license server had already ended this activation.`

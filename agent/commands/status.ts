@@ -104,7 +104,7 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
   if (report.kind === 'trial') rows.push(['Trial ends', time(report.trialEndsAt)]);
   if (report.claimCode) rows.push(['Claim code', `${report.claimCode} (enter it in MyAccount to register this trial)`]);
   rows.push(['Server', report.server ?? 'none set (pass --server URL or set FERRY_SERVER)']);
-  if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${printable(report.lastCheck.result.replace(/_/g, ' '))} (checks in hourly while in use)`]);
+  if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${report.lastCheck.result.replace(/_/g, ' ')} (checks in hourly while in use)`]);
   rows.push(['Machine', `${report.fingerprint} (fingerprint, ${MACHINE_ID_SOURCES[report.machineIdSource]})`]);
   if (report.trustedTime) {
     const from = report.trustedTime.from === 'token' ? 'when it issued the lease' : 'at a check-in';
@@ -118,7 +118,8 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
     ? `set back: it says ${time(report.clock.now)}, behind a time seen or signed before; licenses go by ${time(report.clock.licenseTime)}${policy}`
     : 'ok']);
   if (check.state?.kind === 'trial' || report.pendingUsageEvents > 0) rows.push(['Usage spool', `${report.pendingUsageEvents} event(s) waiting to be sent`]);
-  return rows.filter((row): row is [string, string] => row[1] !== null).map(([label, value]) => `${`${label}:`.padEnd(13)}${value}`);
+  // Values hold what the license server said (a refusal's text, a check's result): escaped, every one.
+  return rows.filter((row): row is [string, string] => row[1] !== null).map(([label, value]) => `${`${label}:`.padEnd(13)}${printable(value)}`);
 }
 
 /**

@@ -2,17 +2,23 @@ import { posix } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { requireLicense } from '../license.js';
+import { humanSize } from '../format.js';
 import { jsonLine, printable } from '../terminal-text.js';
+import { TokenBucket, type Throttle } from '../transfer/bwlimit.js';
 import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
 import { expandGlob, isPartFile, planCopy, resolveSources } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
 import { asAgentError } from '../transfer/errors.js';
+import type { PathFilter } from '../transfer/filters.js';
 import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide, type LinkMode } from '../transfer/file-sides.js';
 import { joinBelow, refusedNameError } from '../transfer/names.js';
 import { formatBytes, summaryLine, watchTransfer, type ProgressMode } from '../transfer/progress.js';
+import { RunReport } from '../transfer/run-report.js';
 import { connectOptions, loadTransferConfig, type TransferConfig, type TransferFlags } from '../transfer/settings.js';
 import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
+import { downloadToStream, STDIO_ARG, uploadFromStream } from '../transfer/stdio.js';
 import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
+import { traceRun, traceSyncPlan, traceTo } from '../transfer/verbose.js';
 import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
 
 /**
@@ -29,6 +35,8 @@ export interface SyncFlags extends TransferFlags {
 
 export interface ListFlags extends TransferFlags {
   long?: boolean;
+  /** `-h`: sizes as 1.5K, 12M under `-l` (as GNU ls, nothing changes without -l). */
+  humanReadable?: boolean;
 }
 
 export interface MkdirFlags extends TransferFlags {
@@ -72,24 +80,69 @@ function remoteOnly(locations: Location[], what: string): RemoteLocation[] {
   return remote;
 }
 
-/** OK, or the error that says what failed: the failure's own code when all failed alike, else PARTIAL. */
-function outcome(ctx: AgentContext, summary: EngineSummary, flags: TransferFlags): void {
-  if (summary.failed === 0) return;
-  const { failures } = summary;
-  if (failures.length === 1 && summary.files === 0) throw failures[0]!.error;
-  if (!flags.json) for (const { error } of failures) ctx.notice(error.message);
-  const exits = new Set(failures.map((f) => f.error.exit));
-  const exit = summary.files === 0 && exits.size === 1 ? failures[0]!.error.exit : 'PARTIAL';
-  throw new AgentError(exit, `${summary.failed} of ${summary.files + summary.failed} files failed`);
+/**
+ * OK, or the error that says what failed: the failure's own code when all failed alike, else
+ * PARTIAL. Sources found missing before the engine ran (report.errors) count as failures.
+ */
+function outcome(ctx: AgentContext, summary: EngineSummary, flags: TransferFlags, report: RunReport): void {
+  const failures = [...report.errors, ...summary.failures.map((f) => f.error)];
+  if (failures.length === 0) return;
+  report.accounted = true;
+  if (failures.length === 1 && summary.files === 0) throw failures[0]!;
+  if (!flags.json) for (const { error } of summary.failures) ctx.notice(error.message);
+  const exits = new Set(failures.map((error) => error.exit));
+  const exit = summary.files === 0 && exits.size === 1 ? failures[0]!.exit : 'PARTIAL';
+  throw new AgentError(exit, `${failures.length} of ${summary.files + failures.length} files failed`);
 }
 
-async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: TransferFlags, config: TransferConfig, verb: string): Promise<EngineSummary> {
+/**
+ * Runs a put, get or sync so that `--json` output stays whole whatever goes wrong: every failure
+ * has its `failed` event (the sources `names`, when the run failed as a whole) and a `summary`
+ * comes last.
+ */
+async function reporting(ctx: AgentContext, flags: TransferFlags, names: string[], work: (report: RunReport) => Promise<void>): Promise<void> {
+  const report = new RunReport(ctx.out, flags.json === true);
+  try {
+    await work(report);
+  } catch (err) {
+    const error = asAgentError(err);
+    report.failedWhole(names, error);
+    report.finish();
+    throw error;
+  }
+  report.finish();
+}
+
+/** With several sources, a missing one is said and counted, and the others still go. */
+function missingSources(ctx: AgentContext, flags: TransferFlags, report: RunReport, named: number): ((error: AgentError, path: string) => void) | undefined {
+  if (named < 2) return undefined;
+  return (error, path) => {
+    report.failed(path, error);
+    if (!flags.json) ctx.notice(error.message);
+  };
+}
+
+/** Nothing to copy because every source named is missing (each has had its event). */
+function noSourceLeft(report: RunReport, named: number): AgentError {
+  report.accounted = true;
+  return report.errors.length === 1 ? report.errors[0]! : new AgentError('NOT_FOUND', `none of the ${named} sources exist`);
+}
+
+function throttleOf(config: TransferConfig): Throttle | undefined {
+  return config.bwlimit === null ? undefined : new TokenBucket(config.bwlimit);
+}
+
+async function runJobs(
+  ctx: AgentContext, remote: Remote, jobs: Job[], flags: TransferFlags, config: TransferConfig, verb: string, report: RunReport, throttle: Throttle | undefined,
+): Promise<EngineSummary> {
   const engine = new TransferEngine(remote.pool, {
     parallel: config.parallel,
     retries: config.retries,
     resume: config.resume,
     preserve: flags.preserve === true,
+    throttle,
   });
+  traceRun(traceTo(ctx.notice, flags.verbose), engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
   const mode = progressMode(ctx, flags);
   const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
     mode,
@@ -115,7 +168,9 @@ async function runJobs(ctx: AgentContext, remote: Remote, jobs: Job[], flags: Tr
     process.off('SIGINT', interrupt);
   }
   watcher.finish(summary);
+  report.engine(summary);
   if (interrupted) {
+    report.accounted = true;
     const parts = summary.failures.filter((f) => f.error.exit === 'INTERRUPTED').length;
     throw new AgentError('INTERRUPTED', `interrupted; run the same command with --resume to continue ${parts} part file${parts === 1 ? '' : 's'}`);
   }
@@ -140,34 +195,79 @@ function connectionsFor(config: TransferConfig, jobsHint: 'many' | 'one'): numbe
 // ---------------------------------------------------------------- put, get
 
 export async function put(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
-  if (args.length < 2) throw new AgentError('USAGE', 'put needs LOCAL... and a destination sftp://user@host/path');
-  const config = await loadTransferConfig(ctx, flags);
-  const locations = parseAll(args, config);
-  const dest = locations.pop()!;
-  if (dest.kind !== 'remote') throw new AgentError('USAGE', `put: the destination ${dest.path} must be remote (sftp://user@host/path or site:path)`);
-  if (locations.some((l) => l.kind !== 'local')) throw new AgentError('USAGE', 'put: the sources must be local paths (use get to download)');
-  await requireLicense(ctx, 'put');
-  const sources = await resolveSources(localSide, locations, flags.recursive === true);
-  const remote = await openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
-  await withRemote(remote, async () => {
-    const jobs = await planCopy(localSide, sources, remote.side, dest, 'upload');
-    outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put'), flags);
+  await reporting(ctx, flags, args.length > 1 ? args.slice(0, -1) : args, async (report) => {
+    if (args.length < 2) throw new AgentError('USAGE', 'put needs LOCAL... and a destination sftp://user@host/path');
+    const config = await loadTransferConfig(ctx, flags);
+    const locations = parseAll(args, config);
+    const dest = locations.pop()!;
+    if (dest.kind !== 'remote') throw new AgentError('USAGE', `put: the destination ${dest.path} must be remote (sftp://user@host/path or site:path)`);
+    if (locations.some((l) => l.kind !== 'local')) throw new AgentError('USAGE', 'put: the sources must be local paths (use get to download)');
+    if (args.slice(0, -1).includes(STDIO_ARG)) return putStdin(ctx, args, flags, config, dest, report);
+    await requireLicense(ctx, 'put');
+    const sources = await resolveSources(localSide, locations, flags.recursive === true, missingSources(ctx, flags, report, locations.length));
+    if (sources.length === 0) throw noSourceLeft(report, locations.length);
+    // Several sources named go into a folder, also when some of them turned out missing.
+    const target = { ...dest, trailingSlash: dest.trailingSlash || locations.length > 1 };
+    const remote = await openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
+    await withRemote(remote, async () => {
+      const jobs = await planCopy(localSide, sources, remote.side, target, 'upload', config.filter);
+      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put', report, throttleOf(config)), flags, report);
+    });
   });
 }
 
 export async function get(ctx: AgentContext, args: string[], flags: TransferFlags): Promise<void> {
-  if (args.length < 2) throw new AgentError('USAGE', 'get needs sftp://user@host/path... and a local destination');
-  const config = await loadTransferConfig(ctx, flags);
-  const locations = parseAll(args, config);
-  const dest = locations.pop()!;
-  if (dest.kind !== 'local') throw new AgentError('USAGE', 'get: the destination must be a local path (use put to upload)');
-  const sources = remoteOnly(locations, 'get');
-  await requireLicense(ctx, 'get');
-  const remote = await openRemote(ctx, flags, config, sources[0]!, connectionsFor(config, 'many'));
+  await reporting(ctx, flags, args.length > 1 ? args.slice(0, -1) : args, async (report) => {
+    if (args.length < 2) throw new AgentError('USAGE', 'get needs sftp://user@host/path... and a local destination');
+    const config = await loadTransferConfig(ctx, flags);
+    const locations = parseAll(args, config);
+    const dest = locations.pop()!;
+    if (dest.kind !== 'local') throw new AgentError('USAGE', 'get: the destination must be a local path (use put to upload)');
+    const sources = remoteOnly(locations, 'get');
+    if (args.at(-1) === STDIO_ARG) return getStdout(ctx, flags, config, sources, report);
+    await requireLicense(ctx, 'get');
+    const target = { ...dest, trailingSlash: dest.trailingSlash || sources.length > 1 };
+    const remote = await openRemote(ctx, flags, config, sources[0]!, connectionsFor(config, 'many'));
+    await withRemote(remote, async () => {
+      const resolved = await resolveSources(remote.side, sources, flags.recursive === true, missingSources(ctx, flags, report, sources.length));
+      if (resolved.length === 0) throw noSourceLeft(report, sources.length);
+      const jobs = await planCopy(remote.side, resolved, localSide, target, 'download', config.filter);
+      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'get', report, throttleOf(config)), flags, report);
+    });
+  });
+}
+
+/** `ferry put - DEST`: standard input into one remote file. */
+async function putStdin(ctx: AgentContext, args: string[], flags: TransferFlags, config: TransferConfig, dest: RemoteLocation, report: RunReport): Promise<void> {
+  if (args.length !== 2 || flags.recursive) throw new AgentError('USAGE', 'put -: standard input is one file: give - as the only source, without -r');
+  if (!ctx.data) throw new AgentError('USAGE', 'put -: there is no standard input here');
+  const input = ctx.data.input;
+  await requireLicense(ctx, 'put');
+  const remote = await openRemote(ctx, flags, config, dest, 1);
   await withRemote(remote, async () => {
-    const resolved = await resolveSources(remote.side, sources, flags.recursive === true);
-    const jobs = await planCopy(remote.side, resolved, localSide, dest, 'download');
-    outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'get'), flags);
+    const existing = await remote.side.stat(dest.path);
+    if (dest.trailingSlash || existing?.type === 'dir') {
+      throw new AgentError('USAGE', `put -: standard input has no name: give the remote file's name (${describeLocation(dest)}/NAME)`);
+    }
+    report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config)));
+  });
+}
+
+/** `ferry get SOURCE -`: one remote file to standard output, and nothing else there. */
+async function getStdout(ctx: AgentContext, flags: TransferFlags, config: TransferConfig, sources: RemoteLocation[], report: RunReport): Promise<void> {
+  if (sources.length !== 1 || flags.recursive) throw new AgentError('USAGE', 'get SOURCE -: standard output takes one file: name one remote file, without -r');
+  if (flags.json) throw new AgentError('USAGE', 'get SOURCE -: --json cannot share standard output with the file');
+  if (!ctx.data) throw new AgentError('USAGE', 'get SOURCE -: there is no standard output here');
+  const output = ctx.data.output;
+  await requireLicense(ctx, 'get');
+  const remote = await openRemote(ctx, flags, config, sources[0]!, 1);
+  await withRemote(remote, async () => {
+    const paths = await expandGlob(remote.side, sources[0]!.path);
+    if (paths.length !== 1) throw new AgentError('USAGE', `get SOURCE -: ${sources[0]!.path} matches ${paths.length} files; standard output takes one`);
+    const entry = await remote.side.stat(paths[0]!);
+    if (!entry) throw new AgentError('NOT_FOUND', `${paths[0]}: no such file or folder`);
+    if (entry.type !== 'file') throw new AgentError('USAGE', `get SOURCE -: ${paths[0]} is not a file; standard output takes one file`);
+    report.moved(await downloadToStream(remote.fs, entry.path, entry.size, output, throttleOf(config)));
   });
 }
 
@@ -181,6 +281,21 @@ function modeString(entry: Entry): string {
 
 function entryTime(entry: Entry): string {
   return new Date(entry.mtime * 1000).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Names where the server's listing gave them (JSON keeps them exact), numbers where it sent them; null otherwise. */
+function ownerFields(entry: Entry): { owner: string | null; group: string | null; uid: number | null; gid: number | null } {
+  return { owner: entry.owner ?? null, group: entry.group ?? null, uid: entry.uid ?? null, gid: entry.gid ?? null };
+}
+
+/** Owner and group as `ls -l` shows them: the names, else the numbers, else `?`. */
+function ownerColumns(entry: Entry): string {
+  const column = (name: string | undefined, id: number | undefined) => (name !== undefined ? printable(name) : id !== undefined ? String(id) : '?').padEnd(8);
+  return `${column(entry.owner, entry.uid)} ${column(entry.group, entry.gid)}`;
+}
+
+function sizeColumn(size: number, human: boolean): string {
+  return human ? humanSize(size).padStart(5) : String(size).padStart(12);
 }
 
 export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): Promise<void> {
@@ -198,8 +313,8 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
         ctx.notice(refusedNameError(entry.path, entry.refused).message);
         return;
       }
-      if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}` }));
-      else if (flags.long) ctx.out(`${modeString(entry)} ${String(entry.size).padStart(12)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
+      if (flags.json) ctx.out(jsonLine({ name, path: entry.path, type: entry.type, size: entry.size, mtime: new Date(entry.mtime * 1000).toISOString(), mode: `0${entry.mode.toString(8)}`, ...ownerFields(entry) }));
+      else if (flags.long) ctx.out(`${modeString(entry)} ${ownerColumns(entry)} ${sizeColumn(entry.size, flags.humanReadable === true)} ${entryTime(entry)} ${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
       else ctx.out(`${printable(name)}${entry.type === 'dir' ? '/' : ''}`);
     };
     for (const location of locations) {
@@ -290,12 +405,23 @@ export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags
 
 // ---------------------------------------------------------------- sync
 
-/** A folder's tree for sync; names the server should not have listed go to `refusals` instead. */
-async function listTree(side: FileSide, root: string, links: LinkMode, refusals: AgentError[]): Promise<ListedEntry[]> {
+/**
+ * A folder's tree for sync; names the server should not have listed go to `refusals` instead.
+ * What the filter leaves out is not listed; the folders holding it go to `holding` (sync --delete
+ * must never take them away whole).
+ */
+async function listTree(
+  side: FileSide, root: string, links: LinkMode, refusals: { file: string; error: AgentError }[], filter: PathFilter | null, holding?: Set<string>,
+): Promise<ListedEntry[]> {
   const entries: ListedEntry[] = [];
-  for await (const entry of walk(side, root, links)) {
+  const keep = filter && ((entry: { relative: string; type: string }) => {
+    if (filter.admits(entry.relative, entry.type === 'dir')) return true;
+    for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) holding?.add(entry.relative.slice(0, i));
+    return false;
+  });
+  for await (const entry of walk(side, root, links, keep ?? undefined)) {
     if (entry.refused) {
-      refusals.push(refusedNameError(entry.path, entry.refused));
+      refusals.push({ file: entry.relative === '' ? entry.refused.name : `${entry.relative}/${entry.refused.name}`, error: refusedNameError(entry.path, entry.refused) });
       continue;
     }
     if (isPartFile(side.basename(entry.path))) continue;
@@ -325,6 +451,10 @@ function describeAction(action: SyncAction): string {
 }
 
 export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags): Promise<void> {
+  await reporting(ctx, flags, args.slice(0, 1), (report) => syncRun(ctx, args, flags, report));
+}
+
+async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, report: RunReport): Promise<void> {
   if (args.length !== 2) throw new AgentError('USAGE', 'sync needs exactly SOURCE and DESTINATION folders');
   const config = await loadTransferConfig(ctx, flags);
   const [src, dst] = parseAll(args, config) as [Location, Location];
@@ -344,12 +474,21 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
 
     // The destination's links are listed as links: a link to a folder elsewhere is never entered,
     // written through, or emptied by --delete (it is replaced, as rsync does without -K).
-    const refusals: AgentError[] = [];
-    const sourceList = await listTree(from, src.path, 'follow', refusals);
-    const destList = dstEntry ? await listTree(to, dst.path, 'keep', refusals) : [];
-    if (!flags.json) for (const error of refusals) ctx.notice(error.message);
-    const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true });
+    const refusals: { file: string; error: AgentError }[] = [];
+    const holding = new Set<string>();
+    const sourceList = await listTree(from, src.path, 'follow', refusals, config.filter);
+    const destList = dstEntry ? await listTree(to, dst.path, 'keep', refusals, config.filter, holding) : [];
+    const failures: AgentError[] = [];
+    const failed = (file: string, error: AgentError) => {
+      failures.push(error);
+      report.failed(file, error);
+      if (!flags.json) ctx.notice(error.message);
+    };
+    for (const { file, error } of refusals) failed(file, error);
+    const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true, protect: holding });
 
+    // One bucket for the whole sync: the reads that compare contents count as much as the copies.
+    const throttle = throttleOf(config);
     // --checksum: same sizes are compared by content (read-only, so --dry-run does it too).
     const compared = new Map<string, boolean>();
     const compares = plan.actions.filter((a): a is Extract<SyncAction, { action: 'compare' }> => a.action === 'compare');
@@ -358,7 +497,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
         const path = side.join(root, action.relative);
         if (side.kind === 'local') return localDigest(path);
         const session = await remote.pool.session(0);
-        return remoteDigest(new RemoteFs(session.sftp, session.posixRename), path, action.size);
+        return remoteDigest(new RemoteFs(session.sftp, session.posixRename), path, action.size, throttle);
       };
       const [a, b] = await Promise.all([digest(from, src.path), digest(to, dst.path)]);
       compared.set(action.relative, a === b);
@@ -370,6 +509,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       else if (compared.get(action.relative)) unchanged++;
       else actions.push({ action: 'copy', relative: action.relative, size: action.size, mtime: action.mtime, reason: 'content' });
     }
+    traceSyncPlan(traceTo(ctx.notice, flags.verbose), actions, plan.unchangedFiles, [...compared].filter(([, same]) => same).map(([relative]) => relative));
 
     if (flags.dryRun) {
       for (const action of actions) {
@@ -379,18 +519,20 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       const summary = { copy: copies.length, bytes: copies.reduce((s, a) => s + (a.action === 'copy' ? a.size : 0), 0), mkdir: actions.filter((a) => a.action === 'mkdir').length, delete: actions.filter((a) => a.action === 'delete').length, unchanged };
       if (flags.json) ctx.out(jsonLine({ event: 'plan-summary', dryRun: true, ...summary }));
       else ctx.out(`dry run: ${summary.copy} to copy (${formatBytes(summary.bytes)}), ${summary.mkdir} folders to make, ${summary.delete} to delete, ${unchanged} unchanged; nothing was changed`);
+      report.finish({ skip: true });
       return;
     }
 
-    const failures: AgentError[] = [...refusals];
-    const attempt = async (work: () => Promise<void>) => {
+    /** Whether `work` succeeded; a failure that is not the connection's is counted and the sync goes on. */
+    const attempt = async (relative: string, work: () => Promise<void>): Promise<boolean> => {
       try {
         await work();
+        return true;
       } catch (err) {
         const error = asAgentError(err);
         if (error.exit === 'CONNECTION' || error.exit === 'AUTH' || error.exit === 'HOST_KEY') throw error;
-        failures.push(error);
-        if (!flags.json) ctx.notice(error.message);
+        failed(relative, error);
+        return false;
       }
     };
     const destPath = (relative: string) => joinBelow(to.join, dst.path, relative);
@@ -399,15 +541,11 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     const replacing = new Set(actions.filter((a) => a.action === 'mkdir' || a.action === 'copy').map((a) => a.relative));
     // Replacements go first: the new file or folder takes the name.
     for (const action of deletes.filter((d) => replacing.has(d.relative))) {
-      await attempt(() => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
+      await attempt(action.relative, () => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
     }
     for (const action of actions) {
-      if (action.action === 'mkdir') await attempt(() => to.mkdir(destPath(action.relative)));
-      if (action.action === 'conflict') {
-        const conflict = new AgentError('PARTIAL', `${action.relative} ${action.reason}`);
-        failures.push(conflict);
-        if (!flags.json) ctx.notice(conflict.message);
-      }
+      if (action.action === 'mkdir') await attempt(action.relative, () => to.mkdir(destPath(action.relative)));
+      if (action.action === 'conflict') failed(action.relative, new AgentError('PARTIAL', `${action.relative} ${action.reason}`));
     }
     const jobs: Job[] = [];
     const srcEntries = new Map(sourceList.map((e) => [e.relative, e]));
@@ -428,10 +566,10 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
       // Modes come from the source listing only when asked for.
       for (const job of jobs) job.mode = (await from.stat(job.source))?.mode ?? job.mode;
     }
-    const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync') : null;
+    const summary = jobs.length > 0 ? await runJobs(ctx, remote, jobs, flags, config, 'sync', report, throttle) : null;
     for (const action of deletes.filter((d) => !replacing.has(d.relative))) {
-      await attempt(() => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
-      if (flags.json) ctx.out(jsonLine({ event: 'deleted', file: action.relative }));
+      const removed = await attempt(action.relative, () => to.remove({ path: destPath(action.relative), type: action.type, size: 0, mtime: 0, mode: 0 }));
+      if (removed && flags.json) ctx.out(jsonLine({ event: 'deleted', file: action.relative }));
     }
     if (!summary && progressMode(ctx, flags) !== 'quiet' && !flags.json) ctx.notice(`nothing to copy: ${unchanged} files unchanged`);
 
@@ -439,6 +577,7 @@ export async function sync(ctx: AgentContext, args: string[], flags: SyncFlags):
     if (summary && failedFiles > 0 && !flags.json) for (const { error } of summary.failures) ctx.notice(error.message);
     const total = failures.length + failedFiles;
     if (total > 0) {
+      report.accounted = true;
       const only = failures.length === 1 && failedFiles === 0 ? failures[0]! : failedFiles === 1 && failures.length === 0 ? summary!.failures[0]!.error : null;
       if (only && (summary?.files ?? 0) === 0) throw only;
       throw new AgentError('PARTIAL', `sync: ${total} item${total === 1 ? '' : 's'} failed${summary ? `; ${summaryLine(summary)}` : ''}`);

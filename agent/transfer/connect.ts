@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect as connectSocket, type Socket } from 'node:net';
+import { connect as connectSocket, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
+import { closestName } from '../suggest.js';
 import { RECEIVE, SSH } from './constants.js';
 import { ConnectionLost, ServerStalled } from './errors.js';
 import { channelOpen, markChannelClosed, watchChannel } from './file-sides.js';
@@ -13,8 +14,10 @@ import {
   fingerprintOf, judgeHostKey, keyTypeOf, keyTypeOfAlgorithm, knownHostsName, type KnownHosts, type KnownKey,
 } from './known-hosts.js';
 import type { SecretPrompt } from './prompt.js';
-import { defaultSshConfigFiles, readSshConfig, resolveSshHost, type ConfigBlock } from './ssh-config.js';
+import { LoginAttempts } from './login-attempts.js';
+import { defaultSshConfigFiles, hostAliases, readSshConfig, resolveSshHost, type ConfigBlock } from './ssh-config.js';
 import { parseJumpHosts, type RemoteTarget, type SiteDefinition } from './url.js';
+import { noTrace, traceSftpStart, type Trace } from './verbose.js';
 
 const { Client, utils } = ssh2;
 
@@ -46,6 +49,8 @@ export interface ConnectOptions {
   sites: Record<string, SiteDefinition>;
   /** Notices for stderr (a recorded host key, a skipped key). */
   notice: (message: string) => void;
+  /** `-v` lines (verbose.ts); none when absent. */
+  trace?: Trace;
 }
 
 /** A resolved server: where to connect and as whom. */
@@ -60,6 +65,11 @@ export interface Endpoint {
   label: string;
   /** Jump hosts to go through, in order (ProxyJump, `-J`); empty for a direct connection. */
   jumps: Endpoint[];
+  /**
+   * The configured site or ~/.ssh/config host closest to the name, when the name is neither and
+   * looks like a mistyped one (suggest.ts): said if the name then does not resolve.
+   */
+  didYouMean?: string;
   /** Whether this is a jump host on the way to the destination. */
   isJump: boolean;
 }
@@ -119,7 +129,7 @@ function resolveHost(
       jumps.push(...resolved.jumps, { ...resolved, jumps: [] });
     }
   }
-  return {
+  const endpoint: Endpoint = {
     host,
     port,
     user,
@@ -129,6 +139,13 @@ function resolveHost(
     jumps,
     isJump: wanted.jumpHost === true,
   };
+  // A name that no site or Host line gives an address to may be a mistyped one: the closest
+  // configured name is kept, to be said if the name then does not resolve.
+  if (config.hostName === undefined && !isIP(wanted.host)) {
+    const suggestion = closestName(wanted.host, [...Object.keys(options.sites), ...hostAliases(sshConfig)]);
+    if (suggestion !== undefined) endpoint.didYouMean = suggestion;
+  }
+  return endpoint;
 }
 
 /** One SSH connection and its SFTP channel. */
@@ -150,7 +167,10 @@ export interface SshSession {
  */
 interface AuthOffer {
   needs: AuthenticationType;
-  offer: () => Promise<AnyAuthMethod | null>;
+  /** For messages, before the offer is made: `key FILE`, `ssh-agent`, `password`. */
+  name: string;
+  /** The method, and what it is in words (never a secret); null when it cannot be offered. */
+  offer: (attempts: LoginAttempts) => Promise<{ method: AnyAuthMethod; what: string } | null>;
 }
 
 /**
@@ -158,8 +178,13 @@ interface AuthOffer {
  * connection prompts for nothing.
  */
 export class Connector {
-  private readonly keys = new Map<string, ParsedKey | null>();
+  private readonly keys = new Map<string, { key: ParsedKey | null; problem?: string }>();
   private password: string | undefined;
+  /** Where the password came from, for messages. */
+  private passwordSource = 'FERRY_PASSWORD';
+  private readonly trace: Trace;
+  /** Connections made so far: the first one's details are traced at -v, later ones at -vv. */
+  private connections = 0;
   /** Set when --accept-new has recorded this host's key: later connections find it on file. */
   private hostKeyRecorded = false;
 
@@ -168,6 +193,7 @@ export class Connector {
 
   constructor(readonly endpoint: Endpoint, private readonly options: ConnectOptions) {
     this.password = options.password;
+    this.trace = options.trace ?? noTrace;
     // FERRY_PASSWORD is the destination's: a jump host is never sent it (its password is asked for).
     const { password: _destinationOnly, ...forJumps } = options;
     this.jumpConnectors = endpoint.jumps.map((hop) => new Connector(hop, forJumps));
@@ -180,30 +206,35 @@ export class Connector {
     return [...all.filter((a) => knownTypes.has(keyTypeOfAlgorithm(a))), ...all.filter((a) => !knownTypes.has(keyTypeOfAlgorithm(a)))];
   }
 
-  private async loadKey(file: string): Promise<ParsedKey | null> {
+  private async loadKey(file: string): Promise<{ key: ParsedKey | null; problem?: string }> {
     if (this.keys.has(file)) return this.keys.get(file)!;
     let parsed: ParsedKey | null = null;
+    let problem: string | undefined;
     try {
       const data = await readFile(file);
       let result = utils.parseKey(data);
       if (result instanceof Error && /passphrase/i.test(result.message)) {
         const passphrase = this.options.keyPassphrase ?? (this.options.prompt ? await this.options.prompt(`Enter passphrase for key '${file}': `) : undefined);
         if (passphrase === undefined) {
+          problem = 'encrypted, no passphrase';
           this.options.notice(`skipping the encrypted key ${file}: no passphrase (set FERRY_KEY_PASSPHRASE or run on a terminal)`);
         } else {
           result = utils.parseKey(data, passphrase);
         }
       }
       if (result instanceof Error) {
+        problem ??= result.message;
         if (!/passphrase given/i.test(result.message)) this.options.notice(`skipping the key ${file}: ${result.message}`);
       } else {
         parsed = Array.isArray(result) ? (result[0] ?? null) : result;
       }
     } catch (err) {
+      problem = (err as Error).message;
       this.options.notice(`skipping the key ${file}: ${(err as Error).message}`);
     }
-    this.keys.set(file, parsed);
-    return parsed;
+    const loaded = problem === undefined ? { key: parsed } : { key: parsed, problem };
+    this.keys.set(file, loaded);
+    return loaded;
   }
 
   /** What to offer, in order. */
@@ -211,17 +242,36 @@ export class Connector {
     const { user } = this.endpoint;
     const methods: AuthOffer[] = this.endpoint.identityFiles.map((file) => ({
       needs: 'publickey',
-      offer: async () => {
-        const key = await this.loadKey(file);
-        return key ? { type: 'publickey', username: user, key } : null;
+      name: `key ${file}`,
+      offer: async (attempts) => {
+        const { key, problem } = await this.loadKey(file);
+        if (!key) {
+          attempts.unusable.push(`key ${file} (${problem ?? 'unreadable'})`);
+          this.trace(1, `${this.endpoint.label}: cannot offer key ${file}: ${problem ?? 'unreadable'}`);
+          return null;
+        }
+        const publicKey = key.getPublicSSH();
+        return { method: { type: 'publickey', username: user, key }, what: `key ${file} ${keyTypeOf(publicKey)} ${fingerprintOf(publicKey)}` };
       },
     }));
-    if (this.endpoint.useAgent) methods.push({ needs: 'publickey', offer: async () => ({ type: 'agent', username: user, agent: this.options.sshAuthSock! }) });
+    if (this.endpoint.useAgent) {
+      methods.push({ needs: 'publickey', name: 'ssh-agent', offer: async () => ({ method: { type: 'agent', username: user, agent: this.options.sshAuthSock! }, what: 'ssh-agent' }) });
+    }
     methods.push({
       needs: 'password',
-      offer: async () => {
-        if (this.password === undefined && this.options.prompt) this.password = await this.options.prompt(`${this.endpoint.label}'s password: `);
-        return this.password === undefined ? null : { type: 'password', username: user, password: this.password };
+      name: 'password',
+      offer: async (attempts) => {
+        if (this.password === undefined && this.options.prompt) {
+          this.password = await this.options.prompt(`${this.endpoint.label}'s password: `);
+          this.passwordSource = 'typed';
+        }
+        if (this.password === undefined) {
+          const why = this.endpoint.isJump ? 'not on a terminal to ask it' : 'no FERRY_PASSWORD, and not on a terminal to ask it';
+          attempts.unusable.push(`password (${why})`);
+          this.trace(1, `${this.endpoint.label}: cannot offer a password: ${why}`);
+          return null;
+        }
+        return { method: { type: 'password', username: user, password: this.password }, what: `from ${this.passwordSource}` };
       },
     });
     return methods;
@@ -236,6 +286,10 @@ export class Connector {
     const endHops = () => {
       for (const hop of hops) hop.client.end();
     };
+    const first = this.connections++ === 0;
+    const detail = first ? 1 : 2;
+    const via = this.jumpConnectors.length > 0 ? ` via ${this.jumpConnectors.map((j) => `${j.endpoint.user}@${j.endpoint.host}:${j.endpoint.port}`).join(', ')}` : '';
+    this.trace(detail, `connecting to ${this.endpoint.host} port ${this.endpoint.port} as ${this.endpoint.user}${via}${first ? '' : ` (connection ${this.connections})`}`);
     try {
       let sock: Duplex | undefined;
       for (const [i, jump] of this.jumpConnectors.entries()) {
@@ -248,6 +302,7 @@ export class Connector {
       void login.whenClosed.then(endHops);
       const sftp = await openSftp(login, this.endpoint, this.options.timeoutMs);
       watchRequests(sftp, login.client, this.endpoint, this.options.timeoutMs);
+      if (first) traceSftpStart(this.trace, sftp, this.endpoint.label);
       return {
         sftp,
         client: login.client,
@@ -277,7 +332,10 @@ export class Connector {
     let recordKey: Buffer | null = null;
 
     const methods = this.authMethods();
-    const tried: AuthenticationType[] = [];
+    const attempts = new LoginAttempts();
+    const trace = this.trace;
+    const { label } = endpoint;
+    let last: { method: string; what: string } | null = null;
     const client = new Client();
     // The handshake and login have a deadline of ours, not ssh2's readyTimeout: it stops while a
     // passphrase or password is asked for (a person may take their time), and starts again after.
@@ -294,7 +352,10 @@ export class Connector {
       hostVerifier: (key: Buffer) => {
         const judged = judgeHostKey(known, key);
         const presented = `${keyTypeOf(key)} ${fingerprintOf(key)}`;
-        if (judged.verdict === 'known') return true;
+        if (judged.verdict === 'known') {
+          trace(1, `${label}: host key ${presented} matches ${judged.entry.file}:${judged.entry.line}`);
+          return true;
+        }
         if (judged.verdict === 'revoked') {
           hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} (${presented}) is marked @revoked in ${judged.entry.file}:${judged.entry.line}: refused`);
           return false;
@@ -308,22 +369,33 @@ export class Connector {
           return false;
         }
         // Recorded once the key exchange has proved the server holds it (see below).
+        trace(1, `${label}: host key ${presented} is not known: trusted on first use (--accept-new)`);
         recordKey = Buffer.from(key);
         return true;
       },
-      authHandler: (methodsLeft, _partial, next) => {
+      authHandler: (methodsLeft, partial, next) => {
         // First "none", as OpenSSH does: the server's answer lists the methods it accepts, so
         // nobody is asked for a password that the server would not take anyway.
         if (methodsLeft === null) return next({ type: 'none', username: endpoint.user });
+        if (last) trace(1, `${label}: ${last.method} ${last.what}: ${partial ? 'accepted, and the server asks for more' : 'refused'}`);
+        else trace(1, `${label}: the server accepts ${methodsLeft.join(', ') || 'no login method'}`);
+        attempts.accepted ??= [...methodsLeft];
+        const { accepted } = attempts;
         void (async () => {
           while (methods.length > 0) {
-            const { needs, offer } = methods.shift()!;
-            if (!methodsLeft.includes(needs)) continue;
+            const { needs, name, offer } = methods.shift()!;
+            if (!methodsLeft.includes(needs)) {
+              if (!accepted.includes(needs)) attempts.notAccepted.push(name === needs ? name : `${name} (${needs})`);
+              trace(1, `${label}: not offering ${name}: the server does not accept ${needs}${accepted.includes(needs) ? ' any more' : ''}`);
+              continue;
+            }
             deadline.pause();
-            const method = await offer().finally(() => deadline.resume());
-            if (!method) continue;
-            tried.push(method.type);
-            return next(method);
+            const offered = await offer(attempts).finally(() => deadline.resume());
+            if (!offered) continue;
+            last = { method: needs, what: offered.what };
+            attempts.tried.push(last);
+            trace(1, `${label}: trying ${needs} ${offered.what}`);
+            return next(offered.method);
           }
           return next(false as never);
         })().catch(() => next(false as never));
@@ -335,7 +407,10 @@ export class Connector {
     // to meet the same host as a stranger next time. ssh2 asks hostVerifier before it checks the
     // signature, so 'handshake' (kex done) is the moment, not hostVerifier.
     let recording: Promise<void> | null = null;
-    client.once('handshake', () => {
+    client.once('handshake', (negotiated: { kex?: string; serverHostKey?: string; cs?: { cipher?: string; mac?: string } }) => {
+      // The server's software version is its own text: the notice escapes it.
+      trace(1, `${label}: server software ${String((client as unknown as { _remoteVer?: unknown })._remoteVer ?? 'unknown')}`);
+      trace(2, `${label}: key exchange ${negotiated.kex ?? '?'}, host key algorithm ${negotiated.serverHostKey ?? '?'}, cipher ${negotiated.cs?.cipher ?? '?'}${negotiated.cs?.mac ? `, mac ${negotiated.cs.mac}` : ''}`);
       if (recordKey && !this.hostKeyRecorded) {
         this.hostKeyRecorded = true;
         recording = this.recordHostKey(knownName, recordKey);
@@ -366,11 +441,12 @@ export class Connector {
           const hint = endpoint.isJump
             ? 'give it an IdentityFile in ~/.ssh/config, or run on a terminal to be asked its password; -i and FERRY_PASSWORD are the destination\'s'
             : 'use -i KEY or set FERRY_PASSWORD';
-          const what = tried.length ? `tried ${[...new Set(tried)].join(', ')}` : `no key, agent or password to offer: ${hint}`;
-          return fail(new AgentError('AUTH', `${endpoint.label} refused the login (${what})`));
+          if (last) trace(1, `${label}: ${last.method} ${last.what}: refused`);
+          return fail(new AgentError('AUTH', `${endpoint.label} refused the login (${attempts.describe(`no key, agent or password to offer: ${hint}`)})`));
         }
         if (err.level === 'client-timeout') return fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: no answer in time`));
-        const reason = err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ENOTFOUND' ? 'unknown host name' : err.message;
+        const unknownName = err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN';
+        const reason = err.code === 'ECONNREFUSED' ? 'connection refused' : unknownName ? `unknown host name${endpoint.didYouMean ? `: did you mean ${endpoint.didYouMean}?` : ''}` : err.message;
         fail(new AgentError('CONNECTION', `cannot connect to ${endpoint.label}: ${reason}`));
       });
       client.on('close', () => {
@@ -379,6 +455,7 @@ export class Connector {
         if (!settled) fail(hostKeyProblem ?? new AgentError('CONNECTION', `the connection to ${endpoint.label} closed during the handshake`));
       });
       client.on('ready', () => {
+        trace(1, last ? `${label}: logged in with ${last.method} ${last.what}` : `${label}: logged in without credentials`);
         settled = true;
         deadline.stop();
         resolve({ client, closed: () => isClosed, whenClosed });

@@ -115,6 +115,8 @@ export const PROGRESS = {
   jsonIntervalMs: 1_000,
   /** Terminal bar redraws. */
   barIntervalMs: 200,
+  /** `--progress` off a terminal: a running totals line this often (a log shows a large file moving). */
+  linesIntervalMs: 2_000,
 } as const;
 
 /** Names of part files: hidden, next to the final name, recognisable. */

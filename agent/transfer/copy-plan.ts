@@ -3,6 +3,7 @@ import { AgentError } from '../errors.js';
 import { PART_SUFFIX } from './constants.js';
 import type { Job } from './engine.js';
 import { pathError } from './errors.js';
+import type { PathFilter } from './filters.js';
 import { walk, type Entry, type FileSide } from './file-sides.js';
 import { joinBelow, quoteName, refusedNameError } from './names.js';
 import { hasGlob } from './url.js';
@@ -55,13 +56,35 @@ export async function expandGlob(side: FileSide, path: string): Promise<string[]
   return bases.map((p) => (!absolute && p.startsWith('./') ? p.slice(2) : p));
 }
 
-/** The sources as entries; missing ones and folders without -r are refused before anything moves. */
-export async function resolveSources(side: FileSide, paths: { path: string; trailingSlash: boolean }[], recursive: boolean): Promise<Source[]> {
+/**
+ * The sources as entries; folders without -r are refused before anything moves. A missing source
+ * is refused too, or, given `onMissing` (several sources: the others still go), handed to it.
+ */
+export async function resolveSources(
+  side: FileSide, paths: { path: string; trailingSlash: boolean }[], recursive: boolean, onMissing?: (error: AgentError, path: string) => void,
+): Promise<Source[]> {
   const sources: Source[] = [];
+  const missing = (error: AgentError, path: string) => {
+    if (!onMissing) throw error;
+    onMissing(error, path);
+  };
   for (const { path, trailingSlash } of paths) {
-    for (const expanded of await expandGlob(side, path)) {
+    let expandedPaths: string[];
+    try {
+      expandedPaths = await expandGlob(side, path);
+    } catch (err) {
+      if (err instanceof AgentError && err.exit === 'NOT_FOUND') {
+        missing(err, path);
+        continue;
+      }
+      throw err;
+    }
+    for (const expanded of expandedPaths) {
       const entry = await side.stat(expanded);
-      if (!entry) throw pathError('NOT_FOUND', expanded, 'no such file or folder');
+      if (!entry) {
+        missing(pathError('NOT_FOUND', expanded, 'no such file or folder'), expanded);
+        continue;
+      }
       if (entry.type === 'dir' && !recursive) throw new AgentError('USAGE', `${expanded} is a folder: use -r to copy folders`);
       if (entry.type !== 'dir' && entry.type !== 'file') throw new AgentError('USAGE', `${expanded} is not a regular file or folder`);
       sources.push({ ...entry, contentsOnly: trailingSlash && entry.type === 'dir' });
@@ -96,7 +119,7 @@ export function linkInDestinationError(target: string, link: string): AgentError
  * (parents first), so a tree of any depth needs no list of its own.
  */
 export async function planCopy(
-  from: FileSide, sources: Source[], to: FileSide, dest: CopyTarget, direction: Job['direction'],
+  from: FileSide, sources: Source[], to: FileSide, dest: CopyTarget, direction: Job['direction'], filter: PathFilter | null = null,
 ): Promise<Job[]> {
   const destEntry = await to.stat(dest.path);
   let destIsDir = destEntry?.type === 'dir';
@@ -116,6 +139,8 @@ export async function planCopy(
   for (const source of sources) {
     const name = from.basename(source.path);
     if (source.type === 'file') {
+      // A file named as a source is filtered by its name.
+      if (filter && !filter.admits(name, false)) continue;
       jobs.push(job(source, destIsDir ? to.join(dest.path, name) : dest.path, name));
       continue;
     }
@@ -134,7 +159,8 @@ export async function planCopy(
       }
       return undefined;
     };
-    for await (const entry of walk(from, source.path)) {
+    const keep = filter ? (entry: { relative: string; type: string }) => filter.admits(entry.relative, entry.type === 'dir') : undefined;
+    for await (const entry of walk(from, source.path, 'follow', keep)) {
       if (entry.refused) {
         const display = `${prefix}${entry.relative === '' ? '' : `${entry.relative}/`}${quoteName(entry.refused.name)}`;
         jobs.push(refusal(display, refusedNameError(entry.path, entry.refused)));

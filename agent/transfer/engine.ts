@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.js';
+import type { Throttle } from './bwlimit.js';
 import { RETRY } from './constants.js';
 import type { ConnectionPool } from './connect.js';
 import { exitOf, isConnectionLost, OpenRefused, ServerStalled } from './errors.js';
@@ -39,6 +40,8 @@ export interface EngineOptions {
    */
   resume: 'verify' | 'size' | null;
   preserve: boolean;
+  /** `--bwlimit`: one bucket for every file of the run. */
+  throttle?: Throttle | undefined;
   /** Backoff, replaceable in tests. */
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -187,6 +190,7 @@ export class TransferEngine extends EventEmitter {
       // Every look at an earlier run's part file is told (kept or not); a retry only when it continues.
       onStart: (offset: number, resume?: ResumeStart) => resume && (offset > 0 || (resume.verified !== 'this-run' && resume.partBytes > 0)) && this.emit('resumed', job, resume),
       onLeftover: (bytes: number) => this.emit('leftover', job, bytes),
+      throttle: this.options.throttle,
     };
     let mode: ResumeMode = this.options.resume ?? 'fresh';
     for (let attempt = 0; ; attempt++) {

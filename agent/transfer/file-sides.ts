@@ -4,6 +4,7 @@ import { basename, dirname, join, posix } from 'node:path';
 import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { ConnectionLost, localError, OpenRefused, remoteError, SFTP_STATUS } from './errors.js';
 import { nameProblem, refusedNameError, type RefusedName } from './names.js';
+import { ownersFromLongname } from './owners.js';
 
 /**
  * The two sides of a transfer seen the same way: a local folder tree and a remote one (over an
@@ -26,6 +27,12 @@ export interface Entry {
    * refusal only. Its `path` is the folder that listed it, and it is never joined to a path.
    */
   refused?: RefusedName;
+  /** Remote entries: the owner's and group's numbers, when the server gives them. */
+  uid?: number;
+  gid?: number;
+  /** Remote entries of a folder listing: the names, when the server's longname gives them (owners.ts). */
+  owner?: string;
+  group?: string;
 }
 
 /**
@@ -135,7 +142,10 @@ export const localSide: FileSide = {
 // ---------------------------------------------------------------- remote
 
 function remoteEntry(path: string, attrs: Stats | Attributes): Entry {
-  return { path, type: typeOfMode(attrs.mode), size: Number(attrs.size), mtime: attrs.mtime, mode: attrs.mode & 0o7777 };
+  const entry: Entry = { path, type: typeOfMode(attrs.mode), size: Number(attrs.size), mtime: attrs.mtime, mode: attrs.mode & 0o7777 };
+  if (typeof attrs.uid === 'number') entry.uid = attrs.uid;
+  if (typeof attrs.gid === 'number') entry.gid = attrs.gid;
+  return entry;
 }
 
 /**
@@ -415,10 +425,13 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
         }
         const path = posix.join(dir, item.filename);
         let entry = remoteEntry(path, item.attrs);
+        const owners = ownersFromLongname(item.longname, item.attrs);
         if (entry.type === 'link' && links === 'follow') {
           const target = await fs.statOrNull(path);
           if (target) entry = remoteEntry(path, target);
         }
+        // The longname is the link's own: its names are the target's only when the numbers agree.
+        if (owners && entry.uid === item.attrs.uid && entry.gid === item.attrs.gid) Object.assign(entry, owners);
         entries.push(entry);
       }
       return [...entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), ...refusals];
@@ -458,16 +471,21 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
 
 /**
  * Every entry under `root` (not `root` itself), parents before children, with paths relative to
- * root. A refused name comes with the relative path of the folder that listed it.
+ * root. A refused name comes with the relative path of the folder that listed it. `keep`
+ * (--exclude/--include) leaves an entry out, and a folder left out is not listed at all.
  */
-export async function* walk(side: FileSide, root: string, links: LinkMode = 'follow', relative = ''): AsyncGenerator<Entry & { relative: string }> {
+export async function* walk(
+  side: FileSide, root: string, links: LinkMode = 'follow', keep?: (entry: Entry & { relative: string }) => boolean, relative = '',
+): AsyncGenerator<Entry & { relative: string }> {
   for (const entry of await side.list(relative === '' ? root : side.join(root, relative), links)) {
     if (entry.refused) {
       yield { ...entry, relative };
       continue;
     }
     const rel = relative === '' ? side.basename(entry.path) : `${relative}/${side.basename(entry.path)}`;
-    yield { ...entry, relative: rel };
-    if (entry.type === 'dir') yield* walk(side, root, links, rel);
+    const found = { ...entry, relative: rel };
+    if (keep && !keep(found)) continue;
+    yield found;
+    if (entry.type === 'dir') yield* walk(side, root, links, keep, rel);
   }
 }

@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress';
 import { jsonLine, printable } from '../terminal-text.js';
 import { PROGRESS } from './constants.js';
 import type { EngineSummary, Job, TransferEngine } from './engine.js';
+import { barLine } from './progress-bar.js';
 import type { ResumeStart } from './sftp-ops.js';
 
 /**
@@ -103,6 +104,7 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
     fileBytes.set(job, (fileBytes.get(job) ?? 0) + delta);
   });
   engine.on('failed', (job) => fileBytes.delete(job));
+  engine.on('done', () => filesDone++);
   // Said once per run, whatever the output mode: the run goes on, slower.
   engine.on('fewer', ({ parallel, reason }) => {
     if (output.mode === 'json') output.out(jsonLine({ event: 'fewer', parallel, reason }));
@@ -135,11 +137,8 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
       lastLine.delete(job);
       emit({ event: 'failed', file: job.display, code: error.exitCode, exit: error.exit, message: error.message });
     });
-    return {
-      finish(summary) {
-        emit({ event: 'summary', files: summary.files, failed: summary.failed, bytes: summary.bytes, seconds: summary.ms / 1000, rate: Math.round(summary.bytes / Math.max(summary.ms / 1000, 0.001)) });
-      },
-    };
+    // The `summary` event ends the whole command's output (run-report.ts), not the engine's part.
+    return { finish: () => undefined };
   }
 
   if (output.notices) {
@@ -153,45 +152,54 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
   if (output.mode === 'lines') {
     engine.on('done', (job) => output.notice(`${totals.verb} ${job.display} (${formatBytes(job.size)})`));
     engine.on('retry', (job, info) => output.notice(`${job.display}: connection lost (${info.reason}); retry ${info.attempt} in ${info.delayMs} ms from ${formatBytes(info.resumeFrom)}`));
-    return { finish: (summary) => output.notice(summaryLine(summary)) };
+    // Running totals, so that a log shows a large file moving (or not) between its file lines.
+    const ticker = setInterval(() => output.notice(runningTotals(totals, bytesDone, filesDone, meter.sample(bytesDone))), PROGRESS.linesIntervalMs);
+    ticker.unref();
+    return {
+      finish(summary) {
+        clearInterval(ticker);
+        output.notice(summaryLine(summary));
+      },
+    };
   }
 
   if (output.mode === 'bars' && output.terminal) {
     let current = '';
+    const terminal = output.terminal;
     const bar = new cliProgress.SingleBar(
       {
-        stream: output.terminal,
+        stream: terminal,
         hideCursor: true,
-        clearOnComplete: false,
+        // The finished bar is wiped: the summary line takes its place.
+        clearOnComplete: true,
         fps: 1000 / PROGRESS.barIntervalMs,
-        barsize: 24,
-        format: (options, params) => {
+        // Laid out for the terminal's width, read at every frame (it follows a resized window).
+        format: (_options, params) => {
           const rate = meter.sample(bytesDone);
           const left = rate > 0 ? (totals.bytes - bytesDone) / rate : Number.NaN;
-          const filled = Math.round(params.progress * (options.barsize ?? 24));
-          const barText = `${'█'.repeat(filled)}${'░'.repeat(Math.max(0, (options.barsize ?? 24) - filled))}`;
-          // Cut by characters, not UTF-16 units, so no half of a pair reaches the terminal.
-          const chars = [...current];
-          const name = chars.length > 30 ? `…${chars.slice(-29).join('')}` : current;
-          return `${barText} ${Math.floor(params.progress * 100)}% ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files} ${name}`;
+          const percent = `${Math.floor(params.progress * 100)}%`;
+          const figures = `${percent} ${formatBytes(bytesDone)}/${formatBytes(totals.bytes)} ${formatBytes(rate)}/s ${formatDuration(left)} left ${filesDone}/${totals.files}`;
+          const short = `${percent} ${formatBytes(rate)}/s ${formatDuration(left)}`;
+          return barLine({ progress: params.progress, figures, short, name: current }, terminal.columns || 80);
         },
       },
       cliProgress.Presets.shades_classic,
     );
+    // A resized window (SIGWINCH) is redrawn at once rather than at the next frame.
+    const redraw = () => bar.render();
+    terminal.on('resize', redraw);
     bar.start(Math.max(totals.bytes, 1), 0);
     // `current` is drawn on the terminal as it is: the names in it are made printable here.
     engine.on('start', (job) => (current = printable(job.display)));
     engine.on('bytes', () => bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1))));
-    engine.on('done', () => {
-      filesDone++;
-      bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1)));
-    });
+    engine.on('done', () => bar.update(Math.min(bytesDone, Math.max(totals.bytes, 1))));
     engine.on('retry', (job, info) => {
       current = `${printable(job.display)} (retry ${info.attempt})`;
     });
     return {
       finish(summary) {
         current = '';
+        terminal.off('resize', redraw);
         bar.update(Math.max(totals.bytes, 1));
         bar.stop();
         if (summary.files + summary.failed > 0) output.notice(summaryLine(summary, started));
@@ -200,6 +208,12 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
   }
 
   return { finish: () => undefined };
+}
+
+/** A `--progress` line off a terminal: how far the run is, every few seconds. */
+export function runningTotals(totals: Totals, bytes: number, files: number, rate: number): string {
+  const percent = totals.bytes > 0 ? Math.floor((bytes / totals.bytes) * 100) : 100;
+  return `${totals.verb}: ${formatBytes(bytes)} of ${formatBytes(totals.bytes)} (${percent}%), ${formatBytes(rate)}/s, ${files}/${totals.files} files done`;
 }
 
 export function summaryLine(summary: EngineSummary, started?: number): string {

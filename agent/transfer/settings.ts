@@ -2,11 +2,14 @@ import { join } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { readJsonFile, UnreadableFileError } from '../home.js';
+import { parseRate } from './bwlimit.js';
 import { CONCURRENCY, RETRY, SSH } from './constants.js';
+import { pathFilter, type FilterRule, type PathFilter } from './filters.js';
 import type { ConnectOptions } from './connect.js';
 import { KnownHosts } from './known-hosts.js';
 import { terminalPrompt } from './prompt.js';
 import type { SiteDefinition } from './url.js';
+import { traceTo } from './verbose.js';
 
 /**
  * Transfer settings from flags, then the environment, then `$FERRY_HOME/config.json`, in that
@@ -25,6 +28,11 @@ export interface TransferFlags {
   quiet?: boolean;
   json?: boolean;
   progress?: boolean;
+  /** `--bwlimit RATE`, as given. */
+  bwlimit?: string;
+  /** `--exclude` and `--include`: both are the same list of rules, in the order given. */
+  exclude?: FilterRule[];
+  include?: FilterRule[];
   parallel?: string;
   connections?: string;
   retries?: string;
@@ -34,6 +42,8 @@ export interface TransferFlags {
   resumeBy?: string;
   preserve?: boolean;
   recursive?: boolean;
+  /** `-v` given this many times (verbose.ts). */
+  verbose?: number;
 }
 
 export interface TransferConfig {
@@ -45,6 +55,10 @@ export interface TransferConfig {
   timeout: number;
   /** How part files of an earlier run are trusted (resumeCheck), or null: they are replaced. */
   resume: 'verify' | 'size' | null;
+  /** `--bwlimit`: bytes per second for the whole run, or null. */
+  bwlimit: number | null;
+  /** `--exclude` / `--include`, or null. */
+  filter: PathFilter | null;
 }
 
 function integer(value: unknown, what: string, min: number, max: number): number {
@@ -102,6 +116,8 @@ export async function loadTransferConfig(ctx: AgentContext, flags: TransferFlags
     retries: pick(flags.retries, '--retries', env.retries, 'FERRY_RETRIES', transfers.retries, RETRY.defaultRetries, 0, 100),
     timeout: pick(flags.timeout, '--timeout', env.timeout, 'FERRY_TIMEOUT', transfers.timeout, SSH.defaultTimeoutSeconds, 1, SSH.maxTimeoutSeconds),
     resume: resumeCheck(flags),
+    bwlimit: flags.bwlimit === undefined ? null : parseRate(flags.bwlimit),
+    filter: pathFilter(flags.exclude ?? flags.include),
   };
 }
 
@@ -135,6 +151,7 @@ export function connectOptions(ctx: AgentContext, flags: TransferFlags, config: 
     notice: (message) => {
       if (!flags.quiet) ctx.notice(message);
     },
+    trace: traceTo(ctx.notice, flags.verbose),
   };
   if (flags.identity !== undefined) options.identity = flags.identity;
   if (flags.port !== undefined) options.port = integer(flags.port, '-P', 1, 65535);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, createReadStream, fchmodSync, futimesSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
+import type { Throttle } from './bwlimit.js';
 import { checkFileBlocks } from './check-file.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
@@ -64,6 +65,8 @@ export interface TransferHooks {
   onStart(offset: number, resume?: ResumeStart): void;
   /** A fresh transfer found a part file of `bytes` from an earlier run (it is replaced). */
   onLeftover(bytes: number): void;
+  /** `--bwlimit`: asked before each read or write of file data goes out. */
+  throttle?: Throttle | undefined;
 }
 
 export function partNameFor(path: string, pathApi: { dirname(p: string): string; basename(p: string): string; join(...p: string[]): string }): string {
@@ -167,7 +170,7 @@ async function localBlockDigests(length: number, read: (len: number, pos: number
 }
 
 /** The same for a remote file, read back with the download's pipelined reads. */
-async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, length: number): Promise<Buffer[]> {
+async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, length: number, throttle?: Throttle): Promise<Buffer[]> {
   const digests: Buffer[] = [];
   const block = PIPELINE.resumeBlockBytes;
   let hash = createHash('sha256');
@@ -186,7 +189,7 @@ async function remoteBlockDigests(fs: RemoteFs, handle: Buffer, path: string, le
         }
       }
     }
-  });
+  }, undefined, throttle);
   if (filled > 0) digests.push(hash.digest());
   return digests;
 }
@@ -206,6 +209,7 @@ function verifiedPrefix(a: Buffer[], b: Buffer[], length: number): number {
  */
 async function verifyPart(
   fs: RemoteFs, remote: { handle: Buffer; path: string; endsWithPart: boolean }, partBytes: number, readLocal: (len: number, pos: number) => Promise<Buffer> | Buffer,
+  throttle?: Throttle,
 ): Promise<ResumeStart> {
   const local = localBlockDigests(partBytes, readLocal);
   // A local failure surfaces when awaited below; this keeps it from going unhandled meanwhile.
@@ -221,7 +225,7 @@ async function verifyPart(
   if (remoteDigests === null) {
     via = 'read-back';
     checked = partBytes;
-    remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes);
+    remoteDigests = await remoteBlockDigests(fs, remote.handle, remote.path, partBytes, throttle);
   }
   const from = verifiedPrefix(await local, remoteDigests, checked);
   return { from, partBytes, verified: 'sha256', matched: from === partBytes, via };
@@ -257,7 +261,7 @@ export async function uploadFile(fs: RemoteFs, job: FileTransfer, mode: ResumeMo
       resumed = await resumeStart(mode, existing ? Number(existing.size) : -1, job.size, progress, async () => {
         const reader = await fs.open(part, 'r');
         remote = reader;
-        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos));
+        const result = await verifyPart(fs, { handle: reader, path: part, endsWithPart: true }, Number(existing!.size), (len, pos) => local.read(len, pos), hooks.throttle);
         remote = null;
         await fs.close(reader, part);
         return result;
@@ -345,6 +349,7 @@ async function pipelinedWrite(
     for (let offset = 0; offset < blockLength; offset += chunkBytes) {
       const length = Math.min(chunkBytes, blockLength - offset);
       const position = next + offset;
+      if (hooks.throttle) await hooks.throttle.take(length);
       if (!fs.usable) {
         failure ??= new ConnectionLost(CHANNEL_CLOSED);
         break;
@@ -444,6 +449,7 @@ export async function pipelinedRead(
   fs: RemoteFs, handle: Buffer, path: string, start: number, size: number,
   sink: (run: Buffer[]) => Promise<void> | void,
   afterLastRead?: () => void,
+  throttle?: Throttle,
 ): Promise<void> {
   const { requestsInFlight } = PIPELINE;
   const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
@@ -504,10 +510,20 @@ export async function pipelinedRead(
     });
   };
 
+  // `--bwlimit`: a read the bucket has no room for waits; one timer pumps again when there is.
+  let throttled: NodeJS.Timeout | null = null;
   const pump = () => {
     // Bounded by requests in flight plus what waits for the sink: memory stays flat.
-    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight) {
+    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight && throttled === null) {
       const length = Math.min(chunkBytes, size - next);
+      const wait = throttle ? throttle.tryTake(length) : 0;
+      if (wait > 0) {
+        throttled = setTimeout(() => {
+          throttled = null;
+          pump();
+        }, wait);
+        break;
+      }
       issue(next, length);
       next += length;
       if (next >= size && failure === null && fs.inOrder) afterLastRead?.();
@@ -567,7 +583,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
         const reader = await open(part, READ_PART);
         try {
           const block = Buffer.allocUnsafe(Math.min(PIPELINE.resumeBlockBytes, partSize));
-          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part));
+          return await verifyPart(fs, { handle: remote, path: job.source, endsWithPart: false }, partSize, (len, pos) => readExactly(reader, block.subarray(0, len), pos, part), hooks.throttle);
         } finally {
           await reader.close();
         }
@@ -581,7 +597,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
     const onLeftover = mode === 'fresh' ? hooks.onLeftover : () => undefined;
     if (start === 0 && job.size <= PIPELINE.wholeReadBytes) {
       const runs: Buffer[] = [];
-      await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote());
+      await pipelinedRead(fs, remote, job.source, 0, job.size, (run) => void runs.push(Buffer.concat(run)), () => void closeRemote(), hooks.throttle);
       writeWholeFile(part, job.target, runs.length === 1 ? runs[0]! : Buffer.concat(runs), job.mtime, preserve ? job.mode : null, onLeftover);
       progress.confirmed = job.size;
       hooks.onBytes(job.size);
@@ -607,7 +623,7 @@ export async function downloadFile(fs: RemoteFs, job: FileTransfer, mode: Resume
       position += length;
       progress.confirmed = position;
       hooks.onBytes(length);
-    }, () => void closeRemote()); // right behind the last read: no round trip of its own
+    }, () => void closeRemote(), hooks.throttle); // right behind the last read: no round trip of its own
     try {
       await local.utimes(job.mtime, job.mtime);
       if (preserve) await local.chmod(job.mode);
@@ -635,13 +651,13 @@ export async function localDigest(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-export async function remoteDigest(fs: RemoteFs, path: string, size: number): Promise<string> {
+export async function remoteDigest(fs: RemoteFs, path: string, size: number, throttle?: Throttle): Promise<string> {
   const hash = createHash('sha256');
   const handle = await fs.open(path, 'r');
   try {
     await pipelinedRead(fs, handle, path, 0, size, (run) => {
       for (const data of run) hash.update(data);
-    });
+    }, undefined, throttle);
   } finally {
     await fs.close(handle, path).catch(() => undefined);
   }

@@ -265,6 +265,18 @@ export function resolveSshHost(blocks: ConfigBlock[], host: string, env: LookupE
   return found;
 }
 
+/** The names of `Host` lines without wildcards or negation: aliases a person may type (and mistype). */
+export function hostAliases(blocks: ConfigBlock[]): string[] {
+  const names = new Set<string>();
+  for (const block of blocks) {
+    for (const condition of block.when) {
+      if (condition.kind !== 'host') continue;
+      for (const pattern of condition.patterns) if (!/[*?!%]/.test(pattern)) names.add(pattern);
+    }
+  }
+  return [...names];
+}
+
 /** Where `ssh` reads its configuration: the user's file, then the system's. */
 export interface SshConfigFiles {
   user: string;

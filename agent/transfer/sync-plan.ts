@@ -24,12 +24,19 @@ export interface SyncOptions {
   delete: boolean;
   /** Compare by content: files of the same size are compared whatever their times say. */
   checksum: boolean;
+  /**
+   * Folders of the destination that hold entries --exclude/--include left out of the listing: they
+   * are never removed as a whole (only what was listed in them is), nor replaced by a file.
+   */
+  protect?: ReadonlySet<string>;
 }
 
 export interface SyncPlan {
   actions: SyncAction[];
   /** Files already the same. */
   unchanged: number;
+  /** Their relative paths (for `-vv`). */
+  unchangedFiles: string[];
 }
 
 const kindName = (type: ListedEntry['type']) => (type === 'dir' ? 'folder' : type === 'link' ? 'symbolic link' : type === 'other' ? 'special file' : 'file');
@@ -43,7 +50,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
   const copies: SyncAction[] = [];
   const deletes: SyncAction[] = [];
   const conflicts: SyncAction[] = [];
-  let unchanged = 0;
+  const unchangedFiles: string[] = [];
   // Things under a folder that replaces a file (or goes away) need no look of their own.
   const replaced = new Set<string>();
   // Folders of the source that cannot be made (a file has the name): nothing under them is tried.
@@ -55,12 +62,17 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
     return false;
   };
   const under = (relative: string) => underAny(replaced, relative);
+  const protect = options.protect ?? new Set<string>();
 
   for (const entry of [...source].sort(byPath)) {
     if (entry.type !== 'file' && entry.type !== 'dir') continue; // sockets, devices, dangling links
     if (underAny(blocked, entry.relative)) continue;
     const existing = under(entry.relative) ? undefined : dest.get(entry.relative);
     if (existing && existing.type !== entry.type) {
+      if (protect.has(entry.relative)) {
+        conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${kindName(entry.type)} in the source and a folder in the destination that holds excluded files (left as it is)` });
+        continue;
+      }
       if (!options.delete) {
         conflicts.push({ action: 'conflict', relative: entry.relative, reason: `is a ${kindName(entry.type)} in the source and a ${kindName(existing.type)} in the destination (use --delete to replace it)` });
         if (entry.type === 'dir') blocked.add(entry.relative);
@@ -83,18 +95,18 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
     } else if (present.mtime !== entry.mtime) {
       copies.push({ action: 'copy', relative: entry.relative, size: entry.size, mtime: entry.mtime, reason: 'time' });
     } else {
-      unchanged++;
+      unchangedFiles.push(entry.relative);
     }
   }
 
   if (options.delete) {
     for (const entry of destination) {
-      if (src.has(entry.relative) || under(entry.relative)) continue;
+      if (src.has(entry.relative) || under(entry.relative) || protect.has(entry.relative)) continue;
       // Inside a folder that goes away as a whole: one delete covers it.
       const parentGone = (() => {
         for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) {
           const parent = entry.relative.slice(0, i);
-          if (!src.has(parent) && dest.get(parent)?.type === 'dir') return true;
+          if (!src.has(parent) && dest.get(parent)?.type === 'dir' && !protect.has(parent)) return true;
         }
         return false;
       })();
@@ -107,6 +119,7 @@ export function planSync(source: ListedEntry[], destination: ListedEntry[], opti
   const removing = deletes.filter((d) => !replaced.has(d.relative)).sort(byPath).reverse();
   return {
     actions: [...replacing, ...mkdirs.sort(byPath), ...copies.sort(byPath), ...conflicts, ...removing],
-    unchanged,
+    unchanged: unchangedFiles.length,
+    unchangedFiles,
   };
 }

@@ -9,6 +9,7 @@ import { createdDatabases } from '../../test/support/databases.js';
 import { MYSQL_SERVER_URL, startServer } from '../../test/support/server.js';
 import { startSshd } from '../../test/support/sshd.js';
 import { TEST_ROOT } from '../../test/support/trust-root.js';
+import { packageAgent } from '../../server/releases/package.js';
 import { formatTable } from '../table.js';
 
 /**
@@ -19,7 +20,8 @@ import { formatTable } from '../table.js';
  * missed. BENCH_BIG_MIB, BENCH_SMALL_FILES and BENCH_RUNS=1 make it shorter for a quick look
  * (BENCH_RUNS=6 runs every order of the tools once);
  * BENCH_ONLY=TEXT runs only the scenarios whose name contains TEXT (e.g. "big file down"); TMPDIR
- * chooses the disk (the data and both "sides" live there).
+ * chooses the disk (the data and both "sides" live there). ferry runs as the single executable
+ * packaged from this checkout (what install.sh installs); BENCH_FERRY=node runs the checkout.
  */
 
 const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
@@ -44,10 +46,10 @@ interface Timed {
   output: string;
 }
 
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Timed> {
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<Timed> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn('/usr/bin/time', ['-f', 'BENCH_MAXRSS_KIB=%M', command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', 'BENCH_MAXRSS_KIB=%M', command, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -100,6 +102,40 @@ interface Row {
   note: string;
 }
 
+/** What ferry was timed as, for the table's title. */
+let ferryKind = 'node dist/agent/cli.js';
+/** `ferry --version` started as the bench runs it, from the checkout, and through npx: what each command pays before work. */
+let startCosts: [how: string, ms: number][] = [];
+const STARTS = 9;
+
+async function packagedExecutable(dataDir: string, publicUrl: string): Promise<string> {
+  const { dir, body } = await packageAgent({ dataDir, publicUrl, version: '1.0.0' });
+  const artefact = body.artefacts.find((a) => a.platform === 'linux-x64');
+  if (!artefact) throw new Error('packaging made no linux-x64 executable');
+  return join(dir, artefact.name);
+}
+
+async function medianStart(command: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    const run = await timed(command[0]!, [...command.slice(1), '--version'], env, cwd);
+    if (run.code !== 0) throw new Error(`${command.join(' ')} --version failed: ${run.output}`);
+    ms.push(run.ms);
+  }
+  return ms.sort((a, b) => a - b)[Math.floor(STARTS / 2)]!;
+}
+
+async function measureStarts(ferry: string[], checkout: string[], env: NodeJS.ProcessEnv): Promise<[string, number][]> {
+  const repo = fileURLToPath(new URL('../../..', import.meta.url));
+  const costs: [string, number][] = [];
+  if (ferry.length === 1) costs.push(['single executable (as installed by install.sh)', await medianStart(ferry, env)]);
+  costs.push(['node dist/agent/cli.js (checkout)', await medianStart(checkout, env)]);
+  // One npx run first: its very first start in a checkout reads the whole dependency tree.
+  await timed('npx', ['--no-install', 'ferry', '--version'], env, repo);
+  costs.push(['npx ferry (checkout)', await medianStart(['npx', '--no-install', 'ferry'], env, repo)]);
+  return costs;
+}
+
 /** The peers this bench compares against come from Debian: say which is missing rather than crash. */
 function missingTools(): string[] {
   const needed: [string, string][] = [['lftp', 'lftp'], ['sftp', 'openssh-client'], ['/usr/sbin/sshd', 'openssh-server'], ['/usr/bin/time', 'time']];
@@ -145,11 +181,26 @@ async function main(): Promise<number> {
     copyFileSync(sshd.clientKey, join(home, '.ssh', 'id_ed25519'));
     chmodSync(join(home, '.ssh', 'id_ed25519'), 0o600);
     const ferryEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: home, USER: sshd.user, FERRY_HOME: join(home, 'ferry'), FERRY_MACHINE_ID: `bench-${randomBytes(6).toString('hex')}`, FERRY_TRUST_ROOT: TEST_ROOT.publicFile };
-    // BENCH_FERRY_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the agent's runs;
-    // BENCH_FERRY names a packaged single executable to measure instead of `node dist/agent/cli.js`.
+    // ferry is timed as a customer runs it: the single executable that install.sh installs, packaged
+    // here from this checkout (BENCH_FERRY=node times `node dist/agent/cli.js` instead, BENCH_FERRY=PATH
+    // another executable). BENCH_FERRY_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles
+    // the agent's runs, with BENCH_FERRY=node.
     const ferryNodeArgs = (process.env.BENCH_FERRY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const [ferryCommand, ...ferryArgs] = process.env.BENCH_FERRY ? [process.env.BENCH_FERRY] : [process.execPath, ...ferryNodeArgs, CLI];
-    const ferry = (args: string[]) => timed(ferryCommand!, [...ferryArgs, ...args], ferryEnv);
+    const checkout = [process.execPath, ...ferryNodeArgs, CLI];
+    let ferryCommand: string[];
+    if (process.env.BENCH_FERRY === 'node') ferryCommand = checkout;
+    else if (process.env.BENCH_FERRY) ferryCommand = [process.env.BENCH_FERRY];
+    else {
+      progress('packaging the single executable from this checkout');
+      ferryCommand = [await packagedExecutable(license.config.dataDir, license.url)];
+      cleanups.push(() => rmSync(join(license.config.dataDir, 'releases'), { recursive: true, force: true }));
+      // A release build trusts the root it was packaged with: the license server's.
+      delete ferryEnv.FERRY_TRUST_ROOT;
+    }
+    ferryKind = ferryCommand.length === 1 ? `executable ${ferryCommand[0]}` : 'node dist/agent/cli.js';
+    const [ferryBinary, ...ferryArgs] = ferryCommand;
+    const ferry = (args: string[]) => timed(ferryBinary!, [...ferryArgs, ...args], ferryEnv);
+    startCosts = await measureStarts(ferryCommand, checkout, ferryEnv);
     const activated = await ferry(['activate', '--trial', '--server', license.url]);
     if (activated.code !== 0) throw new Error(`ferry activate failed: ${activated.output}`);
 
@@ -282,7 +333,12 @@ function report(rows: Row[]): number {
     [{ title: 'scenario' }, { title: 'tool' }, { title: 's', align: 'right' }, { title: 'MiB/s', align: 'right' }, { title: '× sftp', align: 'right' }, { title: 'ferry peak RSS', align: 'right' }, { title: 'verified' }],
     lines,
   );
-  process.stdout.write(`\nTransfers on ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, loopback sshd (internal-sftp); OpenSSH sftp and lftp with their defaults; median of ${RUNS} run${RUNS > 1 ? 's' : ''}, data in ${tmpdir()}\n\n${table}\n\n${verdicts.join('\n')}\n`);
+  const starts = formatTable(
+    [{ title: 'ferry --version started as', align: 'left' }, { title: 's', align: 'right' }, { title: 'extra per command', align: 'right' }],
+    startCosts.map(([how, ms]) => [how, (ms / 1000).toFixed(2), `${((ms - startCosts[0]![1]) / 1000).toFixed(2)} s`]),
+  );
+  process.stdout.write(`\nTransfers on ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, loopback sshd (internal-sftp); OpenSSH sftp and lftp with their defaults; ferry as ${ferryKind}; median of ${RUNS} run${RUNS > 1 ? 's' : ''}, data in ${tmpdir()}\n\n${table}\n\n${verdicts.join('\n')}\n`);
+  if (startCosts.length > 0) process.stdout.write(`\nWhat every ferry command pays to start (median of ${STARTS}); the transfer rows include it:\n\n${starts}\n`);
   return passed ? 0 : 1;
 }
 

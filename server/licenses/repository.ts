@@ -36,7 +36,13 @@ export interface MachineFacts {
   platform?: string;
   hostname?: string;
   agentVersion?: string;
+  /** The activation's device public key, raw Ed25519 in base64url (see migration 014). */
+  devicePublicKey?: string;
   ip: string;
+}
+
+function deviceKeyBytes(facts: MachineFacts): Buffer | null {
+  return facts.devicePublicKey === undefined ? null : Buffer.from(facts.devicePublicKey, 'base64url');
 }
 
 const LICENSE_COLUMNS = 'l.id, l.kind, l.status, l.seats, l.expires_at, l.created_at, l.claim_code, l.key_hint, l.email, l.customer_id';
@@ -167,9 +173,9 @@ export const activations = {
 
   async insert(db: Queryable, licenseId: number, fingerprint: string, facts: MachineFacts, now: Date): Promise<number> {
     const [result] = await db.execute<ResultSetHeader>(
-      `INSERT INTO activations (license_id, fingerprint, active, platform, hostname, agent_version, locale, ip, created_at, last_validated_at)
-       VALUES (?, ?, TRUE, ?, ?, ?, ?, ?, ?, ?)`,
-      [licenseId, fingerprint, facts.platform ?? null, facts.hostname ?? null, facts.agentVersion ?? null, facts.locale ?? null, facts.ip, now, now],
+      `INSERT INTO activations (license_id, fingerprint, active, platform, hostname, agent_version, locale, ip, device_key, created_at, last_validated_at)
+       VALUES (?, ?, TRUE, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [licenseId, fingerprint, facts.platform ?? null, facts.hostname ?? null, facts.agentVersion ?? null, facts.locale ?? null, facts.ip, deviceKeyBytes(facts), now, now],
     );
     return result.insertId;
   },
@@ -183,6 +189,25 @@ export const activations = {
     );
   },
 
+  /** The activation's device public key (raw Ed25519), or null for an agent from before device keys. */
+  async deviceKey(db: Queryable, id: number): Promise<Buffer | null> {
+    const row = await one<{ device_key: Buffer | null }>(db, 'SELECT device_key FROM activations WHERE id = ?', [id]);
+    return row?.device_key ?? null;
+  },
+
+  /**
+   * Keeps the device key an activation request presents (the request itself carried the credential:
+   * the license key, or the trial's secret). Returns what it replaced when that was another key.
+   */
+  async presentDeviceKey(db: Queryable, id: number, facts: MachineFacts): Promise<{ replaced: boolean }> {
+    const key = deviceKeyBytes(facts);
+    if (key === null) return { replaced: false };
+    const previous = await this.deviceKey(db, id);
+    if (previous !== null && previous.equals(key)) return { replaced: false };
+    await db.execute('UPDATE activations SET device_key = ? WHERE id = ?', [key, id]);
+    return { replaced: previous !== null };
+  },
+
   async deactivate(db: Queryable, id: number, now: Date): Promise<void> {
     await db.execute('UPDATE activations SET active = FALSE, deactivated_at = ? WHERE id = ? AND active', [now, id]);
   },
@@ -191,7 +216,9 @@ export const activations = {
 export type LicenseEventKind =
   | 'seat_refused' | 'wrong_machine' | 'revoked' | 'deactivated' | 'trial_repeat'
   // Changes made by an order, by the customer, or by staff (`detail` says what: seats from and to, a new end).
-  | 'issued' | 'seats_changed' | 'trial_converted' | 'suspended' | 'reinstated' | 'extended';
+  | 'issued' | 'seats_changed' | 'trial_converted' | 'suspended' | 'reinstated' | 'extended'
+  // An activation of the same machine came with another device key (its ferry home was made anew).
+  | 'device_key_replaced';
 
 export const licenseEvents = {
   async record(

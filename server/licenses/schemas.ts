@@ -40,6 +40,10 @@ const MachineFacts = {
   platform: Type.Optional(Type.String({ maxLength: 64 })),
   hostname: Type.Optional(Type.String({ maxLength: 255 })),
   agentVersion: Type.Optional(Type.String({ maxLength: 32 })),
+  devicePublicKey: Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9_-]{43}$',
+    description: 'the public half of the Ed25519 key the agent made for this activation: 32 bytes, base64url',
+  })),
 };
 
 /** 32 random bytes or more, base64url: what proves that a request comes from where the trial started. */

@@ -260,6 +260,15 @@ export function createLicenseService({
     );
   }
 
+  /**
+   * The same machine activating again keeps the device key it now presents (its ferry home may have
+   * been made anew); the request carried the credential. Staff see the change in the license's events.
+   */
+  async function keepDeviceKey(activation: ActivationRow, facts: MachineFacts, at: Date): Promise<void> {
+    const { replaced } = await activations.presentDeviceKey(db, activation.id, facts);
+    if (replaced) await licenseEvents.record(db, activation.license_id, 'device_key_replaced', activation.fingerprint, facts.ip, at);
+  }
+
   /** Same machine, same trial: the trial already bound to this fingerprint, made usable again for its holder. */
   async function existingTrial(
     trial: TrialRow, request: TrialRequest, token: string | undefined, facts: MachineFacts, at: Date,
@@ -283,6 +292,7 @@ export function createLicenseService({
       await changes.activationChanged(activation.id);
       activation = { ...activation, active: 1 };
     }
+    await keepDeviceKey(activation, facts, at);
     return licensed(license, activation, at);
   }
 
@@ -363,7 +373,10 @@ export function createLicenseService({
         );
       }
       // Activated again after a deactivation: servers that cached it inactive must read it again.
-      if (!outcome.created) await changes.activationChanged(outcome.activation.id);
+      if (!outcome.created) {
+        await keepDeviceKey(outcome.activation, facts, at);
+        await changes.activationChanged(outcome.activation.id);
+      }
       return { created: outcome.created, result: await licensed(outcome.license, outcome.activation, at) };
     },
 

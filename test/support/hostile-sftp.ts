@@ -47,6 +47,10 @@ export interface HostileOptions {
   refuseRenamesOf?: string;
   /** Open file handles per session at most: an OPEN beyond fails with FAILURE ("too many open files"). */
   maxOpenHandles?: number;
+  /** The software version in the server's SSH identification line (set at start only). */
+  ident?: string;
+  /** The longname READDIR sends with each entry (default: the bare name, which reads as no `ls -l` line). */
+  longname?: (filename: string, attrs: Attributes) => string;
 }
 
 /** A check-file request the server was asked (`target`: the file's path). */
@@ -119,7 +123,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   const checkFileRequests: CheckFileRequest[] = [];
   const clients = new Set<Connection>();
 
-  const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
+  const server = new Server({ hostKeys: [hostKey.private], ...(options.ident !== undefined ? { ident: options.ident } : {}) }, (client) => {
     connections++;
     clients.add(client);
     const stall = behaviour.stall && (behaviour.stall.connections === undefined || connections <= behaviour.stall.connections) ? behaviour.stall : null;
@@ -238,7 +242,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     on('OPENDIR', false, (id, path: string) => {
       const dir = posix.normalize(path);
       if (tree.get(dir)?.type !== 'dir') return failure(id, STATUS_CODE.NO_SUCH_FILE);
-      const entry = (filename: string, node: Node) => ({ filename, longname: filename, attrs: attrsOf(node) });
+      const entry = (filename: string, node: Node) => ({ filename, longname: behaviour.longname?.(filename, attrsOf(node)) ?? filename, attrs: attrsOf(node) });
       const listing = [entry('.', tree.get(dir)!), entry('..', tree.get(posix.dirname(dir))!)];
       for (const [path, node] of tree) if (path !== '/' && posix.dirname(path) === dir) listing.push(entry(posix.basename(path), node));
       const crafted: Node = { type: 'file', data: Buffer.from('evil\n'), mtime: T0, mode: 0o644 };

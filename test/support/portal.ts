@@ -1,17 +1,48 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { Pool } from 'mysql2/promise';
 import type { Config } from '../../server/config.js';
 import { request as jsonRequest } from './http.js';
 import { newMachine } from './machines.js';
 import { freePort } from './processes.js';
-import { startServer, type TestServer } from './server.js';
-import type { ReceivedMail, TestSmtp } from './smtp.js';
+import { openDb, startServer, type TestServer } from './server.js';
+import { startSmtp, type ReceivedMail, type TestSmtp } from './smtp.js';
 
 /** A server whose mail links point at itself (PUBLIC_URL = its own address), sending to `smtp`. */
 export async function startPortalServer(smtp: TestSmtp, overrides: Partial<Config> = {}): Promise<TestServer> {
   const port = await freePort();
   return startServer({ port, publicUrl: `http://127.0.0.1:${port}`, smtpUrl: smtp.url, ...overrides });
+}
+
+/** What a portal suite runs against: an SMTP server, a portal server sending to it, a pool on its database. */
+export interface PortalWorld {
+  smtp: TestSmtp;
+  server: TestServer;
+  db: Pool;
+  close(): Promise<void>;
+}
+
+export async function startPortalWorld(overrides: Partial<Config> = {}): Promise<PortalWorld> {
+  const smtp = await startSmtp();
+  let server: TestServer | undefined;
+  try {
+    server = await startPortalServer(smtp, overrides);
+    const db = await openDb(server.config.databaseUrl);
+    const started = server;
+    return {
+      smtp, server, db,
+      async close() {
+        await db.end();
+        await started.close();
+        await smtp.close();
+      },
+    };
+  } catch (err) {
+    await server?.close();
+    await smtp.close();
+    throw err;
+  }
 }
 
 export interface PageAnswer {

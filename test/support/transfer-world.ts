@@ -21,6 +21,8 @@ export interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** stdout as bytes (a file's content with `-`). */
+  stdoutBytes?: Buffer;
 }
 
 export interface World {
@@ -116,9 +118,20 @@ export class FerryUser {
    * terminal echoes what is typed before a program turns echo off). `screen` is everything the
    * terminal showed, stdout and stderr together.
    */
-  runOnTerminal(args: string[], options: { env?: Record<string, string | undefined>; answers?: { prompt: RegExp; type: string }[] } = {}): Promise<{ code: number | null; screen: string }> {
+  runOnTerminal(
+    args: string[],
+    options: {
+      env?: Record<string, string | undefined>;
+      answers?: { prompt: RegExp; type: string }[];
+      /** The terminal's width (`stty cols`), and a width it is resized to after `afterMs` (SIGWINCH). */
+      columns?: number;
+      resize?: { afterMs: number; columns: number };
+    } = {},
+  ): Promise<{ code: number | null; screen: string }> {
     const quote = (arg: string) => `'${arg.replace(/'/g, `'\\''`)}'`;
-    const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+    let command = [process.execPath, CLI, ...args].map(quote).join(' ');
+    if (options.resize) command = `(sleep ${options.resize.afterMs / 1000}; stty cols ${options.resize.columns} </dev/tty) & ${command}; code=$?; wait; exit $code`;
+    if (options.columns !== undefined) command = `stty cols ${options.columns} rows 24; ${command}`;
     const answers = [...(options.answers ?? [])];
     return new Promise((resolve, reject) => {
       // -q quiet, -e the command's exit code, -f flush at once, -c the command; no typescript file.
@@ -140,10 +153,16 @@ export class FerryUser {
    * is killed then, and ends with code null, so that the test fails instead of waiting forever.
    * `onStdoutLine` gets the child too (to send it a signal when a line has appeared).
    */
-  run(args: string[], options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string, child: ChildProcess) => void; killAfterMs?: number } = {}): Promise<Run> {
+  run(
+    args: string[],
+    options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string, child: ChildProcess) => void; killAfterMs?: number; input?: Buffer } = {},
+  ): Promise<Run> {
     const env = this.environment(options.env);
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      // Standard input is `input` (for `-`), written whole, or nothing at all: closed at once.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(options.input);
       if (options.killAfterMs !== undefined) {
         const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
         child.once('close', () => clearTimeout(killer));
@@ -151,7 +170,9 @@ export class FerryUser {
       let stdout = '';
       let stderr = '';
       let pending = '';
+      const chunks: Buffer[] = [];
       child.stdout.on('data', (d: Buffer) => {
+        chunks.push(d);
         stdout += d;
         if (!options.onStdoutLine) return;
         pending += d;
@@ -161,7 +182,7 @@ export class FerryUser {
       });
       child.stderr.on('data', (d) => (stderr += d));
       child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
+      child.once('close', (code) => resolve({ code, stdout, stderr, stdoutBytes: Buffer.concat(chunks) }));
     });
   }
 

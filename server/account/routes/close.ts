@@ -35,13 +35,19 @@ export default async function closeRoutes(app: FastifyInstance, portal: Portal):
       return portal.render(request, reply, 'cancel', { ...cancelPage(null), errors: form.errors }, 400);
     }
     const now = new Date();
-    await inTransaction(app.db, async (tx) => {
+    const ended = await inTransaction(app.db, async (tx) => {
       await tx.execute("UPDATE customers SET status = 'cancelled', cancelled_at = ?, updated_at = ? WHERE id = ? AND status = 'active'", [now, now, account.id]);
       // The subscription ends: its licenses stop at their next validation.
+      const [licenses] = await tx.execute<RowDataPacket[]>(
+        "SELECT id FROM licenses WHERE customer_id = ? AND kind = 'permanent' AND status = 'active' FOR UPDATE", [account.id],
+      );
       await tx.execute("UPDATE licenses SET status = 'cancelled' WHERE customer_id = ? AND kind = 'permanent' AND status = 'active'", [account.id]);
       await tx.execute("UPDATE orders SET status = 'cancelled' WHERE customer_id = ? AND status = 'pending'", [account.id]);
       await audit.record(tx, account.id, 'account.cancelled', now);
+      return licenses.map((row) => Number(row.id));
     });
+    // Every server forgets what it cached of them: "next validation" means the next one anywhere.
+    for (const id of ended) await app.licenses.licenseChanged(id);
     if (account.email) {
       await app.mail.enqueue({
         key: `account-cancelled:${account.id}:${now.getTime()}`,
