@@ -204,11 +204,13 @@ async function renewOnline(ctx: AgentContext, state: LicenseState, server: strin
   const time = root ? verifiedAnswerTime(root, next.certificate!, renewal.time) : { problem: 'this build has no trust root to check it against' };
   let result = renewal.renewal ? 'renewed' : 'valid';
   if ('t' in time) {
-    // Paired with the time since boot at this command's start: a few seconds early, well within the clock's tolerance.
+    // Paired with the time since boot at this command's start, so what passed before the answer
+    // counts twice later: seconds at most, far within the clock's tolerance.
     const received = { server, statement: renewal.time!, t: time.t, ...(ctx.monotonic ? { boot: ctx.monotonic } : {}) };
     next.trustedTime = newerTrustedTime(root!, next.certificate!, state.trustedTime, received);
+  } else {
+    result += `; its time was not taken: ${time.problem}`;
   }
-  else result += `; its time was not taken: ${time.problem}`;
   next.lastCheck = { at: new Date(ctx.clock.now).toISOString(), result };
   await saveLicenseState(ctx.paths, next);
   return { state: next, newToken: renewal.renewal !== null, signedTime: 't' in time ? time.t : null, timeProblem: 't' in time ? null : time.problem };
