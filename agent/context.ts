@@ -1,7 +1,7 @@
 import { homedir, userInfo } from 'node:os';
 import { buildInfo } from './build-info.js';
 import { unknownConfigKeys } from './config-keys.js';
-import { readClock, parseFerryNow, type ClockReading } from './clock.js';
+import { parseFerryNow, parseFerryUptime, readClock, readMonotonic, type ClockReading, type Monotonic } from './clock.js';
 import { AgentError } from './errors.js';
 import { ensurePrivateDir, homePaths, readJsonFile, resolveHomeDir, UnreadableFileError, type HomePaths } from './home.js';
 import { detectLocale } from './locale.js';
@@ -20,6 +20,8 @@ type Env = Record<string, string | undefined>;
 export interface AgentContext {
   paths: HomePaths;
   clock: ClockReading;
+  /** The time since boot when the command started (see clock.ts), or null where the system does not tell it. */
+  monotonic: Monotonic | null;
   locale: string;
   /** `linux-x64`… sent at activation, so support can tell which build a machine runs. */
   platform: string;
@@ -136,6 +138,8 @@ interface TestOverrides {
   machineId: string | undefined;
   /** FERRY_NOW: replaces the clock's time. */
   now: string | undefined;
+  /** FERRY_UPTIME: replaces the time since boot. */
+  uptime: string | undefined;
 }
 
 /**
@@ -145,12 +149,12 @@ interface TestOverrides {
  * the id generated into FERRY_HOME (machine.ts), in either build.
  */
 function testOverrides(env: Env, release: boolean, notice: (message: string) => void): TestOverrides {
-  if (!release) return { machineId: env.FERRY_MACHINE_ID, now: env.FERRY_NOW };
-  const set = (['FERRY_MACHINE_ID', 'FERRY_NOW'] as const).filter((name) => env[name]?.trim());
+  if (!release) return { machineId: env.FERRY_MACHINE_ID, now: env.FERRY_NOW, uptime: env.FERRY_UPTIME };
+  const set = (['FERRY_MACHINE_ID', 'FERRY_NOW', 'FERRY_UPTIME'] as const).filter((name) => env[name]?.trim());
   if (set.length > 0) {
     notice(`${set.join(' and ')} ${set.length === 1 ? 'is' : 'are'} ignored: this is a release build, which uses the machine's own id and clock (they are for tests of a checkout)`);
   }
-  return { machineId: undefined, now: undefined };
+  return { machineId: undefined, now: undefined, uptime: undefined };
 }
 
 async function configuredServer(paths: HomePaths): Promise<string | undefined> {
@@ -189,12 +193,14 @@ export async function createContext(options: ContextOptions): Promise<AgentConte
   const overrides = testOverrides(env, buildInfo().release, notice);
   await warnOfUnknownConfigKeys(paths, notice);
   const wallNow = overrides.now?.trim() ? parseFerryNow(overrides.now) : Date.now();
+  const monotonic = overrides.uptime?.trim() ? parseFerryUptime(overrides.uptime) : await readMonotonic();
 
   let machine: Promise<MachineIdentity> | undefined;
   const alongside: Promise<void>[] = [];
   return {
     paths,
-    clock: await readClock(paths.clock, wallNow),
+    clock: await readClock(paths.clock, wallNow, monotonic),
+    monotonic,
     locale: detectLocale(env),
     platform: `${process.platform}-${process.arch}`,
     agentVersion: options.agentVersion,

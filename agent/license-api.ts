@@ -123,6 +123,8 @@ export interface CheckInAnswer {
   renewal: { token: string; certificate: SignedStatement } | null;
   /** When the server checked (ISO), as it says. */
   checkedAt: string | null;
+  /** The server's signed time (see licensing/trusted-time.ts), not yet checked: null when it sent none. */
+  time: SignedStatement | null;
 }
 
 /** `POST /v1/validate`: the server checks license and activation now, and renews the lease when due. */
@@ -135,7 +137,7 @@ export async function requestRenewal(
     method: 'POST', path: '/v1/validate', token, body, timeoutMs: BACKGROUND_TIMEOUT_MS,
   });
   noteLatestVersion(ctx, reply.body);
-  const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown; checkedAt?: unknown } | undefined;
+  const b = reply.body as { license?: unknown; token?: unknown; certificate?: unknown; checkedAt?: unknown; time?: unknown } | undefined;
   if (!b || (b.token !== undefined && (typeof b.token !== 'string' || !isStatement(b.certificate)))) throw malformed(server, 'a validation');
   return {
     license: parseLicense(server, b.license),
@@ -143,6 +145,8 @@ export async function requestRenewal(
       ? { token: b.token, certificate: { payload: b.certificate.payload, signature: b.certificate.signature } }
       : null,
     checkedAt: typeof b.checkedAt === 'string' && b.checkedAt.length <= 40 ? b.checkedAt : null,
+    // Whatever its shape, a time goes to the verifier, which refuses what is not a signed time.
+    time: isStatement(b.time) ? { payload: b.time.payload, signature: b.time.signature } : null,
   };
 }
 

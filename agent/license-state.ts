@@ -37,6 +37,19 @@ export interface LicenseState {
    * a refusal's exit name in lower case, or `failed: why`. Absent in files from before check-ins.
    */
   lastCheck?: LastCheck | null;
+  /**
+   * The newest signed time of a check-in answer (see licensing/trusted-time.ts), and the server
+   * that sent it. Kept as signed, and verified under `certificate` whenever it is used: an edited
+   * one counts for nothing, and the token's own signed `iat` is the trusted time then.
+   */
+  trustedTime?: StoredTrustedTime | null;
+}
+
+export interface StoredTrustedTime {
+  server: string;
+  statement: SignedStatement;
+  /** The time since boot when it arrived (see clock.ts): on the same boot, time has gone on from it since. */
+  boot?: { bootId: string; uptimeMs: number };
 }
 
 export interface LastCheck {
@@ -47,6 +60,13 @@ export interface LastCheck {
 function isLastCheck(value: unknown): value is LastCheck {
   const c = value as Record<string, unknown> | null;
   return typeof c === 'object' && c !== null && typeof c.at === 'string' && typeof c.result === 'string';
+}
+
+function isStoredTrustedTime(value: unknown): value is StoredTrustedTime {
+  const t = value as Record<string, unknown> | null;
+  if (typeof t !== 'object' || t === null || typeof t.server !== 'string' || !isCertificate(t.statement)) return false;
+  const boot = t.boot as Record<string, unknown> | undefined;
+  return boot === undefined || (typeof boot === 'object' && boot !== null && typeof boot.bootId === 'string' && Number.isSafeInteger(boot.uptimeMs));
 }
 
 function isCertificate(value: unknown): value is SignedStatement {
@@ -95,7 +115,8 @@ export async function loadLicenseState(paths: HomePaths): Promise<LicenseState |
   }
   const { jwks: _pinnedOnFirstUse, ...rest } = stored as typeof stored & { jwks?: unknown };
   const lastCheck = isLastCheck(rest.lastCheck) && !Number.isNaN(Date.parse(rest.lastCheck.at)) ? rest.lastCheck : null;
-  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null, lastCheck };
+  const trustedTime = isStoredTrustedTime(rest.trustedTime) ? rest.trustedTime : null;
+  return { ...rest, format: 2, certificate: stored.format === 2 ? (stored.certificate as SignedStatement) : null, lastCheck, trustedTime };
 }
 
 export async function saveLicenseState(paths: HomePaths, state: LicenseState): Promise<void> {

@@ -1,4 +1,7 @@
-import type { LicenseClaims, UsageKind } from '../licensing/index.js';
+import {
+  certifiedKey, peekClaims, TrustError, verifyTime, type LicenseClaims, type SignedStatement, type UsageKind,
+} from '../licensing/index.js';
+import { noteTrustedTime } from './clock.js';
 import type { AgentContext } from './context.js';
 import { AgentError } from './errors.js';
 import { formatTime } from './format.js';
@@ -6,11 +9,11 @@ import {
   requestKeyActivation, requestRenewal, requestTrial, type IssuedLicense, type TrialContact,
 } from './license-api.js';
 import { assessLicense, type Assessment } from './license-assess.js';
-import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit } from './license-state.js';
+import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit, type StoredTrustedTime } from './license-state.js';
 import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
 import { deviceKey } from './device-key.js';
 import { trialSecret } from './trial-secret.js';
-import { requireRoot, verifyIssued, type Root } from './trust-root.js';
+import { knownRoot, requireRoot, verifyIssued, type Root } from './trust-root.js';
 import { reportUsage } from './usage-report.js';
 
 /**
@@ -117,12 +120,53 @@ export async function activateLicense(
   }
 }
 
+/** What one online check brought besides the stored state. */
+interface OnlineResult {
+  state: LicenseState;
+  /** The server signed a new token (a check-in may renew nothing). */
+  newToken: boolean;
+  /** The server's signed time of this answer, verified; null when it sent none or one that does not verify. */
+  signedTime: number | null;
+  /** Why the answer's time was not taken, when it was not. */
+  timeProblem: string | null;
+}
+
 /**
- * Renews the lease online. A server that no longer takes the old lease (401: expired beyond its
- * grace, key retired, activation gone) gets a new activation: the trial of this machine again,
- * or the stored key.
+ * The newer of the stored signed time and the one just received, both verified under the
+ * certificate of the token now stored: trusted time only moves forward, so an old statement
+ * replayed (or a second answer of the same second) never replaces a later one.
  */
-export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean } = {}): Promise<LicenseState> {
+function newerTrustedTime(
+  root: Root, certificate: SignedStatement, stored: StoredTrustedTime | null | undefined, received: StoredTrustedTime & { t: number },
+): StoredTrustedTime {
+  if (stored) {
+    try {
+      if (verifyTime(stored.statement, certifiedKey(root.publicKey, certificate)) >= received.t) return stored;
+    } catch (err) {
+      // Made under a key since rotated away, or edited: the one just received stands alone.
+      if (!(err instanceof TrustError)) throw err;
+    }
+  }
+  return { server: received.server, statement: received.statement, ...(received.boot ? { boot: received.boot } : {}) };
+}
+
+/** The answer's time, once it verifies under the certificate of the token stored with it. */
+function verifiedAnswerTime(root: Root, certificate: SignedStatement, time: SignedStatement | null): { t: number } | { problem: string } {
+  if (time === null) return { problem: 'its answer carried no signed time' };
+  try {
+    return { t: verifyTime(time, certifiedKey(root.publicKey, certificate)) };
+  } catch (err) {
+    if (err instanceof TrustError) return { problem: `the time in its answer was refused (${err.message})` };
+    throw err;
+  }
+}
+
+/**
+ * Renews the lease online (or, with `checkIn`, checks in and keeps the token unless the server
+ * renews it). A server that no longer takes the old lease (401: expired beyond its grace, key
+ * retired, activation gone) gets a new activation: the trial of this machine again, or the stored key.
+ */
+async function renewOnline(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean }): Promise<OnlineResult> {
   const { fingerprint } = await ctx.machine();
   let renewal: Awaited<ReturnType<typeof requestRenewal>>;
   try {
@@ -134,26 +178,47 @@ export async function renewLicense(ctx: AgentContext, state: LicenseState, serve
       throw new AgentError('NO_LICENSE', 'the license lease has ended and no key is stored to renew it: run "ferry activate --key KEY"');
     }
     const request: ActivationRequest = state.kind === 'trial' ? { trial: {} } : { key: state.key! };
-    return (await activateLicense(ctx, server, request, state)).state;
+    // A new token's signed iat is this answer's time.
+    const activated = (await activateLicense(ctx, server, request, state)).state;
+    return { state: activated, newToken: true, signedTime: peekClaims(activated.token)!.iat * 1000, timeProblem: null };
   }
-  const checked = { at: new Date(ctx.clock.now).toISOString(), result: renewal.renewal ? 'renewed' : 'valid' };
+  let next: LicenseState;
+  let commit: () => Promise<void> = async () => undefined;
   if (!renewal.renewal) {
     // Nothing changed and the lease is not due: the server signed nothing, the token stays.
-    const confirmed: LicenseState = { ...state, server, licenseExpiresAt: renewal.license.expiresAt, refused: null, lastCheck: checked };
-    await saveLicenseState(ctx.paths, confirmed);
-    return confirmed;
+    next = { ...state, server, licenseExpiresAt: renewal.license.expiresAt, refused: null };
+  } else {
+    // A renewal may come with a token of another signing key (the server rotated): its certificate
+    // comes with it, and the root decides, exactly as at activation.
+    const verified = await verifyIssued(ctx, server, renewal.renewal, fingerprint);
+    commit = verified.commit;
+    const { claims } = verified;
+    // What the token says wins: a trial upgraded in place comes back permanent.
+    next = {
+      ...state, format: 2, server, token: renewal.renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
+      licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.renewal.certificate, refused: null,
+    };
   }
-  // A renewal may come with a token of another signing key (the server rotated): its certificate
-  // comes with it, and the root decides, exactly as at activation.
-  const { claims, commit } = await verifyIssued(ctx, server, renewal.renewal, fingerprint);
-  // What the token says wins: a trial upgraded in place comes back permanent.
-  const renewed: LicenseState = {
-    ...state, format: 2, server, token: renewal.renewal.token, kind: claims.kind, licenseId: claims.sub, activationId: claims.aid,
-    licenseExpiresAt: renewal.license.expiresAt, certificate: renewal.renewal.certificate, refused: null, lastCheck: checked,
-  };
   await commit();
-  await saveLicenseState(ctx.paths, renewed);
-  return renewed;
+  const root = await knownRoot(ctx);
+  const time = root ? verifiedAnswerTime(root, next.certificate!, renewal.time) : { problem: 'this build has no trust root to check it against' };
+  let result = renewal.renewal ? 'renewed' : 'valid';
+  if ('t' in time) {
+    // Paired with the time since boot at this command's start, so what passed before the answer
+    // counts twice later: seconds at most, far within the clock's tolerance.
+    const received = { server, statement: renewal.time!, t: time.t, ...(ctx.monotonic ? { boot: ctx.monotonic } : {}) };
+    next.trustedTime = newerTrustedTime(root!, next.certificate!, state.trustedTime, received);
+  } else {
+    result += `; its time was not taken: ${time.problem}`;
+  }
+  next.lastCheck = { at: new Date(ctx.clock.now).toISOString(), result };
+  await saveLicenseState(ctx.paths, next);
+  return { state: next, newToken: renewal.renewal !== null, signedTime: 't' in time ? time.t : null, timeProblem: 't' in time ? null : time.problem };
+}
+
+/** Renews the lease online (see renewOnline); the stored state. */
+export async function renewLicense(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean } = {}): Promise<LicenseState> {
+  return (await renewOnline(ctx, state, server, options)).state;
 }
 
 /** How often a machine in use checks in with its server, whatever its lease: revocations reach it within this. */
@@ -166,33 +231,46 @@ export function checkInDue(ctx: AgentContext, state: LicenseState): boolean {
 }
 
 /**
+ * What a failed online check leaves in license.json: a refusal (revoked, suspended, deactivated)
+ * is remembered, so that the next command stops on it even offline; any other failure only notes
+ * the check. Read again first: another command may have renewed meanwhile.
+ */
+async function recordFailedCheck(ctx: AgentContext, state: LicenseState, err: AgentError): Promise<LicenseState> {
+  const refusal = isRefusal(err) ? { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() } : null;
+  const lastCheck = { at: new Date(ctx.clock.now).toISOString(), result: refusal ? err.exit.toLowerCase() : `failed: ${err.message}` };
+  const current = (await loadLicenseState(ctx.paths)) ?? null;
+  if (!current || current.activationId !== state.activationId || current.licenseId !== state.licenseId) return { ...state, refused: refusal ?? state.refused, lastCheck };
+  const recorded: LicenseState = { ...current, refused: refusal ?? current.refused, lastCheck };
+  await saveLicenseState(ctx.paths, recorded);
+  return recorded;
+}
+
+/** One online check, as every caller makes it: the server's answer, or the AgentError that says why there is none. */
+async function goOnline(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean }): Promise<OnlineResult | AgentError> {
+  try {
+    return await renewOnline(ctx, state, server, options);
+  } catch (thrown) {
+    const err = asAgentError(thrown);
+    if (!(err instanceof AgentError)) throw thrown;
+    if (err.exit === 'SERVER_UNREACHABLE') ctx.unreachableServers.add(server);
+    return err;
+  }
+}
+
+/**
  * Checks in with the license server while the command works: a revocation, suspension or
  * deactivation found now is remembered (`refused`), and the next command stops on it; the command
  * running now finishes. Never throws, never fails the command: an unreachable server leaves the
  * lease and its grace as they were.
  */
 export async function checkIn(ctx: AgentContext, state: LicenseState): Promise<void> {
-  const at = new Date(ctx.clock.now).toISOString();
-  let server: string | undefined;
   try {
-    server = await ctx.resolveServer(state.server);
+    const server = await ctx.resolveServer(state.server);
     if (ctx.unreachableServers.has(server)) return;
-    await renewLicense(ctx, state, server, { checkIn: true });
-  } catch (thrown) {
-    try {
-      const err = asAgentError(thrown);
-      if (!(err instanceof AgentError)) throw thrown;
-      if (err.exit === 'SERVER_UNREACHABLE' && server) ctx.unreachableServers.add(server);
-      const refused = isRefusal(err) ? { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() } : state.refused;
-      const result = isRefusal(err) ? err.exit.toLowerCase() : `failed: ${err.message}`;
-      // Read again: another command may have renewed meanwhile; this only adds what the check found.
-      const current = (await loadLicenseState(ctx.paths)) ?? null;
-      if (current && current.activationId === state.activationId && current.licenseId === state.licenseId) {
-        await saveLicenseState(ctx.paths, { ...current, refused, lastCheck: { at, result } });
-      }
-    } catch {
-      // A check-in must never fail the command; the next one tries again.
-    }
+    const result = await goOnline(ctx, state, server, { checkIn: true });
+    if (result instanceof AgentError) await recordFailedCheck(ctx, state, result);
+  } catch {
+    // A check-in must never fail the command; the next one tries again.
   }
 }
 
@@ -224,21 +302,84 @@ function unjudged(state: LicenseState | null, problem: AgentError): LicenseCheck
   return { state, assessment: null, renewed: false, offline: false, renewalProblem: null, problem };
 }
 
-/** The offline verdict on a stored license: its token and certificate under the root, then its times. */
+/**
+ * The offline verdict on a stored license: its token and certificate under the root, then its
+ * times, judged by the latest of the clock, its high-water mark and the trusted time (the token's
+ * signed `iat`, or a check-in's signed time). A trusted time later than the clock moves the
+ * high-water mark on (clock.json), so that the clock is known to be behind from then on.
+ */
 export async function assessStored(ctx: AgentContext, state: LicenseState, root: Root): Promise<Assessment> {
   if (state.certificate === null) {
     return { verdict: 'invalid', reason: 'it was written by an earlier ferry and has no certificate', untrusted: true };
   }
   const { fingerprint } = await ctx.machine();
-  const assessment = assessLicense({ token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now });
+  const assess = () => assessLicense({
+    token: state.token, certificate: state.certificate, root: root.publicKey, fingerprint, now: ctx.clock.now, timeStatement: state.trustedTime?.statement,
+  });
+  const assessment = assess();
+  if (!('claims' in assessment)) return assessment;
   // The file's own fields steer what ferry does (a trial reports its use): they must be the token's.
-  if ('claims' in assessment) {
-    const { claims } = assessment;
-    if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
-      return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
-    }
+  const { claims } = assessment;
+  if (claims.kind !== state.kind || claims.sub !== state.licenseId || claims.aid !== state.activationId) {
+    return { verdict: 'invalid', reason: 'its kind, license or activation is not what its signed token says', untrusted: true };
   }
-  return assessment;
+  const before = ctx.clock;
+  const trusted = Math.max(assessment.trustedTime, sinceCheckIn(ctx, state, assessment.checkInTime) ?? 0);
+  ctx.clock = await noteTrustedTime(ctx.paths.clock, before, trusted, ctx.monotonic);
+  if (ctx.clock.newlySetBack && !before.newlySetBack) {
+    ctx.notice(`the clock is behind the time the license server signed: it says ${formatTime(before.wallNow)}, but ${formatTime(trusted)} follows from what it signed; licenses go by ${formatTime(ctx.clock.now)}`);
+  }
+  // Judged again only when the time since a check-in took license time past what the verdict went by.
+  return ctx.clock.now > assessment.judgedAt ? assess() : assessment;
+}
+
+/**
+ * The check-in's signed time plus the time since boot that has passed since it arrived, on the
+ * same boot: what the server's clock says at least now, even with clock.json removed and the clock
+ * held back. Null without both times.
+ */
+function sinceCheckIn(ctx: AgentContext, state: LicenseState, checkInTime: number | null): number | null {
+  const boot = state.trustedTime?.boot;
+  const now = ctx.monotonic;
+  if (checkInTime === null || !boot || !now || boot.bootId !== now.bootId || now.uptimeMs < boot.uptimeMs) return null;
+  return checkInTime + (now.uptimeMs - boot.uptimeMs);
+}
+
+/**
+ * The trusted-time policy of a trial: it fails closed. A trial is used only while the latest of
+ * the clock, the high-water mark and the trusted time is before its end and before its lease end
+ * (at most a day after the server signed the token; no offline grace). And once this machine's
+ * clock is known to be set back (behind a time already seen or signed), the clock can no longer
+ * say how much time has passed, so each command of a trial first gets the server's signed time
+ * (a check-in, which signs no token): offline, or with an answer whose time does not verify, the
+ * trial does not work. A permanent license fails open instead: set back or not, it works offline
+ * to its lease end plus its grace, counted in license time.
+ */
+function trialNeedsServerTime(ctx: AgentContext, state: LicenseState): boolean {
+  return state.kind === 'trial' && ctx.clock.setBack;
+}
+
+function trialWithoutServerTime(ctx: AgentContext, server: string, why: AgentError): AgentError {
+  return new AgentError(
+    why.exit,
+    `this machine's clock is behind a time already seen or signed by the license server (it says ${formatTime(ctx.clock.wallNow)}); `
+      + `a trial then goes only by the time ${server} signs, and ${why.message}: set the clock right, or connect to the license server`,
+  );
+}
+
+/**
+ * One online check and the verdict on what it brought; an AgentError when there is no answer to
+ * judge (or, with `needsTime`, an answer without a signed time that verifies).
+ */
+async function renewAndJudge(
+  ctx: AgentContext, state: LicenseState, root: Root, server: string, options: { checkIn?: boolean; needsTime?: boolean } = {},
+): Promise<LicenseCheck | AgentError> {
+  const result = await goOnline(ctx, state, server, options);
+  if (result instanceof AgentError) return result;
+  if (options.needsTime && result.signedTime === null) {
+    return new AgentError('LICENSE_UNTRUSTED', `${result.timeProblem} (nothing it sent about time was kept)`);
+  }
+  return judged(result.state, await assessStored(ctx, result.state, root), { renewed: result.newToken });
 }
 
 /**
@@ -247,18 +388,12 @@ export async function assessStored(ctx: AgentContext, state: LicenseState, root:
  */
 async function confirmLegacy(ctx: AgentContext, state: LicenseState, root: Root): Promise<LicenseCheck> {
   const server = await ctx.resolveServer(state.server);
-  try {
-    const renewed = await renewLicense(ctx, state, server);
-    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
-  } catch (thrown) {
-    const err = asAgentError(thrown);
-    if (!(err instanceof AgentError)) throw thrown;
-    if (err.exit === 'SERVER_UNREACHABLE') ctx.unreachableServers.add(server);
-    return unjudged(state, new AgentError(
-      err.exit,
-      `${ctx.paths.license} was written by an earlier ferry and must be confirmed once by its license server, but ${err.message}`,
-    ));
-  }
+  const check = await renewAndJudge(ctx, state, root, server);
+  if (!(check instanceof AgentError)) return check;
+  return unjudged(state, new AgentError(
+    check.exit,
+    `${ctx.paths.license} was written by an earlier ferry and must be confirmed once by its license server, but ${check.message}`,
+  ));
 }
 
 /** Judges this machine's license, renewing online if due. Never throws for a license problem: returns it. */
@@ -287,33 +422,23 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   if (assessment.verdict === 'invalid' || assessment.verdict === 'trial-ended') return judged(state, assessment);
 
   const renewalDue = state.refused !== null || assessment.verdict === 'lease-ended' || assessment.renewDue;
-  if (!renewalDue) return judged(state, assessment);
+  const needsTime = trialNeedsServerTime(ctx, state);
+  if (!renewalDue && !needsTime) return judged(state, assessment);
 
   const server = await ctx.resolveServer(state.server);
-  try {
-    const renewed = await renewLicense(ctx, state, server);
-    return judged(renewed, await assessStored(ctx, renewed, root), { renewed: true });
-  } catch (thrown) {
-    const err = asAgentError(thrown);
-    if (!(err instanceof AgentError)) throw thrown;
-    if (isRefusal(err)) {
-      const refused: LicenseState = {
-        ...state,
-        refused: { exit: err.exit, message: err.message, at: new Date(ctx.clock.wallNow).toISOString() },
-        lastCheck: { at: new Date(ctx.clock.now).toISOString(), result: err.exit.toLowerCase() },
-      };
-      await saveLicenseState(ctx.paths, refused);
-      return judged(refused, assessment, { problem: err });
-    }
-    const offline = err.exit === 'SERVER_UNREACHABLE';
-    if (offline) ctx.unreachableServers.add(server);
-    if (state.refused) {
-      // Refused before, and the server cannot say otherwise now: the refusal stands.
-      return judged(state, assessment, { offline, problem: new AgentError(state.refused.exit, `${state.refused.message} (not checked again: ${err.message})`) });
-    }
-    if (assessment.verdict === 'usable') return judged(state, assessment, { offline, renewalProblem: err.message });
-    return judged(state, assessment, { offline, problem: leaseEndedOffline(assessment, err) });
+  // Wanting only the time, a check-in: the server answers it without signing a token.
+  const check = await renewAndJudge(ctx, state, root, server, { checkIn: !renewalDue, needsTime });
+  if (!(check instanceof AgentError)) return check;
+  const err = check;
+  if (isRefusal(err)) return judged(await recordFailedCheck(ctx, state, err), assessment, { problem: err });
+  const offline = err.exit === 'SERVER_UNREACHABLE';
+  if (state.refused) {
+    // Refused before, and the server cannot say otherwise now: the refusal stands.
+    return judged(state, assessment, { offline, problem: new AgentError(state.refused.exit, `${state.refused.message} (not checked again: ${err.message})`) });
   }
+  if (needsTime) return judged(state, assessment, { offline, problem: trialWithoutServerTime(ctx, server, err) });
+  if (assessment.verdict === 'usable') return judged(state, assessment, { offline, renewalProblem: err.message });
+  return judged(state, assessment, { offline, problem: leaseEndedOffline(assessment, err) });
 }
 
 /** Only a trial in force reports usage: after its end, or with a permanent license, nothing is recorded. */

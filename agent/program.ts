@@ -39,6 +39,7 @@ function helpFooter(): string {
     '  FERRY_SERVER      license server URL when --server is not given',
     '  FERRY_MACHINE_ID  replaces the OS machine id (for tests; development builds only, a release ignores it)',
     '  FERRY_NOW         replaces the clock\'s time, ISO date or ms since 1970 (for tests; development builds only)',
+    '  FERRY_UPTIME      replaces the time since boot, ms (for tests; development builds only)',
     '  FERRY_TRUST_ROOT  development builds: the root public key (PEM file) licenses must be certified by',
     '  FERRY_PASSWORD    SFTP password for scripts (otherwise asked on the terminal; never a flag)',
     '  FERRY_KEY_PASSPHRASE  passphrase of an encrypted private key, for scripts',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLOCK_SET_BACK_TOLERANCE_MS, judgeClock, parseFerryNow, readClock } from '../agent/clock.js';
+import { CLOCK_SET_BACK_TOLERANCE_MS, judgeClock, judgeTrustedTime, noteTrustedTime, parseFerryNow, readClock } from '../agent/clock.js';
 import { AgentError } from '../agent/errors.js';
 import { DAY, HOUR, tempDir } from './support/agent-fixtures.js';
 
@@ -74,6 +74,51 @@ describe('clock high-water mark', () => {
     writeFileSync(file, 'not json');
     const reading = await readClock(file, T);
     assert.deepEqual(reading, { wallNow: T, now: T, highWater: null, setBack: false, newlySetBack: false });
+  });
+
+  it('knows the clock is behind a time the server signed, even with no mark, and goes on from that time', () => {
+    const { reading } = judgeClock(T - 2 * DAY, null);
+    const trusted = judgeTrustedTime(reading, { highWater: T - 2 * DAY, skewMs: 0 }, T)!;
+    assert.equal(trusted.reading.now, T);
+    assert.equal(trusted.reading.setBack, true);
+    assert.equal(trusted.reading.newlySetBack, true);
+    assert.deepEqual(trusted.next, { highWater: T, skewMs: 2 * DAY });
+    // A day later by the clock that stays behind: a day later for the license too, not two days before.
+    assert.equal(judgeClock(T - DAY, trusted.next).reading.now, T + DAY);
+  });
+
+  it('takes a server a little ahead (within the tolerance) as time seen, not as a clock set back', () => {
+    const { reading } = judgeClock(T, { highWater: T, skewMs: 0 });
+    const trusted = judgeTrustedTime(reading, { highWater: T, skewMs: 0 }, T + 60_000)!;
+    assert.equal(trusted.reading.now, T + 60_000);
+    assert.equal(trusted.reading.setBack, false);
+    assert.deepEqual(trusted.next, { highWater: T + 60_000, skewMs: 0 });
+  });
+
+  it('moves nothing for a signed time at or before license time: trusted time only moves forward', async () => {
+    const { reading } = judgeClock(T, { highWater: T, skewMs: 0 });
+    assert.equal(judgeTrustedTime(reading, { highWater: T, skewMs: 0 }, T - DAY), null);
+    const file = join(tempDir(), 'clock.json');
+    const now = await readClock(file, T);
+    assert.equal(await noteTrustedTime(file, now, T - DAY), now);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { highWater: new Date(T).toISOString(), skewMs: 0 });
+    const raised = await noteTrustedTime(file, now, T + 2 * DAY);
+    assert.equal(raised.now, T + 2 * DAY);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { highWater: new Date(T + 2 * DAY).toISOString(), skewMs: 2 * DAY });
+  });
+
+  it('counts on with the time since boot while the clock is held at one time, on the same boot only', () => {
+    const boot = (uptimeMs: number, bootId = 'boot-1') => ({ bootId, uptimeMs });
+    const first = judgeClock(T, null, boot(0));
+    assert.deepEqual(first.next, { highWater: T, skewMs: 0, boot: boot(0) });
+    // Two hours of uptime later, the clock says T again: it is held back, and license time went on.
+    const held = judgeClock(T, first.next, boot(2 * HOUR));
+    assert.equal(held.reading.now, T + 2 * HOUR);
+    assert.equal(held.reading.setBack, true);
+    assert.equal(held.reading.newlySetBack, true);
+    assert.equal(judgeClock(T, held.next, boot(3 * HOUR)).reading.now, T + 3 * HOUR);
+    // After a reboot the time since boot says nothing about before: the mark holds, as without one.
+    assert.equal(judgeClock(T, held.next, boot(5 * HOUR, 'boot-2')).reading.now, T + 2 * HOUR);
   });
 
   it('reads FERRY_NOW as an ISO date or as milliseconds, and refuses anything else', () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { certifySigningKey, generateRootKey, generateSigningKey, POLICIES } from '../licensing/index.js';
+import { certifySigningKey, generateRootKey, generateSigningKey, POLICIES, signTime } from '../licensing/index.js';
 import { judgeClock } from '../agent/clock.js';
 import { assessLicense, type Assessment } from '../agent/license-assess.js';
 import { DAY, HOUR, newMachineId, tokenFor } from './support/agent-fixtures.js';
@@ -21,8 +21,8 @@ function permanentToken(issuedAt: number): string {
   return tokenFor({ key, fingerprint: machine.fingerprint, kind: 'permanent', issuedAt, leaseEndsAt: issuedAt + POLICIES.permanent.leaseMs });
 }
 
-function assess(token: string, now: number, fingerprint = machine.fingerprint, cert: unknown = certificate): Assessment {
-  return assessLicense({ token, certificate: cert, root: root.publicKey, fingerprint, now });
+function assess(token: string, now: number, fingerprint = machine.fingerprint, cert: unknown = certificate, timeStatement?: unknown): Assessment {
+  return assessLicense({ token, certificate: cert, root: root.publicKey, fingerprint, now, timeStatement });
 }
 
 describe('offline license decisions', () => {
@@ -119,5 +119,28 @@ describe('offline license decisions', () => {
 
   it('refuses garbage where the token should be', () => {
     assert.equal(assess('not.a.token', T).verdict, 'invalid');
+  });
+
+  it('judges by a check-in\'s signed time when it is later than the clock: a trial past its end by it is over', () => {
+    const token = trialToken(T, T + 2 * DAY);
+    const checkedIn = signTime(key, T + 2 * DAY + HOUR);
+    const a = assess(token, T + HOUR, machine.fingerprint, certificate, checkedIn);
+    assert.equal(a.verdict, 'trial-ended');
+    assert.ok('trustedTime' in a && a.trustedTime === T + 2 * DAY + HOUR && a.trustedFrom === 'check-in' && a.judgedAt === T + 2 * DAY + HOUR);
+    // Without it, the token's issue time is the trusted time.
+    const b = assess(token, T - DAY);
+    assert.ok('trustedTime' in b && b.trustedTime === T && b.trustedFrom === 'token' && b.judgedAt === T);
+  });
+
+  it('ignores a signed time that is edited or signed by another key, and does not refuse the license for it', () => {
+    const token = trialToken(T, T + 2 * DAY);
+    const genuine = signTime(key, T + 3 * DAY);
+    const edited = { ...genuine, payload: genuine.payload.replace(/"t":\d+/, `"t":${T + 4 * DAY}`) };
+    const stranger = signTime(generateSigningKey(), T + 3 * DAY);
+    for (const statement of [edited, stranger, { t: T + 3 * DAY }, 'soon']) {
+      const a = assess(token, T + HOUR, machine.fingerprint, certificate, statement);
+      assert.equal(a.verdict, 'usable');
+      assert.ok('trustedTime' in a && a.trustedTime === T && a.trustedFrom === 'token');
+    }
   });
 });

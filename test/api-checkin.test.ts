@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { issueToken, peekClaims, POLICIES } from '../licensing/index.js';
+import { certifiedKey, issueToken, peekClaims, POLICIES, verifyTime } from '../licensing/index.js';
 import { loadKeySet } from '../server/keys/store.js';
 import type { Pool } from 'mysql2/promise';
 import { issueLicense, revokeLicense } from './support/admin.js';
@@ -9,6 +9,7 @@ import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { startServerProcess, until, type ServerProcess } from './support/processes.js';
 import { openDb, startServer, testEnv, type TestServer } from './support/server.js';
+import { TEST_ROOT } from './support/trust-root.js';
 
 const DAY = 86_400_000;
 
@@ -26,7 +27,7 @@ describe('POST /v1/validate as a check-in', () => {
     const fingerprint = newMachine();
     const res = await request(`${server.url}/v1/activations`, { body: { key: license.key, fingerprint } });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    return { license, fingerprint, token: res.body.token as string, shown: res.body.license };
+    return { license, fingerprint, token: res.body.token as string, shown: res.body.license, certificate: res.body.certificate as unknown };
   }
 
   /** The token the server would have issued this activation `ageMs` ago. */
@@ -55,7 +56,8 @@ describe('POST /v1/validate as a check-in', () => {
     // The answer is put together by hand (routes.ts): the license reads exactly as in the activation's answer.
     const again = await validate(token, { fingerprint, checkIn: true });
     assert.deepEqual(again.body.license, shown);
-    assert.deepEqual(Object.keys(again.body).sort(), ['checkedAt', 'license', 'valid']);
+    assert.deepEqual(Object.keys(again.body).sort(), ['checkedAt', 'license', 'time', 'valid']);
+    assert.deepEqual(Object.keys(again.body.time).sort(), ['payload', 'signature'], 'the signed time, as the schema says');
     const trial = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
     const trialCheckIn = await validate(trial.body.token, { checkIn: true });
     assert.equal(trialCheckIn.status, 200);
@@ -65,6 +67,20 @@ describe('POST /v1/validate as a check-in', () => {
     const renewal = await validate(token, { fingerprint });
     assert.equal(typeof renewal.body.token, 'string');
     assert.equal(typeof renewal.body.certificate.payload, 'string');
+  });
+
+  it('signs its time in every answer, check-ins that renew nothing included, under the key the root certified', async () => {
+    const { fingerprint, token, certificate } = await activated();
+    const key = certifiedKey(TEST_ROOT.publicKey, certificate);
+    const before = Date.now();
+    const checkIn = await validate(token, { fingerprint, checkIn: true });
+    assert.equal(checkIn.body.token, undefined);
+    const renewal = await validate(token, { fingerprint });
+    for (const answer of [checkIn, renewal]) {
+      const t = verifyTime(answer.body.time, key);
+      // Signed at most once a second: up to a second behind the answer, never ahead of the server's clock.
+      assert.ok(t >= before - 1_000 && t <= Date.now(), `signed time ${t} within the request`);
+    }
   });
 
   it('renews the current token once its lease passes the point where the agent renews, with the certificate', async () => {

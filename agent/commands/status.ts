@@ -30,6 +30,11 @@ export interface StatusReport {
   claimCode: string | null;
   /** `now`: what the clock says; `licenseTime`: the time license decisions go by (see clock.ts). */
   clock: { setBack: boolean; now: string; licenseTime: string; highWater: string | null };
+  /**
+   * The latest time the license server signed that this machine holds (ISO), where it comes from
+   * (`token`: its issue time; `check-in`: a check-in answer's signed time) and which server signed it.
+   */
+  trustedTime: { at: string; from: 'token' | 'check-in'; server: string } | null;
   pendingUsageEvents: number;
   /** The last check-in with the license server: when (ISO) and what came of it (`valid`, `renewed`, `license_revoked`, `failed: …`). */
   lastCheck: { at: string; result: string } | null;
@@ -61,6 +66,13 @@ async function buildReport(ctx: AgentContext, check: LicenseCheck): Promise<Stat
     machineIdSource: machine.source,
     claimCode: state?.claimCode ?? null,
     clock: { setBack: ctx.clock.setBack, now: iso(ctx.clock.wallNow)!, licenseTime: iso(ctx.clock.now)!, highWater: iso(ctx.clock.highWater) },
+    trustedTime: assessment && 'trustedTime' in assessment && state
+      ? {
+        at: iso(assessment.trustedTime)!,
+        from: assessment.trustedFrom,
+        server: assessment.trustedFrom === 'check-in' && state.trustedTime ? state.trustedTime.server : state.server,
+      }
+      : null,
     pendingUsageEvents: await countSpooled(ctx.paths.spool),
     lastCheck: state?.lastCheck ?? null,
   };
@@ -94,8 +106,16 @@ function statusText(report: StatusReport, check: LicenseCheck): string[] {
   rows.push(['Server', report.server ?? 'none set (pass --server URL or set FERRY_SERVER)']);
   if (report.lastCheck) rows.push(['Checked', `${time(report.lastCheck.at)}: ${report.lastCheck.result.replace(/_/g, ' ')} (checks in hourly while in use)`]);
   rows.push(['Machine', `${report.fingerprint} (fingerprint, ${MACHINE_ID_SOURCES[report.machineIdSource]})`]);
+  if (report.trustedTime) {
+    const from = report.trustedTime.from === 'token' ? 'when it issued the lease' : 'at a check-in';
+    rows.push(['Trusted', `${time(report.trustedTime.at)}, the latest time ${printable(report.trustedTime.server)} signed (${from}); licenses never go by an earlier one`]);
+  }
+  // The policy that follows, said where it applies: a trial fails closed, a permanent license open (license.ts).
+  const policy = report.kind === 'trial'
+    ? '; a trial then checks the time with its license server at every command'
+    : report.kind === 'permanent' ? '; offline, the license works to its grace counted in license time' : '';
   rows.push(['Clock', report.clock.setBack
-    ? `set back: it says ${time(report.clock.now)}, but ${time(report.clock.highWater)} was seen before; licenses go by ${time(report.clock.licenseTime)}`
+    ? `set back: it says ${time(report.clock.now)}, behind a time seen or signed before; licenses go by ${time(report.clock.licenseTime)}${policy}`
     : 'ok']);
   if (check.state?.kind === 'trial' || report.pendingUsageEvents > 0) rows.push(['Usage spool', `${report.pendingUsageEvents} event(s) waiting to be sent`]);
   // Values hold what the license server said (a refusal's text, a check's result): escaped, every one.

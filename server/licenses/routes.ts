@@ -3,11 +3,15 @@ import { Type } from 'typebox';
 import {
   ActivationParams, ActivationRequest, BearerHeaders, errorResponses, Licensed, TrialRequest, Validated, ValidateRequest,
 } from './schemas.js';
+import type { SignedStatement } from '../../licensing/index.js';
 import { bearerToken } from './service.js';
+import { createTimeBeacon } from './trusted-time.js';
 import { planReminders } from '../jobs/reminders.js';
 import { cachedLatestVersion, latestVersion } from '../releases/store.js';
 
 let latestJson = { version: null as string | null, json: '' };
+/** The signed time as JSON, made once per statement (the beacon re-signs once a second). */
+let timeJson = { statement: null as SignedStatement | null, json: '' };
 
 /**
  * The answer of a check-in that changes nothing, the most common call of all, serialised by hand:
@@ -16,19 +20,22 @@ let latestJson = { version: null as string | null, json: '' };
  * the two free strings go through JSON.stringify. Answers with a token go through Fastify's
  * serializer as usual.
  */
-function checkInJson({ license: l, checkedAt }: Validated, latest: string | null): string {
+function checkInJson({ license: l, checkedAt }: Validated, latest: string | null, time: SignedStatement): string {
   if (latest !== latestJson.version) latestJson = { version: latest, json: latest === null ? '' : `,"latestVersion":${JSON.stringify(latest)}` };
+  if (time !== timeJson.statement) timeJson = { statement: time, json: `,"time":${JSON.stringify({ payload: time.payload, signature: time.signature })}` };
   let license = `{"id":${l.id},"kind":"${l.kind}","status":"${l.status}","seats":${l.seats},`
     + `"expiresAt":${l.expiresAt === null ? 'null' : `"${l.expiresAt}"`},"createdAt":"${l.createdAt}"`;
   if (l.claimCode !== undefined) license += `,"claimCode":${JSON.stringify(l.claimCode)}`;
   if (l.keyHint !== undefined) license += `,"keyHint":${JSON.stringify(l.keyHint)}`;
-  return `{"valid":true,"license":${license}},"checkedAt":"${checkedAt}"${latestJson.json}}`;
+  return `{"valid":true,"license":${license}},"checkedAt":"${checkedAt}"${timeJson.json}${latestJson.json}}`;
 }
 
 /** The agent's calls: start a trial, activate a key, renew the lease, give a seat back. */
 const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Every answer that licenses a machine names the newest release; a failure to look it up never fails the call.
   const latest = async () => ({ latestVersion: (await latestVersion(app.db).catch(() => null)) ?? undefined });
+  // The signed time of every validation answer: one signature a second, not one per answer.
+  const beacon = createTimeBeacon(app.signingKeys.active);
 
   app.post('/v1/trials', {
     schema: {
@@ -75,7 +82,8 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Check in: check the license now; a renewed lease token when it is due',
       description: 'With `checkIn: true`, the answer carries `token` and `certificate` only when the lease is past its renewal '
         + 'point, the token presented is not the last one issued to this activation or not under the current signing key, '
-        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token.',
+        + 'or the license changed; otherwise the agent keeps its token. Without it (agents from before check-ins), always a new token. '
+        + 'Every answer carries `time`: the server\'s time, signed with its current signing key (re-signed once a second).',
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       body: Type.Optional(ValidateRequest),
@@ -84,12 +92,13 @@ const licenseRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, (request, reply) => {
     // Not an async handler: a check-in answered from memory is sent with nothing awaited.
     const send = (answer: Validated, latest: string | null): void => {
+      const time = beacon.current();
       if (answer.token !== undefined) {
-        void reply.send({ ...answer, latestVersion: latest ?? undefined });
+        void reply.send({ ...answer, time, latestVersion: latest ?? undefined });
         return;
       }
       // A string with a JSON type goes out as it is (Fastify runs no serializer on it).
-      void reply.type('application/json; charset=utf-8').send(checkInJson(answer, latest) as unknown as Validated);
+      void reply.type('application/json; charset=utf-8').send(checkInJson(answer, latest, time) as unknown as Validated);
     };
     const withLatest = (answer: Validated) => {
       const latest = cachedLatestVersion(app.db);

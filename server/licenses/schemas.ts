@@ -109,6 +109,15 @@ export const Certificate = Type.Object(
   { description: "the deployment root's certificate of the key that signed the token (a signed 'ferry-signing-key' statement)" },
 );
 
+/** See licensing/trusted-time.ts: what agents judge leases by, beside their own clock. */
+export const SignedTime = Type.Object(
+  { payload: Type.String(), signature: Type.String() },
+  {
+    description: "the server's time, signed with its current signing key: payload is the JSON {kid, t (ms since 1970), type: 'ferry-time'}, "
+      + 'signature the base64url ES256 (r||s) signature of its bytes; signed at most once a second, so up to a second behind',
+  },
+);
+
 /** The newest published release of the agent, so that agents can say an update is there. */
 const LatestVersion = Type.Optional(Type.String({ description: 'the newest published version of ferry' }));
 
@@ -121,6 +130,7 @@ export const Validated = Type.Object({
   token: Type.Optional(Type.String({ description: 'a renewed lease: only when the lease is due for renewal or the license changed' })),
   certificate: Type.Optional(Certificate),
   checkedAt: Type.String({ format: 'date-time', description: 'when the server checked the license and activation' }),
+  time: Type.Optional(SignedTime),
   latestVersion: LatestVersion,
 });
 export type Validated = Static<typeof Validated>;
