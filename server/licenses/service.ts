@@ -12,6 +12,8 @@ import {
 import type { LastSeenRecorder } from './last-seen.js';
 import type { ActivationCache, CachedActivation } from './activation-cache.js';
 import type { LicenseChanges } from './license-changes.js';
+import { rebinds } from './rebinds-repository.js';
+import type { PaceRefusal, Velocity } from './velocity.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
 /** How stale `last_validated_at` may get before a validation notes it again. */
@@ -70,7 +72,7 @@ function activationView(row: ActivationRow): Activation {
 }
 
 /** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
-function assertUsable(license: LicenseRow, now: Date): void {
+export function assertUsable(license: LicenseRow, now: Date): void {
   if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
   if (license.status === 'suspended') throw new AppError('LICENSE_SUSPENDED', 403, 'this license is suspended; contact support to have it reinstated');
   if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
@@ -105,6 +107,7 @@ export interface LicenseServiceDeps {
   lastSeen: LastSeenRecorder;
   cache: ActivationCache;
   changes: LicenseChanges;
+  velocity: Velocity;
   now?: () => Date;
 }
 
@@ -119,7 +122,7 @@ interface Presented {
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
 export function createLicenseService({
-  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, cache, changes, now = () => new Date(),
+  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, cache, changes, velocity, now = () => new Date(),
 }: LicenseServiceDeps) {
   async function licensed(license: LicenseRow, activation: ActivationRow, at: Date): Promise<Licensed> {
     const expiresAt = license.expires_at?.getTime() ?? null;
@@ -283,6 +286,7 @@ export function createLicenseService({
     }
     let activation = await activations.ofMachine(db, license.id, request.fingerprint);
     if (!activation) {
+      await assertTrialNotMovedAway(trial, request.fingerprint, facts.ip, at);
       await activations.insert(db, license.id, request.fingerprint, facts, at).catch((err) => {
         if (!isDuplicateKey(err)) throw err;
       });
@@ -296,8 +300,24 @@ export function createLicenseService({
     return licensed(license, activation, at);
   }
 
+  /**
+   * A trial has one machine: where its activation moved to another machine id (a rebind), the
+   * machine it left (an old copy of the ferry home, say) cannot take it up again beside it.
+   */
+  async function assertTrialNotMovedAway(trial: TrialRow, fingerprint: string, ip: string, at: Date): Promise<void> {
+    if (!(await rebinds.activeElsewhere(db, trial.id, fingerprint))) return;
+    await licenseEvents.record(db, trial.id, 'trial_moved', fingerprint, ip, at);
+    throw new AppError(
+      'TRIAL_MOVED', 409,
+      'this trial moved to another machine id of the same installation (a rebind) and is in use there; deactivate it there to use it here',
+    );
+  }
+
   return {
     verifyPresented,
+
+    /** A token for this activation as it is now (a rebind: its new fingerprint), as every activation gets. */
+    issue: licensed,
 
     /**
      * `POST /v1/trials`: one trial per machine, ever; concurrent requests from one machine make one.
@@ -312,6 +332,7 @@ export function createLicenseService({
       for (let attempt = 0; attempt < 3; attempt++) {
         const existing = await licenses.trialOfMachine(db, request.fingerprint);
         if (existing) return { created: false, result: await existingTrial(existing, request, token, facts, at) };
+        await velocity.assertTrialPace(db, request.fingerprint, ip, at);
         try {
           const result = await inTransaction(db, async (tx) => {
             const licenseId = await licenses.insertTrial(tx, {
@@ -328,6 +349,7 @@ export function createLicenseService({
           });
           const license = (await licenses.byId(db, result))!;
           const activation = (await activations.ofMachine(db, result, request.fingerprint))!;
+          await velocity.noteTrial(ip, at);
           return { created: true, result: await licensed(license, activation, at) };
         } catch (err) {
           // Another request from this machine won the race (go round and return its trial), or the
@@ -349,7 +371,8 @@ export function createLicenseService({
       }
       const at = now();
       const facts: MachineFacts = { ...request, ip };
-      type Outcome = { created: boolean; license: LicenseRow; activation: ActivationRow } | { refused: LicenseRow };
+      type Outcome =
+        | { created: boolean; license: LicenseRow; activation: ActivationRow } | { refused: LicenseRow } | { tooFast: LicenseRow; pace: PaceRefusal };
       const outcome = await inTransaction(db, async (tx): Promise<Outcome> => {
         const license = await licenses.byKeyDigestForUpdate(tx, keyDigest(canonical));
         if (!license) throw new AppError('LICENSE_NOT_FOUND', 404, 'no license has this key');
@@ -362,9 +385,15 @@ export function createLicenseService({
           await activations.reactivate(tx, existing.id, facts, at);
           return { created: false, license, activation: { ...existing, active: 1 } };
         }
+        const pace = await velocity.newMachineRefusal(tx, license, at);
+        if (pace) return { tooFast: license, pace };
         const id = await activations.insert(tx, license.id, request.fingerprint, facts, at);
         return { created: true, license, activation: (await activations.byId(tx, id))! };
       });
+      if ('tooFast' in outcome) {
+        await licenseEvents.record(db, outcome.tooFast.id, 'activation_velocity', request.fingerprint, ip, at, outcome.pace.detail);
+        throw new AppError('ACTIVATION_VELOCITY', 429, outcome.pace.message, outcome.pace.retryAfterSeconds);
+      }
       if ('refused' in outcome) {
         await licenseEvents.record(db, outcome.refused.id, 'seat_refused', request.fingerprint, ip, at);
         throw new AppError(
