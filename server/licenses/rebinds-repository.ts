@@ -90,3 +90,16 @@ export const rebinds = {
     return rows;
   },
 };
+
+/** What each refusal reason means, for staff in /admin. */
+export const REBIND_REASON_TEXT: Record<RebindRefusal, string> = {
+  challenge_unknown: 'the challenge was unknown, used already or expired (a replayed request?)',
+  no_device_key: 'the activation has no device key (made by an older ferry)',
+  bad_signature: "not signed by the activation's device key",
+  stale_token: 'the token was older than the activation’s last move (a copy of the ferry home?)',
+  budget_exhausted: "the license's moves for the year were used up",
+  fingerprint_in_use: 'the license already had an activation for the new machine id',
+  trial_of_other_machine: 'the new machine id already had a trial of its own',
+  license_not_usable: 'the license was revoked, suspended, cancelled or ended',
+  activation_inactive: 'the activation was deactivated',
+};
