@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
-import { rebindStatement } from '../licensing/index.js';
 import { issueLicense } from './support/admin.js';
+import { newDeviceKey, rebindBody, type TestDeviceKey as DeviceKey } from './support/device-keys.js';
 import { request, type Answer } from './support/http.js';
 import { newActivationSecret, newMachine } from './support/machines.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
@@ -12,16 +11,6 @@ import { openDb, startServer, type TestServer } from './support/server.js';
  * would, with device keys made here; and the pace of new machines per license and new trials per
  * address.
  */
-
-interface DeviceKey {
-  privateKey: KeyObject;
-  publicKey: string;
-}
-
-function newDeviceKey(): DeviceKey {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  return { privateKey, publicKey: createPublicKey(privateKey).export({ format: 'jwk' }).x! };
-}
 
 /** An activated machine as the API knows it: its fingerprint, device key, activation and token. */
 interface Activated {
@@ -63,10 +52,8 @@ describe('POST /v1/activations/:id/rebind: a machine whose id changed keeps its 
     return res.body.challenge;
   }
 
-  function signedBody(a: Activated, to: string, challengeText: string, by: DeviceKey = a.key) {
-    const statement = rebindStatement({ activationId: a.activationId, fromFingerprint: a.fingerprint, toFingerprint: to, challenge: challengeText });
-    return { fingerprint: to, challenge: challengeText, signature: sign(null, Buffer.from(statement, 'utf8'), by.privateKey).toString('base64url') };
-  }
+  const signedBody = (a: Activated, to: string, challengeText: string, by: DeviceKey = a.key) =>
+    rebindBody(a.activationId, a.fingerprint, to, challengeText, by);
 
   const rebind = (a: Activated, body: unknown): Promise<Answer> =>
     request(`${server.url}/v1/activations/${a.activationId}/rebind`, { token: a.token, body });
