@@ -108,6 +108,21 @@ describe('ferry on a machine whose id changed', function () {
     assert.equal(Number((trials as { n: number }[])[0]!.n), 1, 'one trial');
   });
 
+  it('finds the same trial, not a new one, when "ferry activate --trial" is what runs first after the id changed', async () => {
+    const machine = new Machine();
+    expectExit(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'activate --trial');
+    const { licenseId, activationId } = machine.license();
+    const moved = machine.withNewId();
+    const again = await moved.run(['activate', '--trial']);
+    expectExit(again, 0, 'activate --trial after the id changed');
+    assert.match(again.stderr, MOVED);
+    assert.match(again.stdout, /^This machine's trial is active: it ends /m);
+    assert.equal(moved.license().licenseId, licenseId, 'the same trial');
+    assert.equal(moved.license().activationId, activationId);
+    const [trials] = await db.query("SELECT COUNT(*) AS n FROM licenses WHERE kind = 'trial' AND trial_fingerprint = ?", [fingerprint(moved.id)]);
+    assert.equal(Number((trials as { n: number }[])[0]!.n), 0, 'no trial of its own for the new id');
+  });
+
   it('needs the device key: a home without it is judged as another machine\'s license, as before', async () => {
     const machine = new Machine();
     expectExit(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'activate --trial');
