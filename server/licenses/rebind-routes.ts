@@ -12,7 +12,8 @@ const rebindRoutes: FastifyPluginAsyncTypebox = async (app) => {
       security: [{ licenseToken: [] }],
       headers: BearerHeaders,
       params: ActivationParams,
-      response: { 200: RebindChallenge, ...errorResponses({}, 401, 403, 404, 429) },
+      // No body is needed, but a POST parses whatever comes: one of another type is 413/415.
+      response: { 200: RebindChallenge, ...errorResponses({ body: true }, 401, 403, 404, 429) },
     },
     config: { needs: ['mysql', 'redis'] },
     onRequest: app.limitActivations,
