@@ -4,7 +4,8 @@ import { issueLicense } from './support/admin.js';
 import { newDeviceKey, rebindBody, type TestDeviceKey as DeviceKey } from './support/device-keys.js';
 import { request, type Answer } from './support/http.js';
 import { newActivationSecret, newMachine } from './support/machines.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { startServerProcess, until, type ServerProcess } from './support/processes.js';
+import { openDb, startServer, testEnv, type TestServer } from './support/server.js';
 
 /**
  * Moving an activation to a new fingerprint (`/v1/activations/:id/rebind`), over HTTP as an agent
@@ -190,6 +191,42 @@ describe('POST /v1/activations/:id/rebind: a machine whose id changed keeps its 
     const res = await rebind(a, { fingerprint: newMachine(), challenge: await challenge(a), signature: 'short' });
     assert.equal(res.status, 400);
     assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+  });
+});
+
+describe('a rebind across server processes (activation caches, invalidated over Redis)', () => {
+  let servers: ServerProcess[] = [];
+  let env: Record<string, string>;
+  before(async function () {
+    this.timeout(120_000);
+    env = testEnv({ LOG_LEVEL: 'warn' });
+    servers = [await startServerProcess(env)];
+    servers.push(await startServerProcess(env));
+  });
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('a move on server A makes server B refuse the old fingerprint\'s token at once, though B had it cached', async function () {
+    this.timeout(60_000);
+    const [a, b] = servers as [ServerProcess, ServerProcess];
+    const license = await issueLicense({ url: a.url, adminToken: env.ADMIN_TOKEN! }, 1);
+    const device = newDeviceKey();
+    const from = newMachine();
+    const activated = await request(`${a.url}/v1/activations`, { body: { key: license.key, fingerprint: from, devicePublicKey: device.publicKey } });
+    const id = activated.body.activation.id as number;
+    const oldToken = activated.body.token as string;
+    // B reads the activation now and keeps it (with the old token's digest) for up to 30 s.
+    assert.equal((await request(`${b.url}/v1/validate`, { body: { fingerprint: from, checkIn: true }, token: oldToken })).status, 200);
+
+    const challenge = (await request(`${a.url}/v1/activations/${id}/rebind-challenge`, { method: 'POST', token: oldToken })).body.challenge as string;
+    const moved = await request(`${a.url}/v1/activations/${id}/rebind`, { token: oldToken, body: rebindBody(id, from, newMachine(), challenge, device) });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    const refused = await until(`${b.url} refuses the old fingerprint's token`, async () => {
+      const res = await request(`${b.url}/v1/validate`, { body: { fingerprint: from, checkIn: true }, token: oldToken });
+      return res.status === 401 && res.body;
+    }, 10_000); // well within the 30 s a cached activation would otherwise live
+    assert.equal(refused.error.code, 'TOKEN_UNKNOWN_ACTIVATION');
   });
 });
 
