@@ -4,7 +4,7 @@
  *
  * The ranges say who is talking: 0-9 the command line itself, 10-19 licensing (this machine's
  * license or the license server), 20-29 transfers (the SFTP server or the files), 30-39 updating
- * ferry itself. 130 is the shell's own number for a command ended by Ctrl-C (128 + SIGINT): ferry
+ * ferry itself, 40-49 licensing again (10-19 is full). 130 is the shell's own number for a command ended by Ctrl-C (128 + SIGINT): ferry
  * ends with it too when it stops cleanly on Ctrl-C.
  */
 export interface ExitCodeEntry {
@@ -41,6 +41,8 @@ export const EXIT_CODES = {
   UPDATE_UNSUPPORTED: { code: 30, meaning: 'update: this build cannot update itself (a development build, or an installation ferry cannot replace)' },
   UPDATE_REFUSED: { code: 31, meaning: 'update: the release failed its check (signature, size or SHA-256); nothing was changed' },
   UPDATE_FAILED: { code: 32, meaning: 'update: the download or the replacement failed; the installed ferry is unchanged' },
+
+  REBIND_REFUSED: { code: 40, meaning: 'this machine\'s id changed and its license could not move to it (the license\'s moves for the year are used up, or the move was refused): deactivate a machine you no longer use, or contact support, whose staff can allow more' },
 
   INTERRUPTED: { code: 130, meaning: 'interrupted (Ctrl-C): part files are left, and the same command with --resume continues them' },
 } as const satisfies Record<string, ExitCodeEntry>;

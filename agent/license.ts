@@ -12,6 +12,7 @@ import { assessLicense, type Assessment } from './license-assess.js';
 import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit, type StoredTrustedTime } from './license-state.js';
 import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
 import { deviceKey } from './device-key.js';
+import { rebindIfMoved } from './rebind.js';
 import { trialSecret } from './trial-secret.js';
 import { knownRoot, requireRoot, verifyIssued, type Root } from './trust-root.js';
 import { reportUsage } from './usage-report.js';
@@ -418,6 +419,12 @@ export async function checkLicense(ctx: AgentContext): Promise<LicenseCheck> {
   if (state.certificate === null) return confirmLegacy(ctx, state, root);
 
   const assessment = await assessStored(ctx, state, root);
+  // Genuine, but bound to another fingerprint: this machine's id may have changed (rebind.ts).
+  if (assessment.verdict === 'invalid' && !assessment.untrusted) {
+    const moved = await rebindIfMoved(ctx, state, root);
+    if (moved && 'problem' in moved) return unjudged(state, moved.problem);
+    if (moved) return judged(moved.state, await assessStored(ctx, moved.state, root), { renewed: true });
+  }
   // Nothing online can change these: a foreign or tampered token, or a trial past its end.
   if (assessment.verdict === 'invalid' || assessment.verdict === 'trial-ended') return judged(state, assessment);
 

@@ -34,7 +34,8 @@ export interface FerryOptions {
 
 /**
  * ferry-server as it runs in production, without its job processors, and with the per-IP limit on
- * trial and activation calls raised out of the way: every request comes from 127.0.0.1.
+ * trial and activation calls (and the pace of new trials and machines) raised out of the way: every
+ * request comes from 127.0.0.1.
  */
 export const RATE_LIMIT_PER_MINUTE = 1_000_000;
 
@@ -61,6 +62,10 @@ export async function startFerryServer(root: string, options: FerryOptions): Pro
       LOG_LEVEL: 'warn',
       ADMIN_TOKEN: adminToken,
       RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE),
+      // The same for the pace of new trials per address and new machines per license (velocity.ts).
+      TRIALS_PER_ADDRESS_PER_DAY: String(RATE_LIMIT_PER_MINUTE),
+      NEW_MACHINES_PER_LICENSE_PER_HOUR: String(RATE_LIMIT_PER_MINUTE),
+      NEW_MACHINES_PER_LICENSE_PER_DAY: String(RATE_LIMIT_PER_MINUTE),
       FERRY_WORKERS: '0',
       // Its own Redis keys, so that its rate-limit counters never count against a developer's server.
       REDIS_PREFIX: `ferry-bench-${process.pid}`,

@@ -6,3 +6,4 @@ export * from './token.js';
 export * from './trust.js';
 export * from './certificate.js';
 export * from './trusted-time.js';
+export * from './rebind.js';

@@ -16,6 +16,7 @@ import metricsPlugin from './plugins/metrics.js';
 import licenseServicePlugin from './licenses/plugin.js';
 import healthRoutes from './health/routes.js';
 import licenseRoutes from './licenses/routes.js';
+import rebindRoutes from './licenses/rebind-routes.js';
 import usageRoutes from './usage/routes.js';
 import adminRoutes from './admin/routes.js';
 import reportRoutes from './admin/reports-routes.js';
@@ -64,6 +65,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   await app.register(healthRoutes);
   await app.register(licenseRoutes);
+  await app.register(rebindRoutes);
   await app.register(usageRoutes);
   await app.register(adminRoutes);
   await app.register(reportRoutes);

@@ -48,6 +48,16 @@ export interface Config {
   rateLimitPerMinute: number;
   /** How often each server reads the license and activation rows changed since its last look (activation-state.ts). */
   licenseCatchUpMs: number;
+  /** Moves of an activation to a new machine id (rebinds) per license and rolling 365 days, unless staff set the license's own. */
+  rebindBudget: number;
+  /**
+   * New machines (fingerprints not seen on the license before) a license may take within an hour
+   * and within a day; a license with more seats may take as many as its seats.
+   */
+  newMachinesPerLicensePerHour: number;
+  newMachinesPerLicensePerDay: number;
+  /** New trials from one client address within a day (beyond RATE_LIMIT_PER_MINUTE). */
+  trialsPerAddressPerDay: number;
   logLevel: string;
   /** Trust X-Forwarded-For from a load balancer in front: TRUST_PROXY=1, or the balancer's addresses/subnets. */
   trustProxy: boolean | string;
@@ -290,6 +300,10 @@ export function loadConfig(env: Env = process.env): Config {
     retainAddressSignalsMs: duration(env, 'RETAIN_ADDRESS_SIGNALS', '365d'),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 300, 1, 1_000_000),
     licenseCatchUpMs: duration(env, 'LICENSE_CATCH_UP_EVERY', '5s'),
+    rebindBudget: integer(env, 'REBIND_BUDGET', 3, 0, 1_000),
+    newMachinesPerLicensePerHour: integer(env, 'NEW_MACHINES_PER_LICENSE_PER_HOUR', 10, 1, 1_000_000),
+    newMachinesPerLicensePerDay: integer(env, 'NEW_MACHINES_PER_LICENSE_PER_DAY', 20, 1, 1_000_000),
+    trialsPerAddressPerDay: integer(env, 'TRIALS_PER_ADDRESS_PER_DAY', 50, 1, 1_000_000),
     logLevel,
     trustProxy: trustProxy(env),
     runWorkers: flag(env, 'FERRY_WORKERS', true),

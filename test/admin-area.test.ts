@@ -77,7 +77,7 @@ describe('The admin area (/admin)', function () {
   /** Every page and action of the area, with an id that exists where it needs one. */
   const PAGES = ['/admin', '/admin/', '/admin/licenses', '/admin/licenses?kind=trial', '/admin/licenses?q=x', '/admin/licenses.csv', '/admin/licenses/1', '/admin/licenses/1/revoke', '/admin/orders', '/admin/reports', '/admin/reports/1.csv',
     '/admin/reports/1.json', '/admin/statistics', '/admin/statistics?days=365', '/admin/news', '/admin/news/1', '/admin/releases', '/admin/queues', '/admin/queues/queue/mail', '/admin/no-such-page'];
-  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/licenses/1/suspend', '/admin/licenses/1/reinstate', '/admin/licenses/1/extend', '/admin/licenses/1/seats', '/admin/orders/1/paid', '/admin/reports', '/admin/reports/usage-rollup', '/admin/news', '/admin/news/1/send', '/admin/news/1/resume', '/admin/releases', '/admin/logout'];
+  const ACTIONS = ['/admin/licenses', '/admin/licenses/1/revoke', '/admin/licenses/1/suspend', '/admin/licenses/1/reinstate', '/admin/licenses/1/extend', '/admin/licenses/1/seats', '/admin/licenses/1/rebind-budget', '/admin/orders/1/paid', '/admin/reports', '/admin/reports/usage-rollup', '/admin/news', '/admin/news/1/send', '/admin/news/1/resume', '/admin/releases', '/admin/logout'];
   const QUEUE_API = [['GET', '/admin/queues/api/queues'], ['GET', '/admin/queues/api/redis/stats'], ['PUT', '/admin/queues/api/queues/mail/retry/failed'], ['PUT', '/admin/queues/api/queues/usage-rollup/pause']];
 
   it('sends a visitor without a session to the sign-in page from every page and action, and answers 401 to the dashboard API', async () => {

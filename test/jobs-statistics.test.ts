@@ -180,12 +180,20 @@ describe('retention of every personal field', () => {
            (?, 'clock_set_back', 'license:1', 1, 'names no address')`,
         [oldDay, oldDay],
       );
+      // A move to a new machine id asked for long ago, and one today: the address of the old one goes.
+      await db.query(
+        `INSERT INTO activation_rebinds (license_id, activation_id, from_fingerprint, to_fingerprint, ip, outcome, reason, occurred_at)
+           SELECT license_id, id, fingerprint, fingerprint, '127.0.0.1', 'refused', 'bad_signature', IF(license_id = ?, ?, NOW(3)) FROM activations WHERE license_id IN (?)`,
+        [oldId, longAgo(config.retainIpAddressesMs), [oldId, recent.body.license.id]],
+      );
 
       const result = await (await server.app.jobs.queues.retention.add({})).finished();
       assert.deepEqual({ ...result, lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined }, {
         lapsedTrialUsageEvents: undefined, cancelledAccounts: undefined,
-        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, campaignAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
+        trialEmails: 1, trialHostnames: 1, trialMailAddresses: 1, campaignAddresses: 1, activationAddresses: 1, licenseEventAddresses: 1, rebindAddresses: 1, usageEventAddresses: 1, addressSignals: 1,
       });
+      assert.deepEqual((await db.query('SELECT license_id, ip FROM activation_rebinds WHERE license_id IN (?) ORDER BY license_id', [[oldId, recent.body.license.id]]))[0],
+        [{ license_id: oldId, ip: null }, { license_id: recent.body.license.id, ip: '127.0.0.1' }]);
 
       const emails = async () => (await db.query('SELECT id, email FROM licenses WHERE id IN (?) ORDER BY id', [[oldId, recent.body.license.id]]))[0];
       assert.deepEqual(await emails(), [{ id: oldId, email: null }, { id: recent.body.license.id, email: 'recent-trial@example.org' }]);

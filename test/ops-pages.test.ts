@@ -16,6 +16,8 @@ const CALL_ERRORS: Record<string, number[]> = {
   'POST /v1/activations': [403, 404, 409, 429],
   'POST /v1/validate': [401, 403],
   'DELETE /v1/activations/{id}': [401, 403, 404],
+  'POST /v1/activations/{id}/rebind-challenge': [401, 403, 404, 429],
+  'POST /v1/activations/{id}/rebind': [401, 403, 404, 409, 429],
   'POST /v1/usage': [401, 403],
   'POST /v1/admin/licenses': [401],
   'POST /v1/admin/licenses/{id}/revoke': [401, 404],

@@ -6,6 +6,7 @@ import { requestDeactivation } from '../license-api.js';
 import { loadLicenseState, removeLicenseState, type LicenseState } from '../license-state.js';
 import { activateLicense, assessStored, renewLicense, trialEnded, type ActivationRequest } from '../license.js';
 import { removeDeviceKey } from '../device-key.js';
+import { rebindIfMoved } from '../rebind.js';
 import { knownRoot, requireRoot } from '../trust-root.js';
 import { refusalToAgentError, ServerError } from '../server-client.js';
 import { reportUsage, sendSpooledUsage } from '../usage-report.js';
@@ -69,6 +70,21 @@ async function currentState(ctx: AgentContext): Promise<LicenseState | null> {
 }
 
 /**
+ * This home's license, bound to the id this machine had before it changed: moved here first, so
+ * that activating again finds the same seat or trial instead of taking a new one (see rebind.ts).
+ * A refused move stops here: a new trial or seat is what the rebind budget is there to prevent.
+ * Only for the same license again: a trial moving on to a key needs no move of the trial.
+ */
+async function movedHere(ctx: AgentContext, previous: LicenseState | null, server: string, request: ActivationRequest): Promise<LicenseState | null> {
+  const same = 'key' in request ? previous?.key === request.key : previous?.kind === 'trial';
+  if (!previous || previous.server !== server || !same) return previous;
+  const root = await knownRoot(ctx).catch(() => null);
+  const moved = root ? await rebindIfMoved(ctx, previous, root) : null;
+  if (moved && 'problem' in moved) throw moved.problem;
+  return moved ? moved.state : previous;
+}
+
+/**
  * A permanent license holds a seat on the server: replacing it here without deactivating would
  * leave that seat taken by a machine that no longer uses it.
  */
@@ -116,9 +132,10 @@ async function confirmAge(ctx: AgentContext, options: ActivateOptions): Promise<
 export async function activate(ctx: AgentContext, options: ActivateOptions): Promise<void> {
   const request = activationRequest(options);
   await confirmAge(ctx, options);
-  const previous = await currentState(ctx);
+  let previous = await currentState(ctx);
   refuseToReplace(previous, request);
   const server = await ctx.resolveServer(previous?.server);
+  previous = await movedHere(ctx, previous, server, request);
 
   // Moving from a trial to a key: send the trial's last events while its token still counts.
   if (previous?.kind === 'trial' && 'key' in request) await sendSpooledUsage(ctx, previous);

@@ -32,6 +32,8 @@ function policyText(spoolFile: string): string[] {
     'A trial request also sends the random activation secret that ferry keeps in its home',
     '(trial-secret): it proves the trial is asked for where it started, and says nothing about you.',
     'To renew its lease, ferry sends the license token and the fingerprint.',
+    'When the machine id changes, ferry sends the token, the new fingerprint and a signature by',
+    'device-key.pem, to move the license to it.',
     'A permanent license sends nothing beyond activation and this validation: no usage events.',
   ];
 }

@@ -79,8 +79,9 @@ async function eraseRows(tx: PoolConnection, customerId: number, email: string |
   const [seenFrom] = await tx.query<RowDataPacket[]>(
     `SELECT ip FROM activations WHERE license_id IN (?) AND ip IS NOT NULL
      UNION SELECT ip FROM usage_events WHERE license_id IN (?) AND ip IS NOT NULL
-     UNION SELECT ip FROM license_events WHERE license_id IN (?) AND ip IS NOT NULL`,
-    [list(licenseIds), list(licenseIds), list(licenseIds)],
+     UNION SELECT ip FROM license_events WHERE license_id IN (?) AND ip IS NOT NULL
+     UNION SELECT ip FROM activation_rebinds WHERE license_id IN (?) AND ip IS NOT NULL`,
+    [list(licenseIds), list(licenseIds), list(licenseIds), list(licenseIds)],
   );
 
   await tx.query(
@@ -96,6 +97,7 @@ async function eraseRows(tx: PoolConnection, customerId: number, email: string |
   await tx.query('UPDATE activations SET ip = NULL, hostname = NULL WHERE license_id IN (?)', [list(licenseIds)]);
   await tx.query('UPDATE usage_events SET ip = NULL WHERE license_id IN (?)', [list(licenseIds)]);
   await tx.query('UPDATE license_events SET ip = NULL WHERE license_id IN (?)', [list(licenseIds)]);
+  await tx.query('UPDATE activation_rebinds SET ip = NULL WHERE license_id IN (?)', [list(licenseIds)]);
   await tx.query('UPDATE sent_mail SET to_email = NULL WHERE customer_id IN (?) OR (? IS NOT NULL AND to_email = ?)', [customerIds, email, email]);
   if (email) await tx.query('DELETE FROM mail_opt_outs WHERE email = ?', [email]);
   // The address as a recipient of news and release notices (what was sent stays in sent_mail, without it).

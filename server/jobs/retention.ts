@@ -10,7 +10,7 @@ const PURGE_STEP = 5_000;
  * Removes what is past its retention and logs what it removed, as counts: usage events of trials
  * that ended longer ago than RETAIN_TRIAL_USAGE; the email of trials never claimed (and the address
  * of mail sent to no customer) after RETAIN_TRIAL_EMAIL; client addresses of activations, license
- * events and usage events after RETAIN_IP_ADDRESSES; piracy signals naming an address after
+ * events, rebinds and usage events after RETAIN_IP_ADDRESSES; piracy signals naming an address after
  * RETAIN_ADDRESS_SIGNALS; and (through `purgeCancelledAccounts`, which MyAccount provides) accounts
  * cancelled longer ago than RETAIN_CANCELLED_ACCOUNTS.
  */
@@ -23,6 +23,7 @@ export interface RetentionResult {
   trialMailAddresses: number;
   activationAddresses: number;
   licenseEventAddresses: number;
+  rebindAddresses: number;
   usageEventAddresses: number;
   addressSignals: number;
   cancelledAccounts: number;
@@ -78,13 +79,14 @@ export async function processRetention(ctx: JobContext): Promise<RetentionResult
   const activationAddresses = await inSteps(ctx,
     'UPDATE activations SET ip = NULL WHERE ip IS NOT NULL AND COALESCE(last_validated_at, created_at) < ?', [addressesBefore]);
   const licenseEventAddresses = await inSteps(ctx, 'UPDATE license_events SET ip = NULL WHERE ip IS NOT NULL AND occurred_at < ?', [addressesBefore]);
+  const rebindAddresses = await inSteps(ctx, 'UPDATE activation_rebinds SET ip = NULL WHERE ip IS NOT NULL AND occurred_at < ?', [addressesBefore]);
   const usageEventAddresses = await inSteps(ctx, 'UPDATE usage_events SET ip = NULL WHERE ip IS NOT NULL AND received_at < ?', [addressesBefore]);
   const addressSignals = await inSteps(ctx,
     "DELETE FROM piracy_signals WHERE subject LIKE 'address:%' AND day < ?",
     [before(config.retainAddressSignalsMs).toISOString().slice(0, 10)]);
   const cancelledAccounts = await purgeCancelledAccounts(ctx, before(config.retainCancelledAccountsMs));
   const removed = {
-    lapsedTrialUsageEvents, trialEmails, trialHostnames, trialMailAddresses, campaignAddresses, activationAddresses, licenseEventAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
+    lapsedTrialUsageEvents, trialEmails, trialHostnames, trialMailAddresses, campaignAddresses, activationAddresses, licenseEventAddresses, rebindAddresses, usageEventAddresses, addressSignals, cancelledAccounts,
   };
   ctx.log.info(removed, 'retention purge');
   return removed;

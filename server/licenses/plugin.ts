@@ -3,12 +3,15 @@ import { createActivationState, type ActivationState } from './activation-state.
 import { createLastSeenRecorder, type LastSeenRecorder } from './last-seen.js';
 import { createLicenseChanges } from './license-changes.js';
 import { createLicenseService, type LicenseService } from './service.js';
+import { createRebinds, type Rebinds } from './rebind.js';
+import { createVelocity } from './velocity.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     licenses: LicenseService;
     lastSeen: LastSeenRecorder;
     activationState: ActivationState;
+    rebinds: Rebinds;
   }
 }
 
@@ -58,19 +61,33 @@ export default fp(
       onError: (err, what) => app.log.warn({ err: err.message }, `could not ${what}; other servers see it within ${catchUpEveryMs / 1000} s`),
     });
     app.addHook('onClose', () => changes.close());
-    app.decorate(
-      'licenses',
-      createLicenseService({
-        db: app.db,
-        signingKey: app.signingKeys.active,
-        certificate: app.signingKeys.certificates.get(app.signingKeys.active.kid)!,
-        keyring: app.keyring,
-        trialLengthMs: app.config.trialLengthMs,
-        lastSeen,
-        state,
-        changes,
-      }),
-    );
+    const velocity = createVelocity({
+      limits: app.config,
+      redis: app.redis,
+      redisPrefix: app.config.redisPrefix,
+      secret: app.config.mailSecret,
+    });
+    const service = createLicenseService({
+      db: app.db,
+      signingKey: app.signingKeys.active,
+      certificate: app.signingKeys.certificates.get(app.signingKeys.active.kid)!,
+      keyring: app.keyring,
+      trialLengthMs: app.config.trialLengthMs,
+      lastSeen,
+      state,
+      changes,
+      velocity,
+    });
+    app.decorate('licenses', service);
+    app.decorate('rebinds', createRebinds({
+      db: app.db,
+      redis: app.redis,
+      redisPrefix: app.config.redisPrefix,
+      keyring: app.keyring,
+      defaultBudget: app.config.rebindBudget,
+      changes,
+      issue: service.issue,
+    }));
   },
   { name: 'license-service', dependencies: ['config', 'mysql', 'redis', 'signing-keys'] },
 );

@@ -56,8 +56,11 @@ async function one<T>(db: Queryable, sql: string, params: (string | number | Buf
 export const licenses = {
   byId: (db: Queryable, id: number) => one<LicenseRow>(db, `SELECT ${LICENSE_COLUMNS} FROM licenses l WHERE l.id = ?`, [id]),
 
+  /** The trial this machine had: started here, or moved here from another machine id (a rebind, migration 016). */
   trialOfMachine: (db: Queryable, fingerprint: string) =>
-    one<TrialRow>(db, `SELECT ${LICENSE_COLUMNS}, l.trial_secret_hash FROM licenses l WHERE l.trial_fingerprint = ?`, [fingerprint]),
+    one<TrialRow>(db, `SELECT ${LICENSE_COLUMNS}, l.trial_secret_hash FROM licenses l WHERE l.trial_fingerprint = ?
+      UNION ALL SELECT ${LICENSE_COLUMNS}, l.trial_secret_hash FROM trial_rebound_machines m JOIN licenses l ON l.id = m.license_id WHERE m.fingerprint = ?
+      LIMIT 1`, [fingerprint, fingerprint]),
 
   /** Sets the secret of a trial from before secrets; false when another request set one first. */
   async adoptTrialSecret(db: Queryable, id: number, secretHash: Buffer): Promise<boolean> {
@@ -179,11 +182,16 @@ export type LicenseEventKind =
   // Changes made by an order, by the customer, or by staff (`detail` says what: seats from and to, a new end).
   | 'issued' | 'seats_changed' | 'trial_converted' | 'suspended' | 'reinstated' | 'extended'
   // An activation of the same machine came with another device key (its ferry home was made anew).
-  | 'device_key_replaced';
+  | 'device_key_replaced'
+  // A machine whose id changed moved its activation (`rebound`), or was refused (`detail`: why);
+  // a trial asked for where it had moved away from; staff changed the license's rebind budget.
+  | 'rebound' | 'rebind_refused' | 'trial_moved' | 'rebind_budget_changed'
+  // Too many new machines for a license, or new trials from an address (no license), too fast.
+  | 'activation_velocity' | 'trial_velocity';
 
 export const licenseEvents = {
   async record(
-    db: Queryable, licenseId: number, kind: LicenseEventKind, fingerprint: string | null, ip: string | null, now: Date, detail: string | null = null,
+    db: Queryable, licenseId: number | null, kind: LicenseEventKind, fingerprint: string | null, ip: string | null, now: Date, detail: string | null = null,
   ): Promise<void> {
     await db.execute('INSERT INTO license_events (license_id, kind, fingerprint, ip, detail, occurred_at) VALUES (?, ?, ?, ?, ?, ?)', [
       licenseId, kind, fingerprint, ip, detail?.slice(0, 255) ?? null, now,

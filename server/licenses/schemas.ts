@@ -13,13 +13,13 @@ const errorAnswer = (description: string) =>
 /** What each error status means on the API, for the documentation at /docs. */
 const ERROR_MEANINGS: Record<number, string> = {
   400: 'The request is malformed: VALIDATION_FAILED (a field), INVALID_JSON, BAD_REQUEST, or a code of the call (KEY_FORMAT, EVENT_IN_FUTURE, PERIOD_INVALID)',
-  401: 'No credential, or not a valid one: TOKEN_* for license tokens, ADMIN_AUTH_REQUIRED for admin calls',
-  403: 'Refused for this license or machine: LICENSE_REVOKED, TRIAL_EXPIRED, ACTIVATION_INACTIVE, TOKEN_WRONG_MACHINE, NOT_A_TRIAL',
+  401: 'No credential, or not a valid one: TOKEN_* for license tokens, REBIND_CHALLENGE_INVALID for a rebind challenge used, expired or unknown, ADMIN_AUTH_REQUIRED for admin calls',
+  403: 'Refused for this license or machine: LICENSE_REVOKED, TRIAL_EXPIRED, ACTIVATION_INACTIVE, TOKEN_WRONG_MACHINE, NOT_A_TRIAL; rebinds: REBIND_BUDGET_EXHAUSTED, REBIND_SIGNATURE_INVALID, REBIND_NO_DEVICE_KEY',
   404: 'No such license, activation or report (LICENSE_NOT_FOUND, ACTIVATION_NOT_FOUND, REPORT_NOT_FOUND)',
-  409: 'SEATS_EXHAUSTED: every seat of the license is taken',
+  409: 'SEATS_EXHAUSTED: every seat of the license is taken; rebinds: REBIND_CONFLICT, REBIND_STALE, TRIAL_EXISTS; trials: TRIAL_MOVED',
   413: 'PAYLOAD_TOO_LARGE: the body is over 1 MiB',
   415: 'UNSUPPORTED_MEDIA_TYPE: send the body as application/json',
-  429: 'RATE_LIMITED: too many calls from this address; Retry-After says when to try again',
+  429: 'RATE_LIMITED: too many calls from this address; ACTIVATION_VELOCITY: too many new machines for this license; TRIAL_VELOCITY: too many new trials from this address. Retry-After says when to try again',
   503: 'SERVICE_UNAVAILABLE: MySQL or Redis is away for a moment; Retry-After says when to try again',
 };
 
@@ -138,3 +138,34 @@ export type Validated = Static<typeof Validated>;
 export const ActivationParams = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 
 export const BearerHeaders = Type.Object({ authorization: Type.Optional(Type.String()) });
+
+export const RebindChallenge = Type.Object({
+  challenge: Type.String({ description: 'random, base64url: sign it in the rebind statement; good for one rebind, for two minutes' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
+
+export const RebindRequest = Type.Object(
+  {
+    fingerprint: { ...Fingerprint, description: "this machine's new fingerprint" },
+    challenge: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'the challenge from rebind-challenge' }),
+    signature: Type.String({
+      pattern: '^[A-Za-z0-9_-]{86}$',
+      description: "Ed25519 signature by the activation's device key, base64url, of the UTF-8 lines "
+        + '"ferry-rebind/v1", the activation id, the token\'s fingerprint, the new fingerprint and the challenge, joined by \\n',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const Rebound = Type.Object({
+  license: License,
+  activation: Activation,
+  token: Type.String(),
+  certificate: Certificate,
+  rebinds: Type.Object({
+    used: Type.Integer({ description: "moves of this license's machines in the last 365 days, this one included" }),
+    budget: Type.Integer({ description: 'moves allowed per rolling 365 days' }),
+    left: Type.Integer(),
+  }),
+  latestVersion: LatestVersion,
+});

@@ -12,6 +12,8 @@ import {
 import type { LastSeenRecorder } from './last-seen.js';
 import type { ActivationFacts, ActivationState, HeldActivation } from './activation-state.js';
 import type { LicenseChanges } from './license-changes.js';
+import { rebinds } from './rebinds-repository.js';
+import type { PaceRefusal, Velocity } from './velocity.js';
 import type { ActivationRequest, Licensed, License, Activation, TrialRequest, Validated } from './schemas.js';
 
 /** How stale `last_validated_at` may get before a validation notes it again. */
@@ -84,7 +86,7 @@ function activationView(row: ActivationRow): Activation {
 }
 
 /** A license that can no longer be used, whatever the activation: revoked, cancelled, or a trial past its end. */
-function assertUsable(license: LicenseFacts, now: Date): void {
+export function assertUsable(license: LicenseFacts, now: Date): void {
   if (license.status === 'revoked') throw new AppError('LICENSE_REVOKED', 403, 'this license has been revoked');
   if (license.status === 'suspended') throw new AppError('LICENSE_SUSPENDED', 403, 'this license is suspended; contact support to have it reinstated');
   if (license.status === 'cancelled') throw new AppError('LICENSE_CANCELLED', 403, 'this license has been cancelled');
@@ -119,6 +121,7 @@ export interface LicenseServiceDeps {
   lastSeen: LastSeenRecorder;
   state: ActivationState;
   changes: LicenseChanges;
+  velocity: Velocity;
   now?: () => Date;
 }
 
@@ -133,7 +136,7 @@ interface Presented {
 export type LicenseService = ReturnType<typeof createLicenseService>;
 
 export function createLicenseService({
-  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, state, changes, now = () => new Date(),
+  db, signingKey, certificate, keyring, trialLengthMs, lastSeen, state, changes, velocity, now = () => new Date(),
 }: LicenseServiceDeps) {
   /** Signs a new lease for an activation and remembers its digest, before the answer goes out. */
   async function issue(license: LicenseFacts, activation: { id: number; fingerprint: string }, at: Date): Promise<string> {
@@ -326,6 +329,7 @@ export function createLicenseService({
     }
     let activation = await activations.ofMachine(db, license.id, request.fingerprint);
     if (!activation) {
+      await assertTrialNotMovedAway(trial, request.fingerprint, facts.ip, at);
       await activations.insert(db, license.id, request.fingerprint, facts, at).catch((err) => {
         if (!isDuplicateKey(err)) throw err;
       });
@@ -358,8 +362,24 @@ export function createLicenseService({
     return issue(license, activation, at).then((renewed) => ({ valid: true, license: viewOf(license), token: renewed, certificate, checkedAt }));
   }
 
+  /**
+   * A trial has one machine: where its activation moved to another machine id (a rebind), the
+   * machine it left (an old copy of the ferry home, say) cannot take it up again beside it.
+   */
+  async function assertTrialNotMovedAway(trial: TrialRow, fingerprint: string, ip: string, at: Date): Promise<void> {
+    if (!(await rebinds.activeElsewhere(db, trial.id, fingerprint))) return;
+    await licenseEvents.record(db, trial.id, 'trial_moved', fingerprint, ip, at);
+    throw new AppError(
+      'TRIAL_MOVED', 409,
+      'this trial moved to another machine id of the same installation (a rebind) and is in use there; deactivate it there to use it here',
+    );
+  }
+
   return {
     verifyPresented,
+
+    /** A token for this activation as it is now (a rebind: its new fingerprint), as every activation gets. */
+    issue: licensed,
 
     /**
      * `POST /v1/trials`: one trial per machine, ever; concurrent requests from one machine make one.
@@ -374,6 +394,7 @@ export function createLicenseService({
       for (let attempt = 0; attempt < 3; attempt++) {
         const existing = await licenses.trialOfMachine(db, request.fingerprint);
         if (existing) return { created: false, result: await existingTrial(existing, request, token, facts, at) };
+        await velocity.assertTrialPace(db, request.fingerprint, ip, at);
         try {
           const result = await inTransaction(db, async (tx) => {
             const licenseId = await licenses.insertTrial(tx, {
@@ -390,6 +411,7 @@ export function createLicenseService({
           });
           const license = (await licenses.byId(db, result))!;
           const activation = (await activations.ofMachine(db, result, request.fingerprint))!;
+          await velocity.noteTrial(ip, at);
           return { created: true, result: await licensed(license, activation, at) };
         } catch (err) {
           // Another request from this machine won the race (go round and return its trial), or the
@@ -411,7 +433,8 @@ export function createLicenseService({
       }
       const at = now();
       const facts: MachineFacts = { ...request, ip };
-      type Outcome = { created: boolean; license: LicenseRow; activation: ActivationRow } | { refused: LicenseRow };
+      type Outcome =
+        | { created: boolean; license: LicenseRow; activation: ActivationRow } | { refused: LicenseRow } | { tooFast: LicenseRow; pace: PaceRefusal };
       const outcome = await inTransaction(db, async (tx): Promise<Outcome> => {
         const license = await licenses.byKeyDigestForUpdate(tx, keyDigest(canonical));
         if (!license) throw new AppError('LICENSE_NOT_FOUND', 404, 'no license has this key');
@@ -424,9 +447,15 @@ export function createLicenseService({
           await activations.reactivate(tx, existing.id, facts, at);
           return { created: false, license, activation: { ...existing, active: 1 } };
         }
+        const pace = await velocity.newMachineRefusal(tx, license, at);
+        if (pace) return { tooFast: license, pace };
         const id = await activations.insert(tx, license.id, request.fingerprint, facts, at);
         return { created: true, license, activation: (await activations.byId(tx, id))! };
       });
+      if ('tooFast' in outcome) {
+        await licenseEvents.record(db, outcome.tooFast.id, 'activation_velocity', request.fingerprint, ip, at, outcome.pace.detail);
+        throw new AppError('ACTIVATION_VELOCITY', 429, outcome.pace.message, outcome.pace.retryAfterSeconds);
+      }
       if ('refused' in outcome) {
         await licenseEvents.record(db, outcome.refused.id, 'seat_refused', request.fingerprint, ip, at);
         throw new AppError(

@@ -21,14 +21,20 @@ export interface Run {
  * root (FERRY_TRUST_ROOT) unless `env` says otherwise; `cli` runs another build of ferry.
  */
 export class Machine {
-  readonly home = tempDir('ferry-home-');
+  readonly home: string;
   readonly id: string;
   private readonly cli: string;
 
-  /** `id`: another machine's, for a clone that knows it; `cli`: another build of ferry. */
-  constructor(options: { id?: string; cli?: string } = {}) {
+  /** `id`: another machine's, for a clone that knows it; `cli`: another build of ferry; `home`: another machine's ferry home. */
+  constructor(options: { id?: string; cli?: string; home?: string } = {}) {
     this.id = options.id ?? `machine-${randomBytes(8).toString('hex')}`;
     this.cli = options.cli ?? CLI;
+    this.home = options.home ?? tempDir('ferry-home-');
+  }
+
+  /** The same installation (this ferry home) after its machine id changed: a kernel upgrade, a VM move. */
+  withNewId(id = `machine-${randomBytes(8).toString('hex')}`): Machine {
+    return new Machine({ id, cli: this.cli, home: this.home });
   }
 
   private environment(options: { now?: number; env?: Record<string, string> }): Record<string, string | undefined> {

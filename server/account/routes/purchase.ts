@@ -30,6 +30,7 @@ async function claimTrial(db: PoolConnection, code: string, account: { id: numbe
   await db.execute('UPDATE activations SET ip = NULL, hostname = NULL WHERE license_id = ?', [trial.id]);
   await db.execute('UPDATE usage_events SET ip = NULL WHERE license_id = ?', [trial.id]);
   await db.execute('UPDATE license_events SET ip = NULL WHERE license_id = ?', [trial.id]);
+  await db.execute('UPDATE activation_rebinds SET ip = NULL WHERE license_id = ?', [trial.id]);
   return true;
 }
 

@@ -49,6 +49,7 @@ const NOTICES: Record<string, string> = {
   reinstated: 'The license is reinstated: its machines work again at their next validation.',
   extended: 'The trial is extended: its machine gets the new end at its next validation.',
   'seats-changed': 'The seats are changed. The license keeps its key.',
+  'rebind-budget-changed': 'The rebind budget is changed: its machines may move to a new machine id that many times a year.',
   'order-paid': 'The order is paid and complete: the customer gets the receipt (with the key of a new license) by mail.',
   'order-paid-before': 'This order was already complete: nothing was issued again.',
   'news-resumed': 'The send is resumed: what is pending is queued again, and nobody gets it twice.',

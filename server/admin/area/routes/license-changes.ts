@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { AppError } from '../../../errors.js';
 import { licenseEvents } from '../../../licenses/repository.js';
+import { REBIND_REASON_TEXT, rebinds } from '../../../licenses/rebinds-repository.js';
 import { machineName, setSeats } from '../../../licenses/seats.js';
 import { MAX_SEATS_PER_LICENSE } from '../../../account/orders.js';
 import { isDay } from '../format.js';
@@ -11,6 +12,19 @@ import { findLicense } from '../queries.js';
 import { licenseId } from './licenses.js';
 
 const EVENTS_SHOWN = 200;
+const REBINDS_SHOWN = 50;
+/** The most moves a year staff may allow one license (the column is a SMALLINT). */
+const MAX_REBIND_BUDGET = 1_000;
+
+/** License events that are a refusal of a machine, and how staff read them. */
+const REFUSALS: Record<string, string> = {
+  seat_refused: 'activation refused: every seat in use',
+  activation_velocity: 'activation refused: too many new machines too fast',
+  rebind_refused: 'move to a new machine id refused',
+  trial_moved: 'trial asked for where it had moved away from',
+  trial_repeat: 'trial asked for again without its activation secret',
+  wrong_machine: 'token shown by another machine',
+};
 const DAY_MS = 86_400_000;
 
 /**
@@ -37,7 +51,18 @@ export default async function licenseChangeRoutes(app: FastifyInstance, pages: A
       'SELECT kind, fingerprint, detail, occurred_at FROM license_events WHERE license_id = ? ORDER BY occurred_at DESC, id DESC LIMIT ?',
       [license.id, EVENTS_SHOWN],
     );
-    return { title: `License ${license.id}`, license, machines, events, values: {}, errors: {}, ...extra };
+    const refusals = await app.db.query<RowDataPacket[]>(
+      `SELECT kind, fingerprint, detail, occurred_at FROM license_events WHERE license_id = ? AND kind IN (?)
+        ORDER BY occurred_at DESC, id DESC LIMIT ?`,
+      [license.id, Object.keys(REFUSALS), EVENTS_SHOWN],
+    );
+    const moves = await rebinds.ofLicense(app.db, license.id, REBINDS_SHOWN);
+    return {
+      title: `License ${license.id}`, license, machines, events, values: {}, errors: {},
+      refusals: refusals[0], refusalText: REFUSALS, moves, reasonText: REBIND_REASON_TEXT,
+      rebindBudget: await app.rebinds.budget(license.id), defaultRebindBudget: app.rebinds.defaultBudget,
+      ...extra,
+    };
   };
 
   app.get('/licenses/:id', async (request, reply) => pages.render(request, reply, 'license', await detailPage((request.params as { id: string }).id)));
@@ -84,6 +109,24 @@ export default async function licenseChangeRoutes(app: FastifyInstance, pages: A
     await licenseEvents.record(app.db, license.id, 'extended', null, null, new Date(), `ends ${endsAt!.toISOString()} (was ${license.expiresAt?.toISOString() ?? 'none'})`);
     request.log.info({ licenseId: license.id, endsAt, via: 'admin area' }, 'trial extended');
     return reply.redirect(`/admin/licenses/${license.id}?done=extended`, 303);
+  });
+
+  // The license's own budget of moves to a new machine id a year: raised, a refused machine can move at once.
+  app.post('/licenses/:id/rebind-budget', async (request, reply) => {
+    const idText = (request.params as { id: string }).id;
+    const license = await found(idText);
+    const text = field(request.body, 'budget');
+    const budget = Number(text);
+    if (!/^\d{1,4}$/.test(text) || budget > MAX_REBIND_BUDGET) {
+      return pages.render(request, reply, 'license', await detailPage(idText, {
+        values: { budget: text }, errors: { budget: `Enter the moves a year: a whole number from 0 to ${MAX_REBIND_BUDGET.toLocaleString('en')}.` },
+      }), 400);
+    }
+    const before = await app.rebinds.budget(license.id);
+    await rebinds.setOwnBudget(app.db, license.id, budget);
+    await licenseEvents.record(app.db, license.id, 'rebind_budget_changed', null, null, new Date(), `${before.budget} → ${budget} a year (by staff)`);
+    request.log.info({ licenseId: license.id, budget, via: 'admin area' }, 'rebind budget changed');
+    return reply.redirect(`/admin/licenses/${license.id}?done=rebind-budget-changed`, 303);
   });
 
   app.post('/licenses/:id/seats', async (request, reply) => {
