@@ -5,3 +5,4 @@ export * from './policy.js';
 export * from './token.js';
 export * from './trust.js';
 export * from './certificate.js';
+export * from './usage-chain.js';
