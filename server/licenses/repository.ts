@@ -1,5 +1,6 @@
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { LicenseKind, LicenseStatus } from '../../licensing/index.js';
+import type { ChainSignal } from '../usage/chain.js';
 
 /** Anything that runs a query: the pool, or a connection holding a transaction. */
 type Queryable = Pool | PoolConnection;
@@ -218,7 +219,9 @@ export type LicenseEventKind =
   // Changes made by an order, by the customer, or by staff (`detail` says what: seats from and to, a new end).
   | 'issued' | 'seats_changed' | 'trial_converted' | 'suspended' | 'reinstated' | 'extended'
   // An activation of the same machine came with another device key (its ferry home was made anew).
-  | 'device_key_replaced';
+  | 'device_key_replaced'
+  // What the checks of signed, chained usage events found (server/usage/chain.ts; `detail`: which event, why).
+  | ChainSignal;
 
 export const licenseEvents = {
   async record(
