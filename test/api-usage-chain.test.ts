@@ -190,6 +190,13 @@ describe('POST /v1/usage with signed, chained events', () => {
     assert.deepEqual((await signals(Number(old.body.license.id))).map((s) => s.kind), ['usage_before_trial']);
   });
 
+  it('refuses with 400 an event with only part of its chain fields', async () => {
+    const d = await device();
+    const { sig: _sig, ...unsignedPart } = d.next('put');
+    const res = await report(d, [unsignedPart]);
+    assert.deepEqual([res.status, res.body.error.code], [400, 'VALIDATION_FAILED']);
+  });
+
   it('stores the events of an activation without a device key as unsigned', async () => {
     const old = await request(`${server.url}/v1/trials`, { body: { fingerprint: newMachine() } });
     const res = await request(`${server.url}/v1/usage`, { token: old.body.token, body: { events: [{ at: new Date().toISOString(), locale: 'en-US', kind: 'put' }] } });
