@@ -34,15 +34,15 @@ describe('ferry\'s signed usage reports, end to end', () => {
 
   const serverUrl = () => `http://127.0.0.1:${proxy.port}`;
 
-  /** The stored events of the activation, in counter order, checked to be one unbroken signed chain. */
+  /** The stored events of the activation's current key, in counter order, checked to be one unbroken signed chain. */
   async function assertStoredChain(activationId: number): Promise<{ counter: number; kind: string }[]> {
     const [keys] = await db.query('SELECT device_key FROM activations WHERE id = ?', [activationId]);
     const raw = (keys as { device_key: Buffer }[])[0]!.device_key;
     assert.ok(raw, 'the activation has a device key');
     const [rows] = await db.query(
       `SELECT counter, kind, locale, DATE_FORMAT(occurred_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, prev_hash, signature, signed
-         FROM usage_events WHERE activation_id = ? ORDER BY counter`,
-      [activationId],
+         FROM usage_events WHERE chain_id = (SELECT id FROM usage_chains WHERE activation_id = ? AND device_key = ?) ORDER BY counter`,
+      [activationId, raw],
     );
     const events = rows as { counter: number; kind: string; locale: string; at: string; prev_hash: Buffer; signature: Buffer; signed: number }[];
     let prev = chainGenesis(activationId, raw.toString('base64url'));
@@ -99,5 +99,17 @@ describe('ferry\'s signed usage reports, end to end', () => {
     assert.deepEqual(spoolLines(machine), []);
     const stored = await assertStoredChain(machine.license().activationId);
     assert.deepEqual(stored.map((e) => e.kind), ['activate', 'status', 'status', 'privacy', 'status']);
+  });
+
+  it('starts a new chain, accepted without a signal, when the machine deactivates and activates again', async function () {
+    this.timeout(300_000);
+    const machine = new Machine();
+    expectExitCode(await machine.run(['activate', '--trial', '--server', serverUrl()]), 0, 'activate');
+    expectExitCode(await machine.run(['status']), 0, 'status');
+    expectExitCode(await machine.run(['deactivate']), 0, 'deactivate');
+    assert.ok(!existsSync(join(machine.home, 'usage-chain.json')), 'the chain went with the key');
+    expectExitCode(await machine.run(['activate', '--trial', '--server', serverUrl()]), 0, 'activate again');
+    expectExitCode(await machine.run(['status']), 0, 'status');
+    assert.deepEqual((await assertStoredChain(machine.license().activationId)).map((e) => e.kind), ['activate', 'status']);
   });
 });
