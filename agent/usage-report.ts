@@ -58,9 +58,9 @@ export async function reportUsage(ctx: AgentContext, trial: LicenseState | null,
     if (key) await recordChained(ctx.paths.usageChain, ctx.paths.spool, { activationId: trial.activationId, key }, events);
     else await spoolEvents(ctx.paths.spool, events);
   } catch {
-    // A damaged device key records nothing: unsigned events from an activation with a key would be
-    // taken for forged ones.
-    return; // an unwritable home already shows elsewhere; reporting stays quiet
+    // An unwritable home already shows elsewhere; reporting stays quiet. A damaged device key records
+    // nothing: unsigned events of an activation with a key would be taken for forged ones.
+    return;
   }
   await sendSpooledUsage(ctx, trial);
 }
