@@ -19,6 +19,8 @@ export interface HomePaths {
   clock: string;
   /** Usage events not yet sent, one JSON object a line. */
   spool: string;
+  /** The head of this activation's chain of signed usage events (see usage-chain.ts), beside its lock. */
+  usageChain: string;
   /** A generated machine id, only where the OS has none readable. */
   machineId: string;
   /** The activation secret of this machine's trial (see trial-secret.ts): kept when the license goes. */
@@ -44,6 +46,7 @@ export function homePaths(dir: string): HomePaths {
     license: join(dir, 'license.json'),
     clock: join(dir, 'clock.json'),
     spool: join(dir, 'usage-spool.jsonl'),
+    usageChain: join(dir, 'usage-chain.json'),
     machineId: join(dir, 'machine-id'),
     trialSecret: join(dir, 'trial-secret'),
     trustRoot: join(dir, 'trust-root.json'),

@@ -1,15 +1,18 @@
 import type { UsageKind } from '../licensing/index.js';
 import type { AgentContext } from './context.js';
+import { existingDeviceKey } from './device-key.js';
 import { AgentError } from './errors.js';
 import { sendUsageBatch } from './license-api.js';
 import type { LicenseState } from './license-state.js';
 import { ServerError } from './server-client.js';
+import { recordChained } from './usage-chain.js';
 import { flushSpool, spoolEvents, type BatchOutcome, type UsageEvent } from './usage-spool.js';
 
 /**
  * Software reporting during a trial: each command records what `ferry privacy` says (time, locale,
  * command kind) in the spool and then tries to send the spool. Reporting never fails a command:
- * whatever goes wrong, the events wait for the next try.
+ * whatever goes wrong, the events wait for the next try. An activation with a device key signs its
+ * events into a hash chain (usage-chain.ts); one from before device keys sends them unsigned.
  */
 
 /** Server refusals that no retry can fix: these events are dropped rather than resent forever. */
@@ -51,9 +54,13 @@ export async function reportUsage(ctx: AgentContext, trial: LicenseState | null,
   if (ctx.clock.newlySetBack) events.push({ at, locale: ctx.locale, kind: 'clock_set_back' });
   events.push({ at, locale: ctx.locale, kind });
   try {
-    await spoolEvents(ctx.paths.spool, events);
+    const key = await existingDeviceKey(ctx.paths.deviceKey);
+    if (key) await recordChained(ctx.paths.usageChain, ctx.paths.spool, { activationId: trial.activationId, key }, events);
+    else await spoolEvents(ctx.paths.spool, events);
   } catch {
-    return; // an unwritable home already shows elsewhere; reporting stays quiet
+    // An unwritable home already shows elsewhere; reporting stays quiet. A damaged device key records
+    // nothing: unsigned events of an activation with a key would be taken for forged ones.
+    return;
   }
   await sendSpooledUsage(ctx, trial);
 }

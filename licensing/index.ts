@@ -7,3 +7,4 @@ export * from './trust.js';
 export * from './certificate.js';
 export * from './trusted-time.js';
 export * from './rebind.js';
+export * from './usage-chain.js';

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
+import { CHAIN_SIGNALS } from '../server/usage/chain.js';
 import { countryOf } from './country.js';
 
 /**
@@ -146,6 +147,23 @@ export async function computeDay(db: Pool, day: string, secret: string): Promise
   );
   for (const r of foreign as { license_id: number; times: number }[]) {
     signals.push({ kind: 'token_from_other_machine', subject: `license:${r.license_id}`, count: r.times, detail: `a token presented ${r.times} time(s) from another machine` });
+  }
+
+  // What the checks of signed usage events found (server/usage/chain.ts), per license: how many
+  // events, and the first reason of the day as an example.
+  const [chains] = await db.query<RowDataPacket[]>(
+    `SELECT license_id, kind, COUNT(*) AS events, MIN(id) AS first FROM license_events
+      WHERE kind IN (?) AND occurred_at >= ? AND occurred_at < ? GROUP BY license_id, kind ORDER BY license_id, kind`,
+    [[...CHAIN_SIGNALS], start, end],
+  );
+  const firstIds = (chains as { first: number }[]).map((r) => r.first);
+  const [firstRows] = firstIds.length
+    ? await db.query<RowDataPacket[]>('SELECT id, detail FROM license_events WHERE id IN (?)', [firstIds])
+    : [[]];
+  const detailOf = new Map((firstRows as { id: number; detail: string | null }[]).map((r) => [Number(r.id), r.detail ?? '']));
+  for (const r of chains as { license_id: number; kind: string; events: number; first: number }[]) {
+    const example = detailOf.get(Number(r.first)) ?? '';
+    signals.push({ kind: r.kind, subject: `license:${r.license_id}`, count: Number(r.events), detail: `${r.events} event(s), e.g. ${example}`.slice(0, 255) });
   }
 
   return {

@@ -93,7 +93,7 @@ describe('usage spool', () => {
     const claimedByCrash = events(3);
     writeFileSync(`${spool}.sending-4242-deadbeef`, claimedByCrash.map((e) => JSON.stringify(e)).join('\n') + '\n', { mode: 0o600 });
     await spoolEvents(spool, [...claimedByCrash.slice(0, 1), ...events(1, Date.UTC(2026, 5, 1))]);
-    assert.equal(await countSpooled(spool), 5);
+    assert.equal(await countSpooled(spool), 4, 'waiting: each event once, as it will be sent');
     const sent: UsageEvent[] = [];
     await flushSpool(spool, async (batch) => {
       sent.push(...batch);
@@ -114,6 +114,37 @@ describe('usage spool', () => {
       return 'sent';
     });
     assert.equal(sent.length, 2);
+  });
+
+  it('sends nothing from a second flush while one is sending, and loses nothing', async () => {
+    const spool = spoolFile();
+    await spoolEvents(spool, events(3));
+    const second: number[] = [];
+    const first = await flushSpool(spool, async (batch) => {
+      await spoolEvents(spool, events(1, Date.UTC(2026, 0, 1)));
+      const inner = await flushSpool(spool, async (b) => {
+        second.push(b.length);
+        return 'sent';
+      });
+      assert.deepEqual(inner, { sent: 0, kept: 0, dropped: 0 });
+      return batch.length === 3 ? 'sent' : 'keep';
+    });
+    assert.deepEqual(second, [], 'the second flush left the events to the first or the next');
+    assert.equal(first.sent, 3);
+    assert.equal(await countSpooled(spool), 1, 'the event recorded meanwhile waits');
+  });
+
+  it('sends signed events in counter order, also after a flush put some back behind newer ones', async () => {
+    const spool = spoolFile();
+    const signed = (counter: number): UsageEvent => ({ ...events(1, Date.UTC(2026, 0, 1) + counter)[0]!, counter, prev: 'p'.repeat(43), sig: 's'.repeat(86) });
+    await spoolEvents(spool, [signed(3), signed(4)]);
+    await spoolEvents(spool, [signed(1), signed(2), signed(2)]);
+    const sent: number[] = [];
+    await flushSpool(spool, async (batch) => {
+      sent.push(...batch.map((e) => e.counter!));
+      return 'sent';
+    });
+    assert.deepEqual(sent, [1, 2, 3, 4], 'in order, the line spooled twice once');
   });
 
   it('can be discarded whole, claimed files included', async () => {

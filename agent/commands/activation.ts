@@ -10,6 +10,7 @@ import { rebindIfMoved } from '../rebind.js';
 import { knownRoot, requireRoot } from '../trust-root.js';
 import { refusalToAgentError, ServerError } from '../server-client.js';
 import { reportUsage, sendSpooledUsage } from '../usage-report.js';
+import { removeChainHead } from '../usage-chain.js';
 import { discardSpool } from '../usage-spool.js';
 
 export interface ActivateOptions {
@@ -194,6 +195,9 @@ export async function deactivate(ctx: AgentContext): Promise<void> {
   }
   await removeLicenseState(ctx.paths);
   await removeDeviceKey(ctx.paths.deviceKey);
+  // Events left unsent are signed by the key that just went: no later activation can send them.
+  await discardSpool(ctx.paths.spool);
+  await removeChainHead(ctx.paths.usageChain);
   const what = state.kind === 'trial' ? 'its trial' : `license ${state.licenseId}`;
   ctx.out(freedBefore
     ? `Removed ${what} from this machine: the license server had already ended this activation.`

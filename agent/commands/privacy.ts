@@ -2,8 +2,9 @@ import { USAGE_BATCH_MAX } from '../../licensing/index.js';
 import type { AgentContext } from '../context.js';
 import { checkLicense, trialInForce } from '../license.js';
 import type { MachineIdSource } from '../machine.js';
+import { jsonLine } from '../terminal-text.js';
 import { reportUsage } from '../usage-report.js';
-import { countSpooled } from '../usage-spool.js';
+import { spooledEvents, type UsageEvent } from '../usage-spool.js';
 
 /**
  * What the agent reports, in the words of the privacy policy, with this machine's actual values.
@@ -21,6 +22,18 @@ function policyText(spoolFile: string): string[] {
     '    host names, user names or any other argument',
     '  - "clock_set_back" when this machine\'s clock was set back behind a time ferry already saw',
     'The license server also sees the IP address each request comes from.',
+    'Each event is one JSON object with these fields:',
+    '  at       the date and time of the use (UTC), as this machine\'s clock said',
+    '  locale   the locale',
+    '  kind     the kind of command',
+    '  counter  1 for the activation\'s first event, then 2, 3…: the server sees one missing',
+    '  prev     the SHA-256 of the previous event (for the first: of the activation and key):',
+    '           the events form a chain that cannot be reordered, cut or copied unseen',
+    '  sig      an Ed25519 signature of all the above and the activation id, by device-key.pem',
+    'The last three come only from an activation with a device key (one made by an older ferry',
+    'sends events without them). The server stores each event once, and records as signs of',
+    'misuse: bad signatures, events resent with other content, missing or repeated counters,',
+    'two events after the same one, times going back, and times before the trial began.',
     `While the server cannot be reached, events wait on disk in ${spoolFile}`,
     `and are sent later in batches of up to ${USAGE_BATCH_MAX}.`,
     '',
@@ -49,7 +62,7 @@ export async function privacy(ctx: AgentContext): Promise<void> {
   const trial = trialInForce(check);
   await reportUsage(ctx, trial, 'privacy');
   const machine = await ctx.machine();
-  const waiting = await countSpooled(ctx.paths.spool);
+  const waiting: UsageEvent[] = await spooledEvents(ctx.paths.spool);
   const reporting = trial
     ? 'on: this machine runs a trial'
     : check.state?.kind === 'permanent'
@@ -63,5 +76,11 @@ export async function privacy(ctx: AgentContext): Promise<void> {
   ctx.out(`                  (HMAC-SHA256 ${SOURCE_NOTE[machine.source]})`);
   ctx.out(`  locale:         ${ctx.locale}`);
   ctx.out(`  reporting:      ${reporting}`);
-  ctx.out(`  waiting events: ${waiting}`);
+  ctx.out(`  waiting events: ${waiting.length}`);
+  if (waiting.length > 0) {
+    ctx.out('');
+    ctx.out('Waiting to be sent, one line an event, in the order they will go (each line is the JSON');
+    ctx.out('sent; characters a terminal would act on are shown as \\u escapes, the same JSON):');
+    for (const event of waiting) ctx.out(`  ${jsonLine(event)}`);
+  }
 }

@@ -1,5 +1,6 @@
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { LicenseKind, LicenseStatus } from '../../licensing/index.js';
+import type { ChainSignal } from '../usage/chain.js';
 
 /** Anything that runs a query: the pool, or a connection holding a transaction. */
 type Queryable = Pool | PoolConnection;
@@ -187,7 +188,9 @@ export type LicenseEventKind =
   // a trial asked for where it had moved away from; staff changed the license's rebind budget.
   | 'rebound' | 'rebind_refused' | 'trial_moved' | 'rebind_budget_changed'
   // Too many new machines for a license, or new trials from an address (no license), too fast.
-  | 'activation_velocity' | 'trial_velocity';
+  | 'activation_velocity' | 'trial_velocity'
+  // What the checks of signed, chained usage events found (server/usage/chain.ts; `detail`: which event, why).
+  | ChainSignal;
 
 export const licenseEvents = {
   async record(
