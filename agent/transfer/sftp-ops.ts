@@ -6,6 +6,7 @@ import { checkFileBlocks } from './check-file.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
 import { CHANNEL_CLOSED, type RemoteFs } from './file-sides.js';
+import { asOverload } from './overload.js';
 
 /**
  * One file over SFTP, pipelined: up to PIPELINE.requestsInFlight reads or writes in flight, and
@@ -322,12 +323,14 @@ async function pipelinedWrite(
   fs: RemoteFs, handle: Buffer, local: LocalSource, job: FileTransfer, start: number, progress: TransferProgress, hooks: TransferHooks,
   afterLastWrite: () => void,
 ): Promise<void> {
-  const { requestsInFlight, readBlockChunks } = PIPELINE;
+  const { readBlockChunks } = PIPELINE;
   const chunkBytes = fs.writeChunkBytes(handle, PIPELINE.chunkBytes);
   const tracker = new PrefixTracker(start);
   const part = partNameFor(job.target, posix);
   let inFlight = 0;
   let failure: unknown = null;
+  /** Requests in flight when the first failure came, itself included. */
+  let failedAmong = 0;
   let wake: (() => void) | null = null;
   const signal = () => {
     const w = wake;
@@ -338,13 +341,17 @@ async function pipelinedWrite(
 
   let next = start;
   while (next < job.size && failure === null) {
-    while (inFlight >= requestsInFlight && failure === null) await waitForSlot();
+    // Read each time: the engine lowers it when the server fails under load.
+    while (inFlight >= fs.requestsInFlight(chunkBytes) && failure === null) await waitForSlot();
     if (failure !== null) break;
     const blockLength = Math.min(chunkBytes * readBlockChunks, job.size - next);
     const block = await local.read(blockLength, next);
     for (let offset = 0; offset < blockLength; offset += chunkBytes) {
       const length = Math.min(chunkBytes, blockLength - offset);
       const position = next + offset;
+      // The block stays valid until the next one is read: its writes may wait for their turn.
+      while (inFlight >= fs.requestsInFlight(chunkBytes) && failure === null) await waitForSlot();
+      if (failure !== null) break;
       if (!fs.usable) {
         failure ??= new ConnectionLost(CHANNEL_CLOSED);
         break;
@@ -353,7 +360,10 @@ async function pipelinedWrite(
       inFlight++;
       fs.sftp.write(handle, block, offset, length, position, (err) => {
         inFlight--;
-        if (err) failure ??= err;
+        if (err && failure === null) {
+          failure = err;
+          failedAmong = inFlight + 1;
+        }
         else {
           const delta = tracker.complete(item);
           if (delta > 0) {
@@ -368,7 +378,7 @@ async function pipelinedWrite(
   }
   if (failure === null) afterLastWrite();
   while (inFlight > 0) await waitForSlot();
-  if (failure !== null) throw await diskFullOrFailure(fs, failure, part, chunkBytes * requestsInFlight);
+  if (failure !== null) throw asOverload(failure, await diskFullOrFailure(fs, failure, part, chunkBytes * PIPELINE.requestsInFlight), failedAmong, true);
 }
 
 // ---------------------------------------------------------------- download
@@ -445,7 +455,6 @@ export async function pipelinedRead(
   sink: (run: Buffer[]) => Promise<void> | void,
   afterLastRead?: () => void,
 ): Promise<void> {
-  const { requestsInFlight } = PIPELINE;
   const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
   /** Read data by file position, waiting for its turn; `chunk` is the whole buffer it was read into. */
   const arrived = new Map<number, { chunk: Buffer; data: Buffer }>();
@@ -453,6 +462,8 @@ export async function pipelinedRead(
   let delivered = start;
   let inFlight = 0;
   let failure: unknown = null;
+  /** Requests in flight when the first failure came, itself included. */
+  let failedAmong = 0;
   let sinking = false;
   let finish: (() => void) | null = null;
   const done = new Promise<void>((resolve) => (finish = resolve));
@@ -493,7 +504,10 @@ export async function pipelinedRead(
     const chunk = spareChunks.pop() ?? Buffer.allocUnsafe(PIPELINE.chunkBytes);
     fs.sftp.read(handle, chunk, 0, length, position, (err, bytesRead) => {
       inFlight--;
-      if (err) failure ??= err;
+      if (err && failure === null) {
+        failure = err;
+        failedAmong = inFlight + 1;
+      }
       else if (bytesRead === 0) failure ??= pathError('PARTIAL', path, 'the file got shorter while it was being read');
       else {
         arrived.set(position, { chunk, data: chunk.subarray(0, bytesRead) });
@@ -506,7 +520,8 @@ export async function pipelinedRead(
 
   const pump = () => {
     // Bounded by requests in flight plus what waits for the sink: memory stays flat.
-    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight) {
+    // Read each time: the engine lowers it when the server fails under load.
+    while (failure === null && next < size && inFlight + arrived.size < fs.requestsInFlight(chunkBytes)) {
       const length = Math.min(chunkBytes, size - next);
       issue(next, length);
       next += length;
@@ -519,7 +534,7 @@ export async function pipelinedRead(
   await done;
   // A server that may reorder requests is told only now, with every read answered.
   if (!fs.inOrder) afterLastRead?.();
-  if (failure !== null) throw remoteError(failure, path);
+  if (failure !== null) throw asOverload(failure, remoteError(failure, path), failedAmong, true);
 }
 
 async function writeRest(file: FileHandle, data: Buffer, position: number): Promise<void> {
