@@ -69,6 +69,15 @@ function retryable(err: unknown): boolean {
   return isConnectionLost(err) || (err instanceof AgentError && err.exit === 'CONNECTION');
 }
 
+/**
+ * A connection lost during a transfer, which may be the server shedding load: not one that could
+ * not be made again (that is an AgentError), nor a server that stopped answering (ServerStalled:
+ * no load is shed by keeping the connection and answering nothing).
+ */
+function lostUnderLoad(err: unknown): boolean {
+  return isConnectionLost(err) && !(err instanceof AgentError) && !(err instanceof ServerStalled);
+}
+
 /** A fatal error stops every worker: nothing else can succeed (the login or host key was refused). */
 function fatal(err: unknown): boolean {
   return err instanceof AgentError && (err.exit === 'AUTH' || err.exit === 'HOST_KEY');
@@ -111,7 +120,7 @@ export class TransferEngine extends EventEmitter {
     super();
     this.concurrency = new Concurrency(options.parallel, PIPELINE.maxRequestsInFlight, (lowered) => this.emit('fewer', {
       parallel: lowered.files, requests: lowered.requests, kind: lowered.kind, reason: lowered.reason,
-    }), retryable);
+    }), lostUnderLoad);
   }
 
   async run(jobs: Iterable<Job>): Promise<EngineSummary> {
