@@ -112,6 +112,7 @@ describe('servers that fail under load, and servers that say their limits', func
       assert.deepEqual(fewerEvents(put), []);
       for (const [path, data] of Object.entries(files)) assert.ok(hostile.file(`/up/c${connections}${path}`)?.equals(data), path);
     }
+    assert.equal(hostile.refusedOpens, 0, 'no open was over the limit');
     assert.ok(hostile.peakOpenFiles <= 2, `${hostile.peakOpenFiles} files open at once on one session`);
     assert.equal(hostile.peakOpenFiles, 2, 'both handles were used');
     assert.ok(hostile.longestRead <= 8192 && hostile.longestWrite <= 8192, `reads of ${hostile.longestRead}, writes of ${hostile.longestWrite} bytes`);

@@ -100,6 +100,8 @@ export interface HostileSftp {
   /** READ and WRITE requests failed, and connections dropped, for being over the load allowed. */
   readonly overloadFailures: number;
   readonly overloadDrops: number;
+  /** OPEN requests refused for being over the open handles allowed. */
+  readonly refusedOpens: number;
   close(): Promise<void>;
 }
 
@@ -142,6 +144,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   let longestWrite = 0;
   let overloadFailures = 0;
   let overloadDrops = 0;
+  let refusedOpens = 0;
   const checkFileRequests: CheckFileRequest[] = [];
   const clients = new Set<Connection>();
 
@@ -304,7 +307,10 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     });
     on('OPEN', false, (id, path: string, flags: number) => {
       const maxOpen = Math.min(behaviour.maxOpenHandles ?? Infinity, behaviour.limits?.maxOpenHandles ?? Infinity);
-      if (handles.size >= maxOpen) return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
+      if (handles.size >= maxOpen) {
+        refusedOpens++;
+        return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
+      }
       const target = posix.normalize(path);
       if (flags & OPEN_MODE.WRITE) {
         const existing = fileAt(target);
@@ -463,6 +469,9 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     },
     get overloadDrops() {
       return overloadDrops;
+    },
+    get refusedOpens() {
+      return refusedOpens;
     },
     checkFileRequests,
     close: () => new Promise<void>((resolve) => {
