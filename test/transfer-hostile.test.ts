@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { joinBelow, nameProblem, quoteName } from '../agent/transfer/names.js';
 import { printable } from '../agent/terminal-text.js';
 import { startHostileSftp, type HostileSftp } from './support/hostile-sftp.js';
-import { assertOneLineError, expectExitCode, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, tree, type World } from './support/transfer-world.js';
+import { REAL_SERVERS } from './support/sftp-servers.js';
+import { assertOneLineError, expectExitCode, FerryUser, folder, jsonLines, randomFile, sha256, startWorld, startWorldOn, tree, type World } from './support/transfer-world.js';
 
 /**
  * Servers that lie or stop, and destinations with links in them: what ferry writes stays inside
@@ -127,81 +128,6 @@ describe('a hostile server and the destination', function () {
       assert.equal(hostile.file('/escape.txt')?.toString(), 'ESCAPED');
       assert.equal(hostile.file('/target/new.txt')?.toString(), 'new');
       assert.equal(hostile.file('/target/keep.txt'), undefined, 'the real extra file was deleted');
-    });
-  });
-
-  describe('symbolic links in a local destination (real sshd)', () => {
-    /** A remote tree with sub/file.txt, and a local destination whose `sub` links to a folder outside. */
-    function linkedDestination() {
-      const remote = folder();
-      mkdirSync(join(remote, 'sub'));
-      writeFileSync(join(remote, 'sub', 'file.txt'), 'from the server');
-      writeFileSync(join(remote, 'top.txt'), 'top');
-      const outside = folder('ferry-outside-');
-      writeFileSync(join(outside, 'file.txt'), 'precious');
-      writeFileSync(join(outside, 'other.txt'), 'also precious');
-      const dest = folder();
-      symlinkSync(outside, join(dest, 'sub'));
-      return { remote, outside, dest, outsideBefore: snapshot(outside) };
-    }
-
-    it('get -r refuses to write through a folder link: every file below it fails, the folder it points to is untouched', async () => {
-      const { remote, outside, dest, outsideBefore } = linkedDestination();
-      const run = await user.run(['get', '-r', user.url(`${remote}/`), `${dest}/`]);
-      expectExitCode(run, 23, 'get -r into a destination with a link');
-      assert.deepEqual(snapshot(outside), outsideBefore);
-      assert.ok(lstatSync(join(dest, 'sub')).isSymbolicLink(), 'the link is left as it is');
-      assert.equal(readFileSync(join(dest, 'top.txt'), 'utf8'), 'top');
-      assert.match(run.stderr, new RegExp(`${join(dest, 'sub', 'file.txt')}: not written: ${join(dest, 'sub')} is a symbolic link in the destination`));
-    });
-
-    it('sync reports a folder link as a conflict, and with --delete replaces the link itself (as rsync does): the folder it points to is untouched', async () => {
-      const { remote, outside, dest, outsideBefore } = linkedDestination();
-      const run = await user.run(['sync', user.url(remote), dest]);
-      expectExitCode(run, 23, 'sync into a destination with a link');
-      assert.match(run.stderr, /sub is a folder in the source and a symbolic link in the destination \(use --delete to replace it\)/);
-      assert.deepEqual(snapshot(outside), outsideBefore);
-
-      const mirrored = await user.run(['sync', '--delete', user.url(remote), dest]);
-      expectExitCode(mirrored, 0, 'sync --delete into a destination with a link');
-      assert.deepEqual(snapshot(outside), outsideBefore, 'nothing deleted or written through the link');
-      assert.ok(lstatSync(join(dest, 'sub')).isDirectory(), 'the link became a real folder');
-      assert.deepEqual(tree(dest), tree(remote));
-    });
-
-    it('replaces a link in the place of a file instead of writing into what it points to (get, sync --delete)', async () => {
-      const remote = folder();
-      writeFileSync(join(remote, 'profile'), 'from the server');
-      const outside = folder('ferry-outside-');
-      writeFileSync(join(outside, '.bashrc'), 'my shell');
-      const dest = folder();
-      symlinkSync(join(outside, '.bashrc'), join(dest, 'profile'));
-      expectExitCode(await user.run(['get', user.url(`${remote}/profile`), `${dest}/`]), 0, 'get over a file link');
-      assert.equal(readFileSync(join(outside, '.bashrc'), 'utf8'), 'my shell');
-      assert.ok(lstatSync(join(dest, 'profile')).isFile());
-      assert.equal(readFileSync(join(dest, 'profile'), 'utf8'), 'from the server');
-
-      symlinkSync(join(outside, '.bashrc'), join(dest, 'gone'));
-      const run = await user.run(['sync', '--delete', user.url(remote), dest]);
-      expectExitCode(run, 0, 'sync --delete with a link the source lacks');
-      assert.ok(!existsSync(join(dest, 'gone')) && readFileSync(join(outside, '.bashrc'), 'utf8') === 'my shell', '--delete removed the link, not its target');
-    });
-
-    it('never writes through a part file planted as a link, fresh or with --resume, small or large', async () => {
-      const remote = folder();
-      const small = randomFile(join(remote, 'small.bin'), 10 * KiB);
-      const large = randomFile(join(remote, 'large.bin'), 2 * MiB + 7);
-      const victim = join(folder('ferry-outside-'), 'victim');
-      writeFileSync(victim, 'do not touch');
-      for (const resume of [[], ['--resume']]) {
-        const dest = folder();
-        for (const name of ['small.bin', 'large.bin']) symlinkSync(victim, join(dest, `.${name}.ferry-part`));
-        const run = await user.run(['get', ...resume, user.url(`${remote}/small.bin`), user.url(`${remote}/large.bin`), `${dest}/`]);
-        expectExitCode(run, 0, `get ${resume.join(' ')} with planted part-file links`);
-        assert.equal(readFileSync(victim, 'utf8'), 'do not touch');
-        assert.ok(readFileSync(join(dest, 'small.bin')).equals(small) && readFileSync(join(dest, 'large.bin')).equals(large));
-        assert.deepEqual(readdirSync(dest).sort(), ['large.bin', 'small.bin']);
-      }
     });
   });
 });
@@ -335,3 +261,105 @@ describe('a hostile server\'s error messages', function () {
 
   });
 });
+
+for (const server of REAL_SERVERS) {
+  describe(`symbolic links in a local destination, and on the server (${server.name})`, function () {
+    this.timeout(120_000);
+    let world: World;
+    let user: FerryUser;
+    before(async () => {
+      world = await startWorldOn(server);
+      user = await FerryUser.create(world);
+    });
+    after(() => world?.close());
+
+    /** A remote tree with sub/file.txt, and a local destination whose `sub` links to a folder outside. */
+    function linkedDestination() {
+      const remote = folder();
+      mkdirSync(join(remote, 'sub'));
+      writeFileSync(join(remote, 'sub', 'file.txt'), 'from the server');
+      writeFileSync(join(remote, 'top.txt'), 'top');
+      const outside = folder('ferry-outside-');
+      writeFileSync(join(outside, 'file.txt'), 'precious');
+      writeFileSync(join(outside, 'other.txt'), 'also precious');
+      const dest = folder();
+      symlinkSync(outside, join(dest, 'sub'));
+      return { remote, outside, dest, outsideBefore: snapshot(outside) };
+    }
+
+    it('get -r refuses to write through a folder link: every file below it fails, the folder it points to is untouched', async () => {
+      const { remote, outside, dest, outsideBefore } = linkedDestination();
+      const run = await user.run(['get', '-r', user.url(`${remote}/`), `${dest}/`]);
+      expectExitCode(run, 23, 'get -r into a destination with a link');
+      assert.deepEqual(snapshot(outside), outsideBefore);
+      assert.ok(lstatSync(join(dest, 'sub')).isSymbolicLink(), 'the link is left as it is');
+      assert.equal(readFileSync(join(dest, 'top.txt'), 'utf8'), 'top');
+      assert.match(run.stderr, new RegExp(`${join(dest, 'sub', 'file.txt')}: not written: ${join(dest, 'sub')} is a symbolic link in the destination`));
+    });
+
+    it('sync reports a folder link as a conflict, and with --delete replaces the link itself (as rsync does): the folder it points to is untouched', async () => {
+      const { remote, outside, dest, outsideBefore } = linkedDestination();
+      const run = await user.run(['sync', user.url(remote), dest]);
+      expectExitCode(run, 23, 'sync into a destination with a link');
+      assert.match(run.stderr, /sub is a folder in the source and a symbolic link in the destination \(use --delete to replace it\)/);
+      assert.deepEqual(snapshot(outside), outsideBefore);
+
+      const mirrored = await user.run(['sync', '--delete', user.url(remote), dest]);
+      expectExitCode(mirrored, 0, 'sync --delete into a destination with a link');
+      assert.deepEqual(snapshot(outside), outsideBefore, 'nothing deleted or written through the link');
+      assert.ok(lstatSync(join(dest, 'sub')).isDirectory(), 'the link became a real folder');
+      assert.deepEqual(tree(dest), tree(remote));
+    });
+
+    it('replaces a link in the place of a file instead of writing into what it points to (get, sync --delete)', async () => {
+      const remote = folder();
+      writeFileSync(join(remote, 'profile'), 'from the server');
+      const outside = folder('ferry-outside-');
+      writeFileSync(join(outside, '.bashrc'), 'my shell');
+      const dest = folder();
+      symlinkSync(join(outside, '.bashrc'), join(dest, 'profile'));
+      expectExitCode(await user.run(['get', user.url(`${remote}/profile`), `${dest}/`]), 0, 'get over a file link');
+      assert.equal(readFileSync(join(outside, '.bashrc'), 'utf8'), 'my shell');
+      assert.ok(lstatSync(join(dest, 'profile')).isFile());
+      assert.equal(readFileSync(join(dest, 'profile'), 'utf8'), 'from the server');
+
+      symlinkSync(join(outside, '.bashrc'), join(dest, 'gone'));
+      const run = await user.run(['sync', '--delete', user.url(remote), dest]);
+      expectExitCode(run, 0, 'sync --delete with a link the source lacks');
+      assert.ok(!existsSync(join(dest, 'gone')) && readFileSync(join(outside, '.bashrc'), 'utf8') === 'my shell', '--delete removed the link, not its target');
+    });
+
+    it('never writes through a part file planted as a link, fresh or with --resume, small or large', async () => {
+      const remote = folder();
+      const small = randomFile(join(remote, 'small.bin'), 10 * KiB);
+      const large = randomFile(join(remote, 'large.bin'), 2 * MiB + 7);
+      const victim = join(folder('ferry-outside-'), 'victim');
+      writeFileSync(victim, 'do not touch');
+      for (const resume of [[], ['--resume']]) {
+        const dest = folder();
+        for (const name of ['small.bin', 'large.bin']) symlinkSync(victim, join(dest, `.${name}.ferry-part`));
+        const run = await user.run(['get', ...resume, user.url(`${remote}/small.bin`), user.url(`${remote}/large.bin`), `${dest}/`]);
+        expectExitCode(run, 0, `get ${resume.join(' ')} with planted part-file links`);
+        assert.equal(readFileSync(victim, 'utf8'), 'do not touch');
+        assert.ok(readFileSync(join(dest, 'small.bin')).equals(small) && readFileSync(join(dest, 'large.bin')).equals(large));
+        assert.deepEqual(readdirSync(dest).sort(), ['large.bin', 'small.bin']);
+      }
+    });
+    it('get -r sends a link on the server as the file it points to, and leaves out a link to nowhere', async () => {
+      const remote = folder();
+      writeFileSync(join(remote, 'real.txt'), 'the real one');
+      symlinkSync('real.txt', join(remote, 'linked.txt'));
+      symlinkSync(join(remote, 'missing.txt'), join(remote, 'dangling.txt'));
+      const dest = folder();
+      const run = await user.run(['get', '-r', '--json', user.url(`${remote}/`), `${dest}/`]);
+      expectExitCode(run, 0, 'get -r of a folder with links');
+      assert.equal(readFileSync(join(dest, 'linked.txt'), 'utf8'), 'the real one');
+      assert.ok(lstatSync(join(dest, 'linked.txt')).isFile(), 'a file, not a link');
+      assert.equal(readFileSync(join(dest, 'real.txt'), 'utf8'), 'the real one');
+      assert.ok(!existsSync(join(dest, 'dangling.txt')));
+      assert.deepEqual(readdirSync(dest).sort(), ['linked.txt', 'real.txt'], 'no part file left');
+      const done = jsonLines(run).filter((e) => e.event === 'done').map((e) => e.file).sort();
+      assert.deepEqual(done, ['linked.txt', 'real.txt'], run.stdout);
+    });
+  });
+}

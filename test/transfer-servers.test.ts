@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHostileSftp, type HostileSftp } from './support/hostile-sftp.js';
-import { startProftpd } from './support/proftpd.js';
-import { startSshd, type Sshd } from './support/sshd.js';
+import { PROFTPD_PLAIN, REAL_SERVERS } from './support/sftp-servers.js';
+import { startSshd } from './support/sshd.js';
 import { startServer, type TestServer } from './support/server.js';
 import { tempDir } from './support/temp.js';
 import {
@@ -18,13 +18,7 @@ import {
  * loses files there (ProFTPD answered "Invalid handle" to a close sent behind writes in flight).
  */
 
-const SERVERS: { name: string; start: () => Promise<Sshd> }[] = [
-  { name: 'OpenSSH internal-sftp', start: () => startSshd({ dir: tempDir('ferry-sshd-') }) },
-  { name: 'ProFTPD mod_sftp', start: () => startProftpd({ dir: tempDir('ferry-proftpd-') }) },
-  // The same without OpenSSH's extensions: a file is replaced through the plain rename.
-  { name: 'ProFTPD mod_sftp without posix-rename or statvfs', start: () => startProftpd({ dir: tempDir('ferry-proftpd-'), extra: ['SFTPExtensions -posixRename -statvfs -spaceAvailable'] }) },
-  { name: 'gesftpserver under sshd', start: () => startSshd({ dir: tempDir('ferry-sshd-'), subsystem: 'gesftpserver' }) },
-];
+const SERVERS = [...REAL_SERVERS.slice(0, 2), PROFTPD_PLAIN, ...REAL_SERVERS.slice(2)];
 
 /** A tree of `count` files of up to 100 KiB in a few folders, sizes spread over the range. */
 function smallTree(root: string, count: number): void {

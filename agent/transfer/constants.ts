@@ -22,6 +22,12 @@ export const PIPELINE = {
    * the pipe never waits on round trips. 16 was 30-40 % slower for large files; 128 gained nothing.
    */
   requestsInFlight: 64,
+  /**
+   * Requests in flight per file at most, for a server whose `limits@openssh.com` asks for smaller
+   * reads or writes than `chunkBytes`: as many bytes stay in flight (2 MiB) down to 8 KiB
+   * requests; below that, fewer bytes rather than ever more requests for the server to queue.
+   */
+  maxRequestsInFlight: 256,
   /** Local reads for uploads are made in blocks of this many chunks (fewer thread-pool trips). */
   readBlockChunks: 8,
   /**

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { AgentError } from '../errors.js';
 import type { Throttle } from './bwlimit.js';
-import { RETRY } from './constants.js';
-import type { ConnectionPool } from './connect.js';
+import { Concurrency, type Ticket } from './concurrency.js';
+import { PIPELINE, RETRY } from './constants.js';
+import type { ConnectionPool, SshSession } from './connect.js';
 import { exitOf, isConnectionLost, OpenRefused, ServerStalled } from './errors.js';
 import { RemoteFs } from './file-sides.js';
 import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type ResumeStart, type TransferProgress } from './sftp-ops.js';
@@ -18,7 +19,8 @@ import { downloadFile, uploadFile, type FileTransfer, type ResumeMode, type Resu
  * bytes: a fresh transfer replaces a part file from an earlier run), `done` (job), `failed` (job,
  * AgentError). After `interrupt()` (Ctrl-C) no job starts and those under way end as `failed`
  * with INTERRUPTED, their part files left for `--resume`.
- * `fewer` ({parallel, reason}: the server refused opens, fewer files move at once from now on).
+ * `fewer` ({parallel, requests, kind, reason}, once: the server refused opens (`open`) or failed
+ * under load (`load`): fewer files, and fewer requests per file, move at once from now on).
  */
 
 export interface Job extends FileTransfer {
@@ -63,16 +65,34 @@ export declare interface TransferEngine {
   on(event: 'failed', listener: (job: Job, error: AgentError) => void): this;
   on(event: 'resumed', listener: (job: Job, resume: ResumeStart) => void): this;
   on(event: 'leftover', listener: (job: Job, bytes: number) => void): this;
-  on(event: 'fewer', listener: (info: { parallel: number; reason: string }) => void): this;
+  on(event: 'fewer', listener: (info: { parallel: number | null; requests: number | null; kind: 'open' | 'load'; reason: string }) => void): this;
 }
 
 function retryable(err: unknown): boolean {
   return isConnectionLost(err) || (err instanceof AgentError && err.exit === 'CONNECTION');
 }
 
+/**
+ * A connection lost during a transfer, which may be the server shedding load: not one that could
+ * not be made again (that is an AgentError), nor a server that stopped answering (ServerStalled:
+ * no load is shed by keeping the connection and answering nothing).
+ */
+function lostUnderLoad(err: unknown): boolean {
+  return isConnectionLost(err) && !(err instanceof AgentError) && !(err instanceof ServerStalled);
+}
+
 /** A fatal error stops every worker: nothing else can succeed (the login or host key was refused). */
 function fatal(err: unknown): boolean {
   return err instanceof AgentError && (err.exit === 'AUTH' || err.exit === 'HOST_KEY');
+}
+
+/**
+ * A server that tells its limit on open handles (`limits@openssh.com`, read by ssh2 at the SFTP
+ * start) gets no more files at once than that on each connection: each file holds one handle.
+ */
+function handleLimitOf(sftp: unknown): number {
+  const max = (sftp as { maxOpenHandles?: unknown }).maxOpenHandles;
+  return typeof max === 'number' && max >= 1 ? max : Infinity;
 }
 
 export function backoffDelay(attempt: number, base: number = RETRY.baseDelayMs, max: number = RETRY.maxDelayMs): number {
@@ -96,49 +116,14 @@ export class TransferEngine extends EventEmitter {
     this.interrupted = true;
   }
 
-  /**
-   * Files that may be moving at once: `parallel` until the server refuses an open while others
-   * are in flight (a limit on open handles per session), then fewer for the rest of the run.
-   */
-  private allowed: number;
-  private moving = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** Files and requests in flight, lowered when the server fails under load (concurrency.ts). */
+  private readonly concurrency: Concurrency;
 
   constructor(private readonly pool: ConnectionPool, private readonly options: EngineOptions) {
     super();
-    this.allowed = Math.max(1, options.parallel);
-  }
-
-  private async admit(): Promise<void> {
-    while (this.moving >= this.allowed) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.moving++;
-  }
-
-  private leave(): void {
-    this.moving--;
-    this.waiting.shift()?.();
-  }
-
-  /**
-   * A server that tells its limit on open handles (`limits@openssh.com`, read by ssh2 at the SFTP
-   * start) gets no more files at once than that on each connection: each file holds one handle.
-   */
-  private withinHandleLimit(sftp: { maxOpenHandles?: unknown }): void {
-    const max = sftp.maxOpenHandles;
-    if (typeof max === 'number' && Number.isFinite(max) && max >= 1) this.allowed = Math.min(this.allowed, max * this.pool.size);
-  }
-
-  /**
-   * After a refused open: whether to try the file again with fewer files in flight. Each refusal
-   * with others in flight halves what is allowed (down to one); the run says so once.
-   */
-  private fewerAfter(err: OpenRefused): boolean {
-    const others = this.moving - 1;
-    if (others < 1) return false;
-    const before = this.allowed;
-    this.allowed = Math.max(1, Math.min(this.allowed, Math.ceil(others / 2)));
-    if (before === Math.max(1, this.options.parallel)) this.emit('fewer', { parallel: this.allowed, reason: err.serverMessage });
-    return true;
+    this.concurrency = new Concurrency(options.parallel, PIPELINE.maxRequestsInFlight, (lowered) => this.emit('fewer', {
+      parallel: lowered.files, requests: lowered.requests, kind: lowered.kind, reason: lowered.reason,
+    }), lostUnderLoad);
   }
 
   async run(jobs: Iterable<Job>): Promise<EngineSummary> {
@@ -194,22 +179,32 @@ export class TransferEngine extends EventEmitter {
     };
     let mode: ResumeMode = this.options.resume ?? 'fresh';
     for (let attempt = 0; ; attempt++) {
-      await this.admit();
+      let ticket: Ticket | null = null;
+      let session: SshSession | null = null;
+      let free = false;
       try {
-        const session = await this.pool.session(slot);
-        this.withinHandleLimit(session.sftp as unknown as { maxOpenHandles?: unknown });
-        const fs = new RemoteFs(session.sftp, session.posixRename);
+        // The connection first: its limit on open handles decides whether there is room on it.
+        session = await this.pool.session(slot);
+        ticket = await this.concurrency.admit(slot % this.pool.size, handleLimitOf(session.sftp));
+        // It may have been lost while this file waited for its turn.
+        session = await this.pool.session(slot);
+        const fs = new RemoteFs(session.sftp, session.posixRename, this.concurrency);
         if (job.direction === 'upload') await uploadFile(fs, job, mode, this.options.preserve, progress, hooks);
         else await downloadFile(fs, job, mode, this.options.preserve, progress, hooks);
         return;
       } catch (err) {
         if (this.interrupted) throw interruptedError(job);
-        if (err instanceof OpenRefused && this.fewerAfter(err)) {
-          // Not a retry: the same attempt again once fewer files are open.
+        const next = ticket && session ? this.concurrency.afterFailure(job, err, ticket, session, job.size - progress.confirmed > PIPELINE.chunkBytes) : 'as-is';
+        if (next === 'again') {
+          // Not a retry: the same attempt again, at the lower level, from what was delivered (a
+          // refused open wrote nothing: the attempt is the same as before).
+          if (!(err instanceof OpenRefused)) mode = mode !== 'fresh' && progress.confirmed === 0 ? mode : 'continue';
           attempt--;
           continue;
         }
-        if (!retryable(err) || attempt >= this.options.retries) {
+        free = next === 'retry-free';
+        if (!retryable(err) || (attempt >= this.options.retries && !free)) {
+          this.concurrency.failedForGood(job);
           if (err instanceof ServerStalled) {
             const retries = this.options.retries;
             throw new AgentError('CONNECTION', `${job.display}: ${err.message}${retries > 0 ? `, also after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''}`);
@@ -225,10 +220,13 @@ export class TransferEngine extends EventEmitter {
         // verified on the next attempt when nothing was confirmed yet).
         mode = mode !== 'fresh' && progress.confirmed === 0 ? mode : 'continue';
         this.emit('retry', job, { attempt: attempt + 1, delayMs, resumeFrom: progress.confirmed, reason: (err as Error).message });
+        // A lost connection that lowered the level is not counted against --retries: the lower
+        // level is what is being tried.
+        if (free) attempt--;
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         if (this.interrupted) throw interruptedError(job);
       } finally {
-        this.leave();
+        if (ticket) this.concurrency.leave(ticket);
       }
     }
   }

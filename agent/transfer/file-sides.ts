@@ -5,6 +5,8 @@ import type { Attributes, FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { ConnectionLost, localError, OpenRefused, remoteError, SFTP_STATUS } from './errors.js';
 import { nameProblem, refusedNameError, type RefusedName } from './names.js';
 import { ownersFromLongname } from './owners.js';
+import { asOverload } from './overload.js';
+import { PIPELINE } from './constants.js';
 
 /**
  * The two sides of a transfer seen the same way: a local folder tree and a remote one (over an
@@ -191,8 +193,23 @@ export class RemoteFs {
    */
   readonly inOrder: boolean;
 
-  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean) {
+  /**
+   * `budget`: the engine's requests in flight per file, read live (it steps down when the server
+   * fails under load, concurrency.ts); without it, PIPELINE.requestsInFlight.
+   */
+  constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean, private readonly budget?: { readonly requests: number }) {
     this.inOrder = (sftp as unknown as { _isOpenSSH?: unknown })._isOpenSSH === true;
+  }
+
+  /**
+   * Requests of `chunkBytes` to keep in flight for one file: PIPELINE.requestsInFlight, or more
+   * where the server's `limits@openssh.com` asks for smaller requests than usual (so that as many
+   * bytes are in flight: the pipe stays full), never more than the engine's budget allows.
+   */
+  requestsInFlight(chunkBytes: number): number {
+    const { requestsInFlight, chunkBytes: usual, maxRequestsInFlight } = PIPELINE;
+    const sized = chunkBytes >= usual / 2 ? requestsInFlight : Math.min(maxRequestsInFlight, Math.ceil((requestsInFlight * usual) / chunkBytes));
+    return Math.max(1, Math.min(sized, this.budget?.requests ?? sized));
   }
 
   get usable(): boolean {
@@ -251,7 +268,7 @@ export class RemoteFs {
   private call<T>(path: string, start: (done: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
     return new Promise((resolve, reject) => {
       if (!this.usable) return reject(new ConnectionLost(CHANNEL_CLOSED));
-      start((err, value) => (err ? reject(remoteError(err, path)) : resolve(value as T)));
+      start((err, value) => (err ? reject(asOverload(err, remoteError(err, path), 1, false)) : resolve(value as T)));
     });
   }
 

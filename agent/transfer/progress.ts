@@ -106,9 +106,16 @@ export function watchTransfer(engine: TransferEngine, totals: Totals, output: Pr
   engine.on('failed', (job) => fileBytes.delete(job));
   engine.on('done', () => filesDone++);
   // Said once per run, whatever the output mode: the run goes on, slower.
-  engine.on('fewer', ({ parallel, reason }) => {
-    if (output.mode === 'json') output.out(jsonLine({ event: 'fewer', parallel, reason }));
-    output.notice(`the server refused to open more files at once (${reason}): moving ${parallel} at a time from now on`);
+  engine.on('fewer', ({ parallel, requests, kind, reason }) => {
+    if (output.mode === 'json') output.out(jsonLine({ event: 'fewer', parallel, requests, kind, reason }));
+    if (kind === 'open') output.notice(`the server refused to open more files at once (${reason}): moving ${parallel} at a time from now on`);
+    else {
+      const lower = [
+        ...(parallel === null ? [] : [`moving ${parallel} ${parallel === 1 ? 'file' : 'files'} at a time`]),
+        ...(requests === null ? [] : [`${requests} ${requests === 1 ? 'request' : 'requests'} in flight per file`]),
+      ];
+      output.notice(`the server failed under load (${reason}): ${lower.join(', ')} from now on, and trying again`);
+    }
   });
 
   if (output.mode === 'json') {

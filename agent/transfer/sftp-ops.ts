@@ -7,6 +7,7 @@ import { checkFileBlocks } from './check-file.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
 import { CHANNEL_CLOSED, type RemoteFs } from './file-sides.js';
+import { asOverload } from './overload.js';
 
 /**
  * One file over SFTP, pipelined: up to PIPELINE.requestsInFlight reads or writes in flight, and
@@ -326,12 +327,14 @@ async function pipelinedWrite(
   fs: RemoteFs, handle: Buffer, local: LocalSource, job: FileTransfer, start: number, progress: TransferProgress, hooks: TransferHooks,
   afterLastWrite: () => void,
 ): Promise<void> {
-  const { requestsInFlight, readBlockChunks } = PIPELINE;
+  const { readBlockChunks } = PIPELINE;
   const chunkBytes = fs.writeChunkBytes(handle, PIPELINE.chunkBytes);
   const tracker = new PrefixTracker(start);
   const part = partNameFor(job.target, posix);
   let inFlight = 0;
   let failure: unknown = null;
+  /** Requests in flight when the first failure came, itself included. */
+  let failedAmong = 0;
   let wake: (() => void) | null = null;
   const signal = () => {
     const w = wake;
@@ -342,13 +345,22 @@ async function pipelinedWrite(
 
   let next = start;
   while (next < job.size && failure === null) {
-    while (inFlight >= requestsInFlight && failure === null) await waitForSlot();
+    // Read each time: the engine lowers it when the server fails under load.
+    while (inFlight >= fs.requestsInFlight(chunkBytes) && failure === null) await waitForSlot();
     if (failure !== null) break;
     const blockLength = Math.min(chunkBytes * readBlockChunks, job.size - next);
     const block = await local.read(blockLength, next);
     for (let offset = 0; offset < blockLength; offset += chunkBytes) {
       const length = Math.min(chunkBytes, blockLength - offset);
       const position = next + offset;
+      // A block's writes go out together, a few over the number in flight (as measured for the
+      // benchmark); once the engine has lowered that number for a server failing under load, they
+      // wait for their turn (the block stays valid until the next one is read).
+      const limit = fs.requestsInFlight(chunkBytes);
+      if (limit < PIPELINE.requestsInFlight) {
+        while (inFlight >= limit && failure === null) await waitForSlot();
+        if (failure !== null) break;
+      }
       if (hooks.throttle) await hooks.throttle.take(length);
       if (!fs.usable) {
         failure ??= new ConnectionLost(CHANNEL_CLOSED);
@@ -358,7 +370,10 @@ async function pipelinedWrite(
       inFlight++;
       fs.sftp.write(handle, block, offset, length, position, (err) => {
         inFlight--;
-        if (err) failure ??= err;
+        if (err && failure === null) {
+          failure = err;
+          failedAmong = inFlight + 1;
+        }
         else {
           const delta = tracker.complete(item);
           if (delta > 0) {
@@ -373,7 +388,7 @@ async function pipelinedWrite(
   }
   if (failure === null) afterLastWrite();
   while (inFlight > 0) await waitForSlot();
-  if (failure !== null) throw await diskFullOrFailure(fs, failure, part, chunkBytes * requestsInFlight);
+  if (failure !== null) throw asOverload(failure, await diskFullOrFailure(fs, failure, part, chunkBytes * PIPELINE.requestsInFlight), failedAmong, true);
 }
 
 // ---------------------------------------------------------------- download
@@ -451,7 +466,6 @@ export async function pipelinedRead(
   afterLastRead?: () => void,
   throttle?: Throttle,
 ): Promise<void> {
-  const { requestsInFlight } = PIPELINE;
   const chunkBytes = fs.readChunkBytes(PIPELINE.chunkBytes);
   /** Read data by file position, waiting for its turn; `chunk` is the whole buffer it was read into. */
   const arrived = new Map<number, { chunk: Buffer; data: Buffer }>();
@@ -459,6 +473,8 @@ export async function pipelinedRead(
   let delivered = start;
   let inFlight = 0;
   let failure: unknown = null;
+  /** Requests in flight when the first failure came, itself included. */
+  let failedAmong = 0;
   let sinking = false;
   let finish: (() => void) | null = null;
   const done = new Promise<void>((resolve) => (finish = resolve));
@@ -499,7 +515,10 @@ export async function pipelinedRead(
     const chunk = spareChunks.pop() ?? Buffer.allocUnsafe(PIPELINE.chunkBytes);
     fs.sftp.read(handle, chunk, 0, length, position, (err, bytesRead) => {
       inFlight--;
-      if (err) failure ??= err;
+      if (err && failure === null) {
+        failure = err;
+        failedAmong = inFlight + 1;
+      }
       else if (bytesRead === 0) failure ??= pathError('PARTIAL', path, 'the file got shorter while it was being read');
       else {
         arrived.set(position, { chunk, data: chunk.subarray(0, bytesRead) });
@@ -514,7 +533,8 @@ export async function pipelinedRead(
   let throttled: NodeJS.Timeout | null = null;
   const pump = () => {
     // Bounded by requests in flight plus what waits for the sink: memory stays flat.
-    while (failure === null && next < size && inFlight + arrived.size < requestsInFlight && throttled === null) {
+    // Read each time: the engine lowers it when the server fails under load.
+    while (failure === null && next < size && inFlight + arrived.size < fs.requestsInFlight(chunkBytes) && throttled === null) {
       const length = Math.min(chunkBytes, size - next);
       const wait = throttle ? throttle.tryTake(length) : 0;
       if (wait > 0) {
@@ -535,7 +555,7 @@ export async function pipelinedRead(
   await done;
   // A server that may reorder requests is told only now, with every read answered.
   if (!fs.inOrder) afterLastRead?.();
-  if (failure !== null) throw remoteError(failure, path);
+  if (failure !== null) throw asOverload(failure, remoteError(failure, path), failedAmong, true);
 }
 
 async function writeRest(file: FileHandle, data: Buffer, position: number): Promise<void> {

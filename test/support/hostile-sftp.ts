@@ -51,6 +51,20 @@ export interface HostileOptions {
   ident?: string;
   /** The longname READDIR sends with each entry (default: the bare name, which reads as no `ls -l` line). */
   longname?: (filename: string, attrs: Attributes) => string;
+  /**
+   * A server that gives way under load: READ and WRITE take a moment (so that those a client
+   * pipelines are in flight together), and one that arrives while this many are already in
+   * flight on the session fails with a plain FAILURE.
+   */
+  failDataRequestsBeyond?: number;
+  /** The same, but the server drops the whole connection instead. */
+  dropConnectionBeyond?: number;
+  /**
+   * Announce `limits@openssh.com` (as OpenSSH 8.8+ does) and answer it with these; the server
+   * holds to them: an OPEN beyond `maxOpenHandles` fails ("too many open files"), and a READ or
+   * WRITE longer than its limit fails.
+   */
+  limits?: { maxOpenHandles: number; maxReadLen?: number; maxWriteLen?: number };
 }
 
 /** A check-file request the server was asked (`target`: the file's path). */
@@ -83,6 +97,15 @@ export interface HostileSftp {
   readonly reads: number;
   /** The check-file requests received, in order. */
   readonly checkFileRequests: CheckFileRequest[];
+  /** The most file handles one session had open at once, and the longest READ and WRITE asked. */
+  readonly peakOpenFiles: number;
+  readonly longestRead: number;
+  readonly longestWrite: number;
+  /** READ and WRITE requests failed, and connections dropped, for being over the load allowed. */
+  readonly overloadFailures: number;
+  readonly overloadDrops: number;
+  /** OPEN requests refused for being over the open handles allowed. */
+  readonly refusedOpens: number;
   close(): Promise<void>;
 }
 
@@ -120,6 +143,12 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   let behaviour: Omit<HostileOptions, 'files'> = { ...options };
   let connections = 0;
   let reads = 0;
+  let peakOpenFiles = 0;
+  let longestRead = 0;
+  let longestWrite = 0;
+  let overloadFailures = 0;
+  let overloadDrops = 0;
+  let refusedOpens = 0;
   const checkFileRequests: CheckFileRequest[] = [];
   const clients = new Set<Connection>();
 
@@ -136,8 +165,11 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     client.on('session', (accept) => {
       accept().on('sftp', (acceptSftp) => {
         const sftp = acceptSftp();
-        if (behaviour.checkFile) announce(sftp, { 'check-file': 'sha256' });
-        serveSftp(sftp, stall);
+        const extensions: Record<string, string> = {};
+        if (behaviour.checkFile) extensions['check-file'] = 'sha256';
+        if (behaviour.limits) extensions['limits@openssh.com'] = '1';
+        if (Object.keys(extensions).length > 0) announce(sftp, extensions);
+        serveSftp(sftp, stall, () => client.end());
       });
     });
   });
@@ -179,7 +211,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     };
   }
 
-  function serveSftp(sftp: SFTPWrapper, stall: StallOptions | null): void {
+  function serveSftp(sftp: SFTPWrapper, stall: StallOptions | null, drop: () => void): void {
     const handles = new Map<number, { path: string; listing?: { filename: string; longname: string; attrs: Attributes }[] }>();
     let nextHandle = 1;
     let counted = 0;
@@ -221,13 +253,34 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       return true;
     };
 
+    /** READ and WRITE requests received and not yet answered, on this session. */
+    let dataInFlight = 0;
     const on = (event: string, isData: boolean, handler: (id: number, ...args: any[]) => void) => {
       sftp.on(event as 'OPEN', ((id: number, ...args: unknown[]) => {
         if (stalls(isData)) return;
+        const { failDataRequestsBeyond, dropConnectionBeyond } = behaviour;
+        if (isData && (failDataRequestsBeyond !== undefined || dropConnectionBeyond !== undefined)) {
+          if (dropConnectionBeyond !== undefined && dataInFlight >= dropConnectionBeyond) {
+            overloadDrops++;
+            return drop();
+          }
+          if (failDataRequestsBeyond !== undefined && dataInFlight >= failDataRequestsBeyond) {
+            overloadFailures++;
+            return sftp.status(id, STATUS_CODE.FAILURE, 'failure');
+          }
+          // A moment per request: what the client pipelines is in flight here together.
+          dataInFlight++;
+          setTimeout(() => {
+            dataInFlight--;
+            handler(id, ...args);
+          }, 3);
+          return;
+        }
         if (isData && behaviour.reorderData) setImmediate(() => handler(id, ...args));
         else handler(id, ...args);
       }) as never);
     };
+    const fileHandles = () => [...handles.values()].filter((h) => !h.listing).length;
     on('REALPATH', false, (id, path: string) => {
       const absolute = posix.resolve('/', path === '' ? '.' : path);
       sftp.name(id, [{ filename: absolute, longname: absolute, attrs: {} as Attributes }]);
@@ -257,7 +310,11 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       open.listing = [];
     });
     on('OPEN', false, (id, path: string, flags: number) => {
-      if (behaviour.maxOpenHandles !== undefined && handles.size >= behaviour.maxOpenHandles) return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
+      const maxOpen = Math.min(behaviour.maxOpenHandles ?? Infinity, behaviour.limits?.maxOpenHandles ?? Infinity);
+      if (handles.size >= maxOpen) {
+        refusedOpens++;
+        return sftp.status(id, STATUS_CODE.FAILURE, 'too many open files');
+      }
       const target = posix.normalize(path);
       if (flags & OPEN_MODE.WRITE) {
         const existing = fileAt(target);
@@ -269,9 +326,12 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
         return failure(id, STATUS_CODE.NO_SUCH_FILE);
       }
       sftp.handle(id, newHandle(target));
+      peakOpenFiles = Math.max(peakOpenFiles, fileHandles());
     });
     on('READ', true, (id, handle: Buffer, offset: number, length: number) => {
       reads++;
+      longestRead = Math.max(longestRead, length);
+      if (behaviour.limits?.maxReadLen !== undefined && length > behaviour.limits.maxReadLen) return sftp.status(id, STATUS_CODE.FAILURE, 'read longer than max-read-length');
       const open = handleOf(handle);
       const node = open && fileAt(open.path);
       if (!node) return failure(id, STATUS_CODE.FAILURE);
@@ -279,6 +339,8 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
       sftp.data(id, node.data.subarray(offset, Math.min(node.data.length, offset + length)));
     });
     on('WRITE', true, (id, handle: Buffer, offset: number, data: Buffer) => {
+      longestWrite = Math.max(longestWrite, data.length);
+      if (behaviour.limits?.maxWriteLen !== undefined && data.length > behaviour.limits.maxWriteLen) return sftp.status(id, STATUS_CODE.FAILURE, 'write longer than max-write-length');
       const open = handleOf(handle);
       const node = open && fileAt(open.path);
       if (!node) return failure(id, STATUS_CODE.FAILURE);
@@ -344,6 +406,15 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     };
     on('EXTENDED', false, (id, name: string, data: Buffer | undefined) => {
       if ((name === 'check-file-handle' || name === 'check-file-name') && behaviour.checkFile && data) return checkFile(id, name, data);
+      if (name === 'limits@openssh.com' && behaviour.limits) {
+        // max-packet-length, max-read-length, max-write-length, max-open-handles (0: no limit).
+        const { maxOpenHandles, maxReadLen = 0, maxWriteLen = 0 } = behaviour.limits;
+        const values = Buffer.alloc(32);
+        [maxReadLen === 0 && maxWriteLen === 0 ? 0 : 34_000, maxReadLen, maxWriteLen, maxOpenHandles].forEach((value, i) => values.writeBigUInt64BE(BigInt(value), i * 8));
+        const requestId = Buffer.alloc(4);
+        requestId.writeUInt32BE(id);
+        return sendRaw(sftp, packetOf(201, [requestId, values]));
+      }
       if (name !== 'posix-rename@openssh.com' || !data) return failure(id, STATUS_CODE.OP_UNSUPPORTED);
       const fromLength = data.readUInt32BE(0);
       const from = data.toString('utf8', 4, 4 + fromLength);
@@ -387,6 +458,24 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     },
     get reads() {
       return reads;
+    },
+    get peakOpenFiles() {
+      return peakOpenFiles;
+    },
+    get longestRead() {
+      return longestRead;
+    },
+    get longestWrite() {
+      return longestWrite;
+    },
+    get overloadFailures() {
+      return overloadFailures;
+    },
+    get overloadDrops() {
+      return overloadDrops;
+    },
+    get refusedOpens() {
+      return refusedOpens;
     },
     checkFileRequests,
     close: () => new Promise<void>((resolve) => {

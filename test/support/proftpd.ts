@@ -1,9 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import { freePort, until } from './processes.js';
-import { descendantsOf, type Sshd } from './sshd.js';
+import { freePort } from './processes.js';
+import { startSshDaemon } from './ssh-daemon.js';
+import type { Sshd } from './sshd.js';
 
 /**
  * ProFTPD's mod_sftp on a loopback port, as a test peer that is not OpenSSH: it answers requests
@@ -90,23 +90,8 @@ export async function startProftpd(options: ProftpdOptions): Promise<Sshd> {
     throw new Error(`proftpd refused its config: ${String(stdout ?? '')}${String(stderr ?? err)}`);
   }
 
-  const child: ChildProcess = spawn(PROFTPD, ['-n', '-q', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-
-  await until(`proftpd on 127.0.0.1:${port}`, async () => {
-    if (child.exitCode !== null) throw new Error(`proftpd exited with ${child.exitCode}: ${output}`);
-    return new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('data', (banner) => {
-        socket.destroy();
-        resolve(banner.toString().startsWith('SSH-2.0-'));
-      });
-      socket.once('error', () => resolve(false));
-    });
-  }, 20_000, 50);
+  const sftpLog = join(dir, 'sftp.log');
+  const daemon = await startSshDaemon('proftpd', PROFTPD, ['-n', '-q', '-c', configFile], port, () => (existsSync(sftpLog) ? readFileSync(sftpLog, 'utf8') : ''));
 
   const hostKeyLine = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
   return {
@@ -118,22 +103,9 @@ export async function startProftpd(options: ProftpdOptions): Promise<Sshd> {
     hostKeys: { 'ssh-rsa': hostKeyLine },
     knownHostsLines: () => [`[127.0.0.1]:${port} ${hostKeyLine}`],
     password: null,
-    killSessions() {
-      const pids = descendantsOf(child.pid!);
-      for (const pid of pids) {
-        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      }
-      return pids.length;
-    },
-    sessionCount: () => descendantsOf(child.pid!).length,
-    output: () => `${output}${existsSync(join(dir, 'sftp.log')) ? readFileSync(join(dir, 'sftp.log'), 'utf8') : ''}`,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      for (const pid of descendantsOf(child.pid!)) {
-        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      }
-      child.kill('SIGTERM');
-      await exited;
-    },
+    killSessions: daemon.killSessions,
+    sessionCount: daemon.sessionCount,
+    output: daemon.output,
+    stop: daemon.stop,
   };
 }

@@ -1,9 +1,11 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, until } from './processes.js';
+import { freePort } from './processes.js';
+import { startSshDaemon } from './ssh-daemon.js';
+
+export { descendantsOf } from './ssh-daemon.js';
 
 /**
  * A real OpenSSH `sshd` on a loopback port, with host keys and a client key generated for it in
@@ -83,39 +85,6 @@ function currentUser(): string {
   return execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
 }
 
-/** Parent pid of each live process, from /proc. */
-function processTree(): Map<number, number> {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // The name may hold spaces and parentheses: fields start after the last ')'.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parents.set(Number(entry), Number(fields[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return parents;
-}
-
-export function descendantsOf(pid: number): number[] {
-  const parents = processTree();
-  const found: number[] = [];
-  const queue = [pid];
-  while (queue.length > 0) {
-    const parent = queue.shift()!;
-    for (const [child, ppid] of parents) {
-      if (ppid === parent) {
-        found.push(child);
-        queue.push(child);
-      }
-    }
-  }
-  return found;
-}
-
 export async function startSshd(options: SshdOptions): Promise<Sshd> {
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (.ci/run does)`);
   const { dir } = options;
@@ -168,31 +137,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
   const configFile = join(dir, 'sshd_config');
   writeFileSync(configFile, config);
 
-  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    for (const pid of descendantsOf(child.pid!)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    }
-    child.kill('SIGTERM');
-    await exited;
-  };
-
-  await until(`sshd on 127.0.0.1:${port}`, async () => {
-    if (child.exitCode !== null) throw new Error(`sshd exited with ${child.exitCode}: ${output}`);
-    return new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('data', (banner) => {
-        socket.destroy();
-        resolve(banner.toString().startsWith('SSH-2.0-'));
-      });
-      socket.once('error', () => resolve(false));
-    });
-  }, 20_000, 50);
+  const daemon = await startSshDaemon('sshd', SSHD, ['-D', '-e', '-f', configFile], port);
 
   return {
     host: '127.0.0.1',
@@ -203,15 +148,9 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     hostKeys,
     knownHostsLines: () => Object.values(hostKeys).map((key) => `[127.0.0.1]:${port} ${key}`),
     password,
-    killSessions() {
-      const pids = descendantsOf(child.pid!);
-      for (const pid of pids) {
-        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      }
-      return pids.length;
-    },
-    sessionCount: () => descendantsOf(child.pid!).length,
-    output: () => output,
-    stop,
+    killSessions: daemon.killSessions,
+    sessionCount: daemon.sessionCount,
+    output: daemon.output,
+    stop: daemon.stop,
   };
 }

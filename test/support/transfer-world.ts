@@ -31,11 +31,16 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function startWorld(sshdOptions: Partial<SshdOptions> = {}): Promise<World> {
+export function startWorld(sshdOptions: Partial<SshdOptions> = {}): Promise<World> {
+  return startWorldOn({ start: () => startSshd({ dir: tempDir('ferry-sshd-'), ...sshdOptions }) });
+}
+
+/** A world whose SFTP server is one of the servers ferry is tested against (sftp-servers.ts). */
+export async function startWorldOn(server: { start: () => Promise<Sshd> }): Promise<World> {
   const license = await startServer();
   let sshd: Sshd;
   try {
-    sshd = await startSshd({ dir: tempDir('ferry-sshd-'), ...sshdOptions });
+    sshd = await server.start();
   } catch (err) {
     await license.close();
     throw err;
