@@ -9,7 +9,7 @@ import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { csrfToken, PortalClient, text, type PageAnswer } from './support/portal.js';
 import { until } from './support/processes.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { openDb, startServer, startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 /**
  * The admin area at /admin: staff sign in with ADMIN_TOKEN and get a session; every page, form and
@@ -65,14 +65,12 @@ describe('The admin area (/admin)', function () {
   let server: TestServer;
   let db: Pool;
 
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-  });
+  after(() => world?.close());
 
   /** Every page and action of the area, with an id that exists where it needs one. */
   const PAGES = ['/admin', '/admin/', '/admin/licenses', '/admin/licenses?kind=trial', '/admin/licenses?q=x', '/admin/licenses.csv', '/admin/licenses/1', '/admin/licenses/1/revoke', '/admin/orders', '/admin/reports', '/admin/reports/1.csv',

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type mysql from 'mysql2/promise';
 import { fingerprint } from '../licensing/index.js';
 import { request } from './support/http.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 import { Machine, type Run } from './support/ferry-machine.js';
 
 function expectExit(run: Run, code: number, what: string): void {
@@ -22,14 +22,12 @@ function homeDeviceKey(machine: Machine): string {
 describe('device keys: each activation holds a key pair made on the machine', function () {
   let server: TestServer;
   let db: mysql.Pool;
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   async function storedKey(activationId: number): Promise<string | null> {
     const [rows] = await db.query('SELECT device_key FROM activations WHERE id = ?', [activationId]);

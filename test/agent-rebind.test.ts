@@ -6,7 +6,7 @@ import { fingerprint } from '../licensing/index.js';
 import { issueLicense } from './support/admin.js';
 import { Machine, type Run } from './support/ferry-machine.js';
 import { request } from './support/http.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 /**
  * A machine whose id changed (a kernel upgrade, a VM move, WSL) with ferry's home as it was: the
@@ -23,14 +23,12 @@ describe('ferry on a machine whose id changed', function () {
   this.timeout(60_000);
   let server: TestServer;
   let db: Pool;
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   const activations = async (licenseId: string | number) =>
     (await db.query('SELECT id, fingerprint, active FROM activations WHERE license_id = ? ORDER BY id', [licenseId]))[0] as { id: number; fingerprint: string; active: number }[];

@@ -5,7 +5,7 @@ import { newDeviceKey, rebindBody, type TestDeviceKey as DeviceKey } from './sup
 import { request, type Answer } from './support/http.js';
 import { newActivationSecret, newMachine } from './support/machines.js';
 import { startServerProcess, until, type ServerProcess } from './support/processes.js';
-import { openDb, startServer, testEnv, type TestServer } from './support/server.js';
+import { openDb, startServer, startServerWorld, type ServerWorld, testEnv, type TestServer } from './support/server.js';
 
 /**
  * Moving an activation to a new fingerprint (`/v1/activations/:id/rebind`), over HTTP as an agent
@@ -30,14 +30,12 @@ describe('POST /v1/activations/:id/rebind: a machine whose id changed keeps its 
   this.timeout(30_000);
   let server: TestServer;
   let db: Pool;
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   async function activateKey(key: string): Promise<Activated> {
     const device = newDeviceKey();

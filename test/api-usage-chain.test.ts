@@ -5,7 +5,7 @@ import { canonicalUsageBytes, chainGenesis, usageEventHash, type ChainedUse } fr
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { PortalClient, text } from './support/portal.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 /**
  * Crafted reports of an activation whose device key this test holds: what an attacker with a copy of
@@ -57,14 +57,12 @@ class Device {
 describe('POST /v1/usage with signed, chained events', () => {
   let server: TestServer;
   let db: Pool;
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   const report = (device: Device, events: unknown[]) => request(`${server.url}/v1/usage`, { body: { events }, token: device.token });
   const device = () => new Device().start(server);

@@ -6,21 +6,19 @@ import { previousHalfYear } from '../server/jobs/export-report.js';
 import { issueLicense } from './support/admin.js';
 import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { openDb, startServer, startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 describe('usage roll-up and piracy signals', () => {
   let server: TestServer;
   let db: Pool;
   const today = new Date().toISOString().slice(0, 10);
 
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   async function trial(locale: string) {
     const fingerprint = newMachine();

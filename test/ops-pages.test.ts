@@ -3,7 +3,7 @@ import type { Pool } from 'mysql2/promise';
 import { launchChromium, screenshot } from './support/browser.js';
 import { request } from './support/http.js';
 import { PortalClient, portalRoutes, text } from './support/portal.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 /**
  * What an operator meets first: the landing page at /, the API documentation at /docs, the way
@@ -30,14 +30,12 @@ describe('Landing page, API documentation, admin area additions', function () {
   let server: TestServer;
   let db: Pool;
 
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db?.end();
-    await server?.close();
-  });
+  after(() => world?.close());
 
   it('GET / is a page that leads to the download, MyAccount and the docs, without script or cookies', async () => {
     const res = await fetch(`${server.url}/`);

@@ -6,7 +6,7 @@ import { request } from './support/http.js';
 import { newMachine } from './support/machines.js';
 import { PortalClient, text } from './support/portal.js';
 import { behindTheTriggers } from './support/record-triggers.js';
-import { openDb, startServer, type TestServer } from './support/server.js';
+import { openDb, startServer, startServerWorld, type ServerWorld, type TestServer } from './support/server.js';
 
 describe('export-compliance report', () => {
   let server: TestServer;
@@ -149,14 +149,12 @@ describe('export-compliance report', () => {
 describe('filed export reports as records', () => {
   let server: TestServer;
   let db: Pool;
+  let world: ServerWorld;
   before(async () => {
-    server = await startServer();
-    db = await openDb(server.config.databaseUrl);
+    world = await startServerWorld();
+    ({ server, db } = world);
   });
-  after(async () => {
-    await db.end();
-    await server.close();
-  });
+  after(() => world?.close());
 
   const today = new Date().toISOString().slice(0, 10);
   const file = async () => {

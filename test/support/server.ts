@@ -66,3 +66,22 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
 export async function openDb(databaseUrl: string): Promise<mysql.Pool> {
   return mysql.createPool({ uri: databaseUrl, connectionLimit: 2, timezone: 'Z', supportBigNumbers: true });
 }
+
+/** What most API suites run against: a test server and a pool on its database. */
+export interface ServerWorld {
+  server: TestServer;
+  db: mysql.Pool;
+  close(): Promise<void>;
+}
+
+export async function startServerWorld(overrides: Partial<Config> = {}): Promise<ServerWorld> {
+  const server = await startServer(overrides);
+  const db = await openDb(server.config.databaseUrl);
+  return {
+    server, db,
+    async close() {
+      await db.end();
+      await server.close();
+    },
+  };
+}
