@@ -182,6 +182,17 @@ const OLD_SUFFIX = '.ferry-old';
 export const CHANNEL_CLOSED = 'the SFTP channel is closed (connection lost)';
 
 /** Promise forms of the SFTP requests ferry makes, each failing with the path's AgentError. */
+/**
+ * Whether the SFTP server behind `sftp` is OpenSSH's own sftp-server (or internal-sftp), which
+ * carries out one handle's requests in order. ssh2 knows only the SSH server's identification, and
+ * sshd runs other SFTP servers as its subsystem too: gesftpserver, multi-threaded, which carries
+ * requests out in any order. OpenSSH's sftp-server sends no `vendor-id`; gesftpserver does.
+ */
+export function carriesOutInOrder(sftp: SFTPWrapper): boolean {
+  const start = sftp as unknown as { _isOpenSSH?: unknown; _extensions?: Record<string, string> };
+  return start._isOpenSSH === true && start._extensions?.['vendor-id'] === undefined;
+}
+
 export class RemoteFs {
   /**
    * Whether the server carries out one handle's requests in the order they were sent, so that a
@@ -198,7 +209,7 @@ export class RemoteFs {
    * fails under load, concurrency.ts); without it, PIPELINE.requestsInFlight.
    */
   constructor(readonly sftp: SFTPWrapper, private readonly posixRename: boolean, private readonly budget?: { readonly requests: number }) {
-    this.inOrder = (sftp as unknown as { _isOpenSSH?: unknown })._isOpenSSH === true;
+    this.inOrder = carriesOutInOrder(sftp);
   }
 
   /**

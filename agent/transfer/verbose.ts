@@ -1,4 +1,5 @@
 import { dirname, basename, join, posix } from 'node:path';
+import { carriesOutInOrder } from './file-sides.js';
 import type { SFTPWrapper } from 'ssh2';
 import type { TransferEngine } from './engine.js';
 import { formatBytes } from './progress.js';
@@ -61,8 +62,8 @@ export function traceSftpStart(trace: Trace, sftp: SFTPWrapper, label: string): 
     const handles = start.maxOpenHandles;
     trace(1, `${label}: limits: reads up to ${start._maxReadLen ?? '?'} bytes, writes up to ${start._maxWriteLen ?? '?'} bytes, ${handles === undefined || handles === Infinity ? 'open files not limited' : `at most ${handles} open files`}`);
   }
-  // What RemoteFs.inOrder decides from the same SSH identification.
-  trace(1, `${label}: ${start._isOpenSSH ? 'an OpenSSH server: a close goes right behind the last write or read (its requests are carried out in order)' : 'not an OpenSSH server: a close waits until every write and read is answered (requests may be carried out out of order)'}`);
+  // What RemoteFs.inOrder decides.
+  trace(1, `${label}: ${carriesOutInOrder(sftp) ? "OpenSSH's sftp-server: a close goes right behind the last write or read (its requests are carried out in order)" : "not OpenSSH's sftp-server: a close waits until every write and read is answered (requests may be carried out out of order)"}`);
 }
 
 /**
