@@ -40,7 +40,7 @@ describe('device keys: each activation holds a key pair made on the machine', fu
     expectExit(await machine.run(['activate', '--trial', '--server', server.url]), 0, 'activate --trial');
     const file = join(machine.home, 'device-key.pem');
     assert.equal(statSync(file).mode & 0o777, 0o600);
-    assert.match(readFileSync(file, 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+    assert.equal(createPrivateKey(readFileSync(file, 'utf8')).asymmetricKeyType, 'ed25519', 'an Ed25519 private key the agent made');
     assert.equal(await storedKey(machine.license().activationId), homeDeviceKey(machine));
   });
 
