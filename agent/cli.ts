@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: ssh2 takes randomFillSync from node:crypto when it is loaded (pooled-random.ts says why).
+import './transfer/pooled-random.js';
 import { runCli } from './program.js';
 
 /**

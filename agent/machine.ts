@@ -13,10 +13,15 @@ export interface MachineIdentity {
   source: MachineIdSource;
 }
 
-/** The OS machine id as node-machine-id reads it (the original, not its own hash), or '' when none. */
-export function readOsMachineId(): string {
+/**
+ * The OS machine id as node-machine-id reads it (the original, not its own hash), or '' when none.
+ * Asynchronously: on Linux the package runs a shell (cat /etc/machine-id …), and its synchronous
+ * form stopped ferry for the 10-30 ms that takes; this way the shell runs beside ferry's start
+ * (context.ts asks for the identity as soon as a command needs the license).
+ */
+export async function readOsMachineId(): Promise<string> {
   try {
-    const id = machineIdPackage.machineIdSync(true).trim();
+    const id = (await machineIdPackage.machineId(true)).trim();
     // On Linux without /etc/machine-id the package falls back to the host name, which is neither
     // unique (every container called "localhost") nor stable; that is no machine id for a trial.
     return id.toLowerCase() === hostname().trim().toLowerCase() ? '' : id;
@@ -32,7 +37,7 @@ export interface IdentifyOptions {
   fallbackFile: string;
   /** One line for the user on stderr. */
   notice: (message: string) => void;
-  readOsId?: () => string;
+  readOsId?: () => string | Promise<string>;
 }
 
 /**
@@ -44,7 +49,7 @@ export async function identifyMachine(options: IdentifyOptions): Promise<Machine
   const override = options.override?.trim();
   if (override) return { fingerprint: fingerprint(override), source: 'FERRY_MACHINE_ID' };
 
-  const osId = (options.readOsId ?? readOsMachineId)();
+  const osId = await (options.readOsId ?? readOsMachineId)();
   if (osId) return { fingerprint: fingerprint(osId), source: 'os' };
 
   const kept = (await readTextFile(options.fallbackFile))?.trim();

@@ -67,7 +67,14 @@ function helpFooter(): string {
  * code, and `ferry status` does not load ssh2 (about 50 ms of every start).
  */
 const activation = () => import('./commands/activation.js');
-const transfers = () => import('./commands/transfer.js');
+/**
+ * The transfer commands, loaded when one runs. Each checks the license, which needs this machine's
+ * identity: asked for first, so that the OS id's shell (machine.ts) runs while the transfer code loads.
+ */
+const transfers = (ctx: AgentContext) => {
+  ctx.machine().catch(() => undefined);
+  return import('./commands/transfer.js');
+};
 const updates = () => import('./commands/update.js');
 
 type Run = (command: Command, work: (ctx: AgentContext) => Promise<void>, options?: { updateNotice?: boolean }) => Promise<void>;
@@ -162,12 +169,12 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
   transfer(program.command('put').description('upload files (and folders with -r) to an SFTP server'))
     .argument('<paths...>', 'LOCAL... (- for standard input) then DESTINATION (sftp://user@host/path, site:path)')
     .option('-r, --recursive', 'copy folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).put(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).put(ctx, paths, options)));
 
   transfer(program.command('get').description('download files (and folders with -r) from an SFTP server'))
     .argument('<paths...>', 'REMOTE... (globs allowed) then a LOCAL destination (- for standard output)')
     .option('-r, --recursive', 'copy folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).get(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).get(ctx, paths, options)));
 
   transfer(program.command('sync').description('mirror a folder to or from an SFTP server, by size and time (or content)'))
     .argument('<source>', 'the folder to mirror (local or remote)')
@@ -175,7 +182,7 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('--delete', 'remove what the source does not have')
     .option('-c, --checksum', 'compare files of the same size by content, not time')
     .option('-n, --dry-run', 'print the plan and change nothing')
-    .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers()).sync(ctx, [source, destination], options)));
+    .action((source: string, destination: string, options: SyncFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).sync(ctx, [source, destination], options)));
 
   // -h is human sizes here, as in ls -lh; help stays --help.
   connection(program.command('ls').description('list a remote folder').helpOption('--help', 'show this help'))
@@ -183,21 +190,21 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     .option('-l, --long', 'mode, owner, group, size and modification time')
     .option('-h, --human-readable', 'with -l: sizes as 1.5K, 12M, 3.0G (powers of 1024)')
     .option('-r, --recursive', 'everything below, with relative paths')
-    .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers()).ls(ctx, paths, options)));
+    .action((paths: string[], options: ListFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).ls(ctx, paths, options)));
 
   connection(program.command('mkdir').description('make remote folders'))
     .argument('<paths...>', 'sftp://user@host/path')
     .option('-p, --parents', 'make missing parents too; an existing folder is fine')
-    .action((paths: string[], options: MkdirFlags, command: Command) => run(command, async (ctx) => (await transfers()).mkdir(ctx, paths, options)));
+    .action((paths: string[], options: MkdirFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).mkdir(ctx, paths, options)));
 
   connection(program.command('rm').description('remove remote files (and folders with -r)'))
     .argument('<paths...>', 'sftp://user@host/path (globs allowed)')
     .option('-r, --recursive', 'remove folders and everything in them')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).rm(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).rm(ctx, paths, options)));
 
   connection(program.command('mv').description('move or rename on the SFTP server'))
     .argument('<paths...>', 'SOURCE... then DESTINATION, on one server (a bare /path means the same server)')
-    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers()).mv(ctx, paths, options)));
+    .action((paths: string[], options: TransferFlags, command: Command) => run(command, async (ctx) => (await transfers(ctx)).mv(ctx, paths, options)));
 
   return program;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from 'mysql2/promise';
@@ -11,6 +11,7 @@ import { packageAgent } from '../server/releases/package.js';
 import { issueLicense } from './support/admin.js';
 import { PortalClient, text } from './support/portal.js';
 import { freePort, until, runToEnd } from './support/processes.js';
+import { startSshd } from './support/sshd.js';
 import { startThrottledProxy } from './support/throttled-proxy.js';
 import { openDb, startServer, type TestServer } from './support/server.js';
 import { tempDir } from './support/temp.js';
@@ -172,6 +173,38 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     assert.equal(install.code, 0, install.stderr);
     const status = await run(join(home, 'bin', 'ferry'), ['status', '--json'], { HOME: home, PATH: process.env.PATH! });
     assert.equal(JSON.parse(status.stdout).kind, 'permanent', status.stdout);
+  });
+
+  it('transfers with ssh2\'s OpenSSL binding from inside the single executable, and without a Node warning', async () => {
+    const license = await issueLicense(server, 1);
+    const home = tempDir('ferry-native-');
+    const env = { HOME: home, PATH: process.env.PATH!, XDG_CACHE_HOME: join(home, 'cache') };
+    const exe = releaseFile(V1, 'linux-x64');
+    const activated = await run(exe, ['activate', '--key', license.key, '--server', server.url], env);
+    assert.equal(activated.code, 0, activated.stderr);
+    const sshd = await startSshd({ dir: tempDir('ferry-native-sshd-') });
+    try {
+      mkdirSync(join(home, '.ssh'));
+      writeFileSync(join(home, '.ssh', 'known_hosts'), `${sshd.knownHostsLines().join('\n')}\n`);
+      const ls = () => run(exe, ['ls', '-vv', '-i', sshd.clientKey, `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.dir}`], env);
+      const first = await ls();
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /sshd_config/);
+      assert.match(first.stderr, /cipher aes128-gcm@openssh\.com \(ssh2's OpenSSL binding\)/);
+      assert.doesNotMatch(first.stderr, /Warning|single-executable|require\(/);
+      // Kept in the cache under its digest; a copy changed there is written again, never loaded.
+      const [cached] = readdirSync(join(home, 'cache', 'ferry'));
+      assert.match(cached!, /^[0-9a-f]{16}-sshcrypto\.node$/);
+      const file = join(home, 'cache', 'ferry', cached!);
+      const original = readFileSync(file);
+      writeFileSync(file, Buffer.concat([original.subarray(0, 1000), Buffer.from('not the library')]));
+      const again = await ls();
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stderr, /\(ssh2's OpenSSL binding\)/);
+      assert.ok(readFileSync(file).equals(original), 'the changed copy was written again');
+    } finally {
+      await sshd.stop();
+    }
   });
 
   it('stops install.sh with a clear message on an unknown platform or a failed download, installing nothing', async () => {

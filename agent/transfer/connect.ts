@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { connect as connectSocket, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
+import sshCrypto from 'ssh2/lib/protocol/crypto.js';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
 import { closestName } from '../suggest.js';
@@ -410,7 +411,7 @@ export class Connector {
     client.once('handshake', (negotiated: { kex?: string; serverHostKey?: string; cs?: { cipher?: string; mac?: string } }) => {
       // The server's software version is its own text: the notice escapes it.
       trace(1, `${label}: server software ${String((client as unknown as { _remoteVer?: unknown })._remoteVer ?? 'unknown')}`);
-      trace(2, `${label}: key exchange ${negotiated.kex ?? '?'}, host key algorithm ${negotiated.serverHostKey ?? '?'}, cipher ${negotiated.cs?.cipher ?? '?'}${negotiated.cs?.mac ? `, mac ${negotiated.cs.mac}` : ''}`);
+      trace(2, `${label}: key exchange ${negotiated.kex ?? '?'}, host key algorithm ${negotiated.serverHostKey ?? '?'}, cipher ${negotiated.cs?.cipher ?? '?'}${negotiated.cs?.mac ? `, mac ${negotiated.cs.mac}` : ''} (${sshCrypto.bindingAvailable ? 'ssh2\'s OpenSSL binding' : 'JavaScript: ssh2\'s OpenSSL binding is not loaded'})`);
       if (recordKey && !this.hostKeyRecorded) {
         this.hostKeyRecorded = true;
         recording = this.recordHostKey(knownName, recordKey);

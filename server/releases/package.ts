@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 import type { BuildInfo } from '../../agent/build-info.js';
 import { signStatement } from '../../licensing/trust.js';
 import { loadOrCreateRoot, loadRootPrivateKey, rootPaths } from '../keys/root.js';
@@ -23,8 +23,9 @@ import { MANIFEST_FILE, releasesDir } from './store.js';
  * - `ferry-<version>-linux-x64`, a single executable: this Node binary with the bundle injected;
  * - `manifest.json`, their sizes and SHA-256s, signed by the deployment's root.
  *
- * The native parts of ssh2 (its crypto binding, cpu-features) cannot be bundled: ssh2 then takes
- * its JavaScript and node:crypto paths (README, "Getting ferry", says what that costs).
+ * ssh2's OpenSSL binding (`sshcrypto.node`) goes into the single executable as an asset, which
+ * agent/native-addon.ts loads; the npm package has none and ssh2 takes its JavaScript ciphers there.
+ * cpu-features, which ssh2 asks only to order ciphers (ferry orders its own), is left out of both.
  */
 
 const exec = promisify(execFile);
@@ -63,6 +64,34 @@ async function buildId(now: Date): Promise<string> {
   }
 }
 
+/** ssh2's OpenSSL binding, built by npm for this Node. */
+function nativeCryptoFile(): string {
+  const ssh2 = createRequire(import.meta.url).resolve('ssh2');
+  return join(ssh2, '..', 'protocol', 'crypto', 'build', 'Release', NATIVE_CRYPTO_ASSET);
+}
+
+const NATIVE_CRYPTO_ASSET = 'sshcrypto.node';
+
+/**
+ * What the bundle does where ssh2 requires its native parts: the binding comes from the single
+ * executable's asset (agent/native-addon.ts), and cpu-features is absent. Either may throw, inside
+ * ssh2's own try/catch. Without this, each `require` of a file in a single executable made Node
+ * print a warning on every transfer.
+ */
+const nativeParts: Plugin = {
+  name: 'ferry-native-parts',
+  setup(builder) {
+    builder.onResolve({ filter: /^cpu-features$/ }, () => ({ path: 'cpu-features', namespace: 'ferry-absent' }));
+    builder.onLoad({ filter: /.*/, namespace: 'ferry-absent' }, () => ({ contents: 'throw new Error("not in this build");', loader: 'js' }));
+    builder.onResolve({ filter: /(^|\/)sshcrypto\.node$/ }, () => ({ path: NATIVE_CRYPTO_ASSET, namespace: 'ferry-native' }));
+    builder.onLoad({ filter: /.*/, namespace: 'ferry-native' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(join(REPO, 'agent', 'native-addon.ts'))}).loadBundledAddon(${JSON.stringify(args.path)});`,
+      resolveDir: REPO,
+      loader: 'js',
+    }));
+  },
+};
+
 /** The agent in one CommonJS file; fails when anything outside agent/, licensing/ and dependencies got in. */
 async function bundleAgent(outfile: string, info: BuildInfo): Promise<string[]> {
   const result = await build({
@@ -74,8 +103,7 @@ async function bundleAgent(outfile: string, info: BuildInfo): Promise<string[]> 
     format: 'cjs',
     minify: true,
     legalComments: 'eof',
-    // ssh2 loads these in try/catch and has JavaScript fallbacks for both.
-    external: ['*.node', 'cpu-features'],
+    plugins: [nativeParts],
     // A single executable has no dynamic import(): every import() becomes a require().
     supported: { 'dynamic-import': false },
     define: { __FERRY_BUILD_INFO__: JSON.stringify(info) },
@@ -84,7 +112,7 @@ async function bundleAgent(outfile: string, info: BuildInfo): Promise<string[]> 
   });
   const inputs = Object.keys(result.metafile.inputs);
   // Dependencies may resolve through a symlinked node_modules; `<define:…>` is esbuild's own.
-  const strays = inputs.filter((input) => !/^(agent|licensing)\/|(^|\/)node_modules\/|^<define:/.test(input));
+  const strays = inputs.filter((input) => !/^(agent|licensing)\/|(^|\/)node_modules\/|^<define:|^ferry-(native|absent):/.test(input));
   if (strays.length > 0) throw new Error(`the agent bundle would contain ${strays.join(', ')}: the agent must import only agent/, licensing/ and its dependencies`);
   const packages = inputs.map((input) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1]).filter((name): name is string => name !== undefined);
   return [...new Set(packages)].sort();
@@ -117,7 +145,7 @@ async function singleExecutable(dir: string, bundle: string, version: string): P
   const main = join(work, 'main.cjs');
   await writeFile(main, (await readFile(bundle, 'utf8')).replace(/^#!.*\n/, ''));
   const blob = join(work, 'sea.blob');
-  const config = { main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true };
+  const config = { main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, assets: { [NATIVE_CRYPTO_ASSET]: nativeCryptoFile() } };
   await writeFile(join(work, 'sea.json'), JSON.stringify(config));
   await exec(process.execPath, ['--experimental-sea-config', join(work, 'sea.json')], { cwd: work });
   const name = seaArtefactName(version);
