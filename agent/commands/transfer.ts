@@ -6,7 +6,7 @@ import { humanSize } from '../format.js';
 import { jsonLine, printable } from '../terminal-text.js';
 import { TokenBucket, type Throttle } from '../transfer/bwlimit.js';
 import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
-import { expandGlob, isPartFile, planCopy, resolveSources } from '../transfer/copy-plan.js';
+import { expandGlob, isPartFile, listAhead, planCopy, resolveSources } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
 import { asAgentError } from '../transfer/errors.js';
 import type { PathFilter } from '../transfer/filters.js';
@@ -208,9 +208,14 @@ export async function put(ctx: AgentContext, args: string[], flags: TransferFlag
     if (sources.length === 0) throw noSourceLeft(report, locations.length);
     // Several sources named go into a folder, also when some of them turned out missing.
     const target = { ...dest, trailingSlash: dest.trailingSlash || locations.length > 1 };
-    const remote = await openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
+    const connecting = openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
+    // The local trees are listed while the connection is made (copy-plan.ts, listAhead); a folder
+    // that cannot be read fails the run as before, once connected.
+    const listing = listAhead(sources, config.filter);
+    listing.catch(() => undefined);
+    const remote = await connecting;
     await withRemote(remote, async () => {
-      const jobs = await planCopy(localSide, sources, remote.side, target, 'upload', config.filter);
+      const jobs = await planCopy(await listing, sources, remote.side, target, 'upload', config.filter);
       outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put', report, throttleOf(config)), flags, report);
     });
   });

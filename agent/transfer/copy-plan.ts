@@ -4,7 +4,7 @@ import { PART_SUFFIX } from './constants.js';
 import type { Job } from './engine.js';
 import { pathError } from './errors.js';
 import type { PathFilter } from './filters.js';
-import { walk, type Entry, type FileSide } from './file-sides.js';
+import { listLocalInSlices, localSide, walk, type Entry, type FileSide } from './file-sides.js';
 import { joinBelow, quoteName, refusedNameError } from './names.js';
 import { hasGlob } from './url.js';
 
@@ -114,6 +114,45 @@ export function linkInDestinationError(target: string, link: string): AgentError
   return new AgentError('PARTIAL', `${target}: not written: ${link} is a symbolic link in the destination, and ferry never writes through one (remove the link, or name the folder it points to as the destination)`);
 }
 
+/** What a walk of the sources leaves out (--exclude, --include). */
+function keepOf(filter: PathFilter | null): ((entry: { relative: string; type: string }) => boolean) | undefined {
+  return filter ? (entry) => filter.admits(entry.relative, entry.type === 'dir') : undefined;
+}
+
+/**
+ * Lists the local folders among `sources` ahead of planCopy, as planCopy's walk will, and returns
+ * the local side with those listings kept: planCopy then finds each at once. The listing goes in
+ * slices, so that it runs while `put` makes its connection, whose handshake and login leave ferry
+ * waiting on the server (2,000 files took 30-50 ms to list on the development machine: about
+ * half the time the connection takes).
+ */
+export async function listAhead(sources: Source[], filter: PathFilter | null): Promise<FileSide> {
+  const listed = new Map<string, Entry[]>();
+  const listing: FileSide = {
+    ...localSide,
+    async list(dir, links = 'follow') {
+      const entries = await listLocalInSlices(dir, links);
+      if (links === 'follow') listed.set(dir, entries);
+      return entries;
+    },
+  };
+  for (const source of sources) {
+    if (source.type !== 'dir') continue;
+    for await (const _entry of walk(listing, source.path, 'follow', keepOf(filter))) {
+      // Listing only: the walk asks for each folder it goes into.
+    }
+  }
+  return {
+    ...localSide,
+    async list(dir, links = 'follow') {
+      const kept = links === 'follow' ? listed.get(dir) : undefined;
+      if (!kept) return localSide.list(dir, links);
+      listed.delete(dir);
+      return kept;
+    },
+  };
+}
+
 /**
  * Creates the destination folders and returns the file jobs. Folders are made as they are met
  * (parents first), so a tree of any depth needs no list of its own.
@@ -159,8 +198,7 @@ export async function planCopy(
       }
       return undefined;
     };
-    const keep = filter ? (entry: { relative: string; type: string }) => filter.admits(entry.relative, entry.type === 'dir') : undefined;
-    for await (const entry of walk(from, source.path, 'follow', keep)) {
+    for await (const entry of walk(from, source.path, 'follow', keepOf(filter))) {
       if (entry.refused) {
         const display = `${prefix}${entry.relative === '' ? '' : `${entry.relative}/`}${quoteName(entry.refused.name)}`;
         jobs.push(refusal(display, refusedNameError(entry.path, entry.refused)));
