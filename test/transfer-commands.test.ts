@@ -57,6 +57,19 @@ describe('ferry put, get, ls, mkdir, rm, mv against a real sshd', function () {
     assertOneLineError(refused, /is a folder: use -r/);
   });
 
+  it('put -r of files of every small size, 64 at once: each arrives byte for byte (the read buffers are shared)', async () => {
+    const local = folder();
+    const remote = folder();
+    // Around each size class of the shared buffers (32 KiB doubling to the 256 KiB read whole),
+    // and above it; a buffer given back by a larger file serves smaller ones after it.
+    const sizes = [0, 1, 100, 32_767, 32_768, 32_769, 65_536, 65_537, 131_071, 262_143, 262_144, 262_145, 300_000];
+    for (let i = 0; i < 150; i++) sizes.push(Math.floor(Math.random() * 270_000));
+    mkdirSync(join(local, 'sizes'));
+    sizes.forEach((size, i) => randomFile(join(local, 'sizes', `f${i}.bin`), size));
+    expectExitCode(await user.run(['put', '-r', '--parallel', '64', join(local, 'sizes'), user.url(`${remote}/`)]), 0, 'put -r sizes');
+    assert.deepEqual(tree(join(remote, 'sizes')), tree(join(local, 'sizes')));
+  });
+
   it('downloads files, globs and folders', async () => {
     const remote = folder();
     const local = folder();
