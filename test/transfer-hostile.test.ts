@@ -363,3 +363,40 @@ for (const server of REAL_SERVERS) {
     });
   });
 }
+
+describe('the license comes before any login', function () {
+  this.timeout(60_000);
+  let world: World;
+  let hostile: HostileSftp;
+  before(async () => {
+    world = await startWorld();
+    hostile = await startHostileSftp({ files: { '/data/a.txt': 'alpha', '/up/': '' } });
+  });
+  after(async () => {
+    await hostile?.close();
+    await world?.close();
+  });
+
+  it('without a license no command sends the server a login request, not even "none", and each ends with NO_LICENSE (10)', async () => {
+    // The connection is made while the license is checked (its key exchange goes ahead), and the
+    // host key judged and any credential sent only once the license is in force.
+    const unlicensed = await FerryUser.create(world, { licensed: false });
+    appendFileSync(join(unlicensed.home, '.ssh', 'known_hosts'), `${hostile.knownHostsLine()}\n`);
+    const local = folder();
+    writeFileSync(join(local, 'f'), 'f');
+    for (const args of [['ls', hostile.url('/data')], ['put', join(local, 'f'), hostile.url('/up/')], ['get', hostile.url('/data/a.txt'), local]]) {
+      const run = await unlicensed.run(args, { env: { FERRY_PASSWORD: 'secret' } });
+      expectExitCode(run, 10, args[0]!);
+      assertOneLineError(run, /ferry activate --trial/);
+    }
+    assert.deepEqual(hostile.authentications, []);
+    assert.deepEqual(hostile.paths(), ['/', '/data/', '/data/a.txt', '/up/']);
+
+    const licensed = await FerryUser.create(world);
+    appendFileSync(join(licensed.home, '.ssh', 'known_hosts'), `${hostile.knownHostsLine()}\n`);
+    const listed = await licensed.run(['ls', hostile.url('/data')]);
+    expectExitCode(listed, 0, 'ls with a license');
+    assert.equal(listed.stdout, 'a.txt\n');
+    assert.ok((hostile.authentications as string[]).includes('publickey'), hostile.authentications.join(', '));
+  });
+});

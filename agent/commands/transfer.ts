@@ -1,12 +1,13 @@
 import { posix } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
+import type { UsageKind } from '../../licensing/index.js';
 import { requireLicense } from '../license.js';
 import { humanSize } from '../format.js';
 import { jsonLine, printable } from '../terminal-text.js';
 import { TokenBucket, type Throttle } from '../transfer/bwlimit.js';
-import { ConnectionPool, Connector, resolveEndpoint } from '../transfer/connect.js';
-import { expandGlob, isPartFile, listAhead, planCopy, resolveSources } from '../transfer/copy-plan.js';
+import { ConnectionPool, Connector, resolveEndpoint, type ConnectOptions } from '../transfer/connect.js';
+import { expandGlob, isPartFile, listAhead, planCopy, resolveSources, type Source } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
 import { asAgentError } from '../transfer/errors.js';
 import type { PathFilter } from '../transfer/filters.js';
@@ -57,14 +58,60 @@ function progressMode(ctx: AgentContext, flags: TransferFlags): ProgressMode {
   return flags.progress ? 'lines' : 'quiet';
 }
 
-async function openRemote(ctx: AgentContext, flags: TransferFlags, config: TransferConfig, location: RemoteLocation, connections: number): Promise<Remote> {
+async function openRemote(
+  ctx: AgentContext, flags: TransferFlags, config: TransferConfig, location: RemoteLocation, connections: number, gate?: ConnectOptions['gate'],
+): Promise<Remote> {
   const options = connectOptions(ctx, flags, config);
+  if (gate) options.gate = gate;
   const endpoint = await resolveEndpoint(location.target, options);
   const connector = new Connector(endpoint, options);
   const first = await connector.connect();
   const pool = new ConnectionPool(connector, connections, first);
   const fs = new RemoteFs(first.sftp, first.posixRename);
   return { pool, fs, side: remoteSide(fs), label: endpoint.label };
+}
+
+/** A connection being made while the license is checked: `drop` ends it (the command failed first). */
+interface Opening {
+  remote: Promise<Remote>;
+  drop(): void;
+}
+
+/**
+ * Checks the license and makes the connection at once. The connection's TCP and key exchange go
+ * ahead during the check, which would otherwise keep ferry from the server for its length; the
+ * host key is judged, and any prompt or credential comes, only once the license is in force
+ * (ConnectOptions.gate). Without a license the connection is ended and the license's error is the
+ * command's, whatever the connection did meanwhile.
+ */
+async function licensedOpening(
+  ctx: AgentContext, usage: UsageKind, flags: TransferFlags, config: TransferConfig, location: RemoteLocation, connections: number,
+): Promise<Opening> {
+  const license = requireLicense(ctx, usage);
+  const stop = new AbortController();
+  const passed = license.then(() => undefined);
+  passed.catch(() => undefined);
+  const remote = openRemote(ctx, flags, config, location, connections, { passed, signal: stop.signal });
+  // Its failure is taken when awaited; a dropped one is not awaited at all.
+  remote.catch(() => undefined);
+  const drop = () => {
+    stop.abort();
+    remote.then((opened) => opened.pool.end(), () => undefined);
+  };
+  try {
+    await license;
+  } catch (err) {
+    drop();
+    throw err;
+  }
+  return { remote, drop };
+}
+
+/** The connection, once the license is in force (licensedOpening). */
+async function licensedRemote(
+  ctx: AgentContext, usage: UsageKind, flags: TransferFlags, config: TransferConfig, location: RemoteLocation, connections: number,
+): Promise<Remote> {
+  return (await licensedOpening(ctx, usage, flags, config, location, connections)).remote;
 }
 
 function parseAll(args: string[], config: TransferConfig): Location[] {
@@ -203,17 +250,22 @@ export async function put(ctx: AgentContext, args: string[], flags: TransferFlag
     if (dest.kind !== 'remote') throw new AgentError('USAGE', `put: the destination ${dest.path} must be remote (sftp://user@host/path or site:path)`);
     if (locations.some((l) => l.kind !== 'local')) throw new AgentError('USAGE', 'put: the sources must be local paths (use get to download)');
     if (args.slice(0, -1).includes(STDIO_ARG)) return putStdin(ctx, args, flags, config, dest, report);
-    await requireLicense(ctx, 'put');
-    const sources = await resolveSources(localSide, locations, flags.recursive === true, missingSources(ctx, flags, report, locations.length));
-    if (sources.length === 0) throw noSourceLeft(report, locations.length);
+    const opening = await licensedOpening(ctx, 'put', flags, config, dest, connectionsFor(config, 'many'));
+    let sources: Source[];
+    try {
+      sources = await resolveSources(localSide, locations, flags.recursive === true, missingSources(ctx, flags, report, locations.length));
+      if (sources.length === 0) throw noSourceLeft(report, locations.length);
+    } catch (err) {
+      opening.drop();
+      throw err;
+    }
     // Several sources named go into a folder, also when some of them turned out missing.
     const target = { ...dest, trailingSlash: dest.trailingSlash || locations.length > 1 };
-    const connecting = openRemote(ctx, flags, config, dest, connectionsFor(config, 'many'));
     // The local trees are listed while the connection is made (copy-plan.ts, listAhead); a folder
     // that cannot be read fails the run as before, once connected.
     const listing = listAhead(sources, config.filter);
     listing.catch(() => undefined);
-    const remote = await connecting;
+    const remote = await opening.remote;
     await withRemote(remote, async () => {
       const jobs = await planCopy(await listing, sources, remote.side, target, 'upload', config.filter);
       outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put', report, throttleOf(config)), flags, report);
@@ -230,9 +282,8 @@ export async function get(ctx: AgentContext, args: string[], flags: TransferFlag
     if (dest.kind !== 'local') throw new AgentError('USAGE', 'get: the destination must be a local path (use put to upload)');
     const sources = remoteOnly(locations, 'get');
     if (args.at(-1) === STDIO_ARG) return getStdout(ctx, flags, config, sources, report);
-    await requireLicense(ctx, 'get');
     const target = { ...dest, trailingSlash: dest.trailingSlash || sources.length > 1 };
-    const remote = await openRemote(ctx, flags, config, sources[0]!, connectionsFor(config, 'many'));
+    const remote = await licensedRemote(ctx, 'get', flags, config, sources[0]!, connectionsFor(config, 'many'));
     await withRemote(remote, async () => {
       const resolved = await resolveSources(remote.side, sources, flags.recursive === true, missingSources(ctx, flags, report, sources.length));
       if (resolved.length === 0) throw noSourceLeft(report, sources.length);
@@ -247,8 +298,7 @@ async function putStdin(ctx: AgentContext, args: string[], flags: TransferFlags,
   if (args.length !== 2 || flags.recursive) throw new AgentError('USAGE', 'put -: standard input is one file: give - as the only source, without -r');
   if (!ctx.data) throw new AgentError('USAGE', 'put -: there is no standard input here');
   const input = ctx.data.input;
-  await requireLicense(ctx, 'put');
-  const remote = await openRemote(ctx, flags, config, dest, 1);
+  const remote = await licensedRemote(ctx, 'put', flags, config, dest, 1);
   await withRemote(remote, async () => {
     const existing = await remote.side.stat(dest.path);
     if (dest.trailingSlash || existing?.type === 'dir') {
@@ -264,8 +314,7 @@ async function getStdout(ctx: AgentContext, flags: TransferFlags, config: Transf
   if (flags.json) throw new AgentError('USAGE', 'get SOURCE -: --json cannot share standard output with the file');
   if (!ctx.data) throw new AgentError('USAGE', 'get SOURCE -: there is no standard output here');
   const output = ctx.data.output;
-  await requireLicense(ctx, 'get');
-  const remote = await openRemote(ctx, flags, config, sources[0]!, 1);
+  const remote = await licensedRemote(ctx, 'get', flags, config, sources[0]!, 1);
   await withRemote(remote, async () => {
     const paths = await expandGlob(remote.side, sources[0]!.path);
     if (paths.length !== 1) throw new AgentError('USAGE', `get SOURCE -: ${sources[0]!.path} matches ${paths.length} files; standard output takes one`);
@@ -307,8 +356,7 @@ export async function ls(ctx: AgentContext, args: string[], flags: ListFlags): P
   const config = await loadTransferConfig(ctx, flags);
   if (args.length === 0) throw new AgentError('USAGE', 'ls needs sftp://user@host/path');
   const locations = remoteOnly(parseAll(args, config), 'ls');
-  await requireLicense(ctx, 'ls');
-  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  const remote = await licensedRemote(ctx, 'ls', flags, config, locations[0]!, 1);
   await withRemote(remote, async () => {
     // Names are the server's: JSON keeps them exact, a listing for people shows them printable.
     let refused = 0;
@@ -345,8 +393,7 @@ export async function mkdir(ctx: AgentContext, args: string[], flags: MkdirFlags
   const config = await loadTransferConfig(ctx, flags);
   if (args.length === 0) throw new AgentError('USAGE', 'mkdir needs sftp://user@host/path');
   const locations = remoteOnly(parseAll(args, config), 'mkdir');
-  await requireLicense(ctx, 'mkdir');
-  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  const remote = await licensedRemote(ctx, 'mkdir', flags, config, locations[0]!, 1);
   await withRemote(remote, async () => {
     for (const { path } of locations) {
       const existing = await remote.side.stat(path);
@@ -365,8 +412,7 @@ export async function rm(ctx: AgentContext, args: string[], flags: TransferFlags
   const config = await loadTransferConfig(ctx, flags);
   if (args.length === 0) throw new AgentError('USAGE', 'rm needs sftp://user@host/path');
   const locations = remoteOnly(parseAll(args, config), 'rm');
-  await requireLicense(ctx, 'rm');
-  const remote = await openRemote(ctx, flags, config, locations[0]!, 1);
+  const remote = await licensedRemote(ctx, 'rm', flags, config, locations[0]!, 1);
   await withRemote(remote, async () => {
     for (const location of locations) {
       for (const path of await expandGlob(remote.side, location.path)) {
@@ -390,8 +436,7 @@ export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags
   // A bare path as destination means a path on the same server.
   const dest = destLocation.kind === 'remote' ? destLocation : { ...sources[0]!, path: destLocation.path, trailingSlash: destLocation.trailingSlash };
   if (!sameServer(dest.target, sources[0]!.target)) throw new AgentError('USAGE', 'mv moves within one server: use get and put between servers');
-  await requireLicense(ctx, 'mv');
-  const remote = await openRemote(ctx, flags, config, sources[0]!, 1);
+  const remote = await licensedRemote(ctx, 'mv', flags, config, sources[0]!, 1);
   await withRemote(remote, async () => {
     const paths: string[] = [];
     for (const source of sources) paths.push(...(await expandGlob(remote.side, source.path)));
@@ -466,9 +511,8 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
   if (src.kind === dst.kind) {
     throw new AgentError('USAGE', src.kind === 'local' ? 'sync: one side must be remote (sftp://… or site:path)' : 'sync: one side must be local (remote-to-remote is not supported)');
   }
-  await requireLicense(ctx, 'sync');
   const remoteLocation = (src.kind === 'remote' ? src : dst) as RemoteLocation;
-  const remote = await openRemote(ctx, flags, config, remoteLocation, connectionsFor(config, 'many'));
+  const remote = await licensedRemote(ctx, 'sync', flags, config, remoteLocation, connectionsFor(config, 'many'));
   await withRemote(remote, async () => {
     const [from, to]: [FileSide, FileSide] = src.kind === 'remote' ? [remote.side, localSide] : [localSide, remote.side];
     const srcEntry = await from.stat(src.path);

@@ -52,6 +52,12 @@ export interface ConnectOptions {
   notice: (message: string) => void;
   /** `-v` lines (verbose.ts); none when absent. */
   trace?: Trace;
+  /**
+   * What the connection waits for before it judges the host key, and so before any prompt or
+   * credential: the license check, which runs meanwhile (commands/transfer.ts, licensedOpening).
+   * Its `signal` ends the connection at once, wherever it is.
+   */
+  gate?: { passed: Promise<void>; signal: AbortSignal };
 }
 
 /** A resolved server: where to connect and as whom. */
@@ -337,6 +343,31 @@ export class Connector {
     const trace = this.trace;
     const { label } = endpoint;
     let last: { method: string; what: string } | null = null;
+    /** The host key against known_hosts: true to go on (a problem is kept for the error). */
+    const judgeKey = (key: Buffer): boolean => {
+      const judged = judgeHostKey(known, key);
+      const presented = `${keyTypeOf(key)} ${fingerprintOf(key)}`;
+      if (judged.verdict === 'known') {
+        trace(1, `${label}: host key ${presented} matches ${judged.entry.file}:${judged.entry.line}`);
+        return true;
+      }
+      if (judged.verdict === 'revoked') {
+        hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} (${presented}) is marked @revoked in ${judged.entry.file}:${judged.entry.line}: refused`);
+        return false;
+      }
+      if (judged.verdict === 'changed') {
+        hostKeyProblem = changedHostKey(knownName, key, judged.stored);
+        return false;
+      }
+      if (!options.acceptNew) {
+        hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} is not known (${presented}): check it with the server's administrator, then run again with --accept-new to trust it`);
+        return false;
+      }
+      // Recorded once the key exchange has proved the server holds it (see below).
+      trace(1, `${label}: host key ${presented} is not known: trusted on first use (--accept-new)`);
+      recordKey = key;
+      return true;
+    };
     const client = new Client();
     // The handshake and login have a deadline of ours, not ssh2's readyTimeout: it stops while a
     // passphrase or password is asked for (a person may take their time), and starts again after.
@@ -349,30 +380,13 @@ export class Connector {
       keepaliveInterval: SSH.keepaliveIntervalMs,
       keepaliveCountMax: SSH.keepaliveCountMax,
       algorithms: { cipher: [...SSH.ciphers] as never, serverHostKey: this.hostKeyAlgorithms(known) as never },
-      // Called during key exchange, before the first authentication request is sent.
-      hostVerifier: (key: Buffer) => {
-        const judged = judgeHostKey(known, key);
-        const presented = `${keyTypeOf(key)} ${fingerprintOf(key)}`;
-        if (judged.verdict === 'known') {
-          trace(1, `${label}: host key ${presented} matches ${judged.entry.file}:${judged.entry.line}`);
-          return true;
-        }
-        if (judged.verdict === 'revoked') {
-          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} (${presented}) is marked @revoked in ${judged.entry.file}:${judged.entry.line}: refused`);
-          return false;
-        }
-        if (judged.verdict === 'changed') {
-          hostKeyProblem = changedHostKey(knownName, key, judged.stored);
-          return false;
-        }
-        if (!options.acceptNew) {
-          hostKeyProblem = new AgentError('HOST_KEY', `the host key of ${knownName} is not known (${presented}): check it with the server's administrator, then run again with --accept-new to trust it`);
-          return false;
-        }
-        // Recorded once the key exchange has proved the server holds it (see below).
-        trace(1, `${label}: host key ${presented} is not known: trusted on first use (--accept-new)`);
-        recordKey = Buffer.from(key);
-        return true;
+      // Called during key exchange, before the first authentication request is sent. It waits for
+      // the gate (the license check, made while the TCP connection and key exchange went ahead).
+      // The key is copied first: it is a view of the receive ring, which moves on meanwhile.
+      hostVerifier: (key: Buffer, verify: (trusted: boolean) => void) => {
+        const presented = Buffer.from(key);
+        const passed = options.gate?.passed ?? Promise.resolve();
+        passed.then(() => verify(judgeKey(presented)), () => verify(false));
       },
       authHandler: (methodsLeft, partial, next) => {
         // First "none", as OpenSSH does: the server's answer lists the methods it accepts, so
@@ -466,6 +480,9 @@ export class Connector {
       if (sock) config.sock = sock;
       else if (ring) config.sock = ringSocket(endpoint);
       client.connect(config);
+      const signal = options.gate?.signal;
+      if (signal?.aborted) client.destroy();
+      else signal?.addEventListener('abort', () => client.destroy(), { once: true });
       // Without TCP_NODELAY, Nagle holds back each small request packet until the previous data is
       // acknowledged: pipelined SFTP stalls on delayed ACKs (downloads measured 3× slower).
       client.setNoDelay(true);

@@ -93,6 +93,8 @@ export interface HostileSftp {
   set(options: Partial<Omit<HostileOptions, 'files'>>): void;
   /** SSH connections accepted so far. */
   readonly connections: number;
+  /** The method of every authentication request received (`none` included), in order. */
+  readonly authentications: string[];
   /** READ requests answered so far, on every connection. */
   readonly reads: number;
   /** The check-file requests received, in order. */
@@ -150,6 +152,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
   let overloadDrops = 0;
   let refusedOpens = 0;
   const checkFileRequests: CheckFileRequest[] = [];
+  const authentications: string[] = [];
   const clients = new Set<Connection>();
 
   const server = new Server({ hostKeys: [hostKey.private], ...(options.ident !== undefined ? { ident: options.ident } : {}) }, (client) => {
@@ -159,6 +162,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     client.on('error', () => undefined);
     client.on('close', () => clients.delete(client));
     client.on('authentication', (ctx) => {
+      authentications.push(ctx.method);
       if (ctx.method === 'password' || ctx.method === 'publickey') return ctx.accept();
       ctx.reject(['password', 'publickey']);
     });
@@ -456,6 +460,7 @@ export async function startHostileSftp(options: HostileOptions): Promise<Hostile
     get connections() {
       return connections;
     },
+    authentications,
     get reads() {
       return reads;
     },
