@@ -171,6 +171,38 @@ describe('daily habits against a real sshd', function () {
     expectExitCode(bad, 2, 'an empty pattern');
   });
 
+  it('--include makes no empty folders where nothing is included (put, get, sync), but a folder it names comes even empty', async () => {
+    const withEmpty = (root: string) => {
+      write(root, sample);
+      mkdirSync(join(root, 'empty'));
+      mkdirSync(join(root, 'sub', 'deep', 'deeper'), { recursive: true });
+      writeFileSync(join(root, 'sub', 'deep', 'deeper', 'x.txt'), 'x');
+    };
+    const expected = { 'keep.txt': '1:', 'sub/': 'dir', 'sub/deep/': 'dir', 'sub/deep/deeper/': 'dir', 'sub/deep/deeper/x.txt': '1:', 'sub/keep.txt': '2:' };
+    const shape = (root: string) => Object.fromEntries(Object.entries(tree(root)).map(([k, v]) => [k, v === 'dir' ? v : v.replace(/:.*/, ':')]));
+    const local = folder();
+    const remote = folder();
+    withEmpty(join(local, 'proj'));
+    withEmpty(join(remote, 'proj'));
+
+    expectExitCode(await user.run(['put', '-r', '--include', '*.txt', join(local, 'proj'), user.url(`${remote}/up/`)]), 0, 'put -r --include');
+    assert.deepEqual(shape(join(remote, 'up', 'proj')), expected);
+    const down = folder();
+    expectExitCode(await user.run(['get', '-r', '--include', '*.txt', user.url(`${remote}/proj`), `${down}/`]), 0, 'get -r --include');
+    assert.deepEqual(shape(join(down, 'proj')), expected);
+    const synced = folder();
+    expectExitCode(await user.run(['sync', '--include', '*.txt', join(local, 'proj'), user.url(synced)]), 0, 'sync --include');
+    assert.deepEqual(shape(synced), expected);
+
+    // A folder an include rule names comes whole, even empty; an --exclude alone keeps every other folder.
+    const named = folder();
+    expectExitCode(await user.run(['put', '-r', '--include', '*.txt', '--include', 'empty/', join(local, 'proj'), user.url(`${named}/`)]), 0, 'put -r --include empty/');
+    assert.deepEqual(shape(join(named, 'proj')), { ...expected, 'empty/': 'dir' });
+    const excluded = folder();
+    expectExitCode(await user.run(['put', '-r', '--exclude', '*.md', join(local, 'proj'), user.url(`${excluded}/`)]), 0, 'put -r --exclude');
+    assert.equal(shape(join(excluded, 'proj'))['empty/'], 'dir');
+  });
+
   it('sync --delete never deletes what is excluded on the destination, nor the folders holding it', async () => {
     const src = folder();
     const dst = folder();

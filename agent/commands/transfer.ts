@@ -7,11 +7,11 @@ import { humanSize } from '../format.js';
 import { jsonLine, printable } from '../terminal-text.js';
 import { TokenBucket, type Throttle } from '../transfer/bwlimit.js';
 import { ConnectionPool, Connector, resolveEndpoint, type ConnectOptions } from '../transfer/connect.js';
-import { expandGlob, isPartFile, listAhead, planCopy, resolveSources, type Source } from '../transfer/copy-plan.js';
+import { expandGlob, isPartFile, keepOf, listAhead, planCopy, resolveSources, type Source } from '../transfer/copy-plan.js';
 import { TransferEngine, type EngineSummary, type Job } from '../transfer/engine.js';
 import { asAgentError } from '../transfer/errors.js';
 import type { PathFilter } from '../transfer/filters.js';
-import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide, type LinkMode } from '../transfer/file-sides.js';
+import { localSide, RemoteFs, remoteSide, walk, type Entry, type FileSide, type LinkMode, type WalkKeep } from '../transfer/file-sides.js';
 import { joinBelow, refusedNameError } from '../transfer/names.js';
 import { formatBytes, summaryLine, watchTransfer, type ProgressMode } from '../transfer/progress.js';
 import { RunReport } from '../transfer/run-report.js';
@@ -458,14 +458,16 @@ export async function mv(ctx: AgentContext, args: string[], flags: TransferFlags
 /**
  * A folder's tree for sync; names the server should not have listed go to `refusals` instead.
  * What the filter leaves out is not listed; the folders holding it go to `holding` (sync --delete
- * must never take them away whole).
+ * must never take them away whole), given for the destination only.
  */
 async function listTree(
   side: FileSide, root: string, links: LinkMode, refusals: { file: string; error: AgentError }[], filter: PathFilter | null, holding?: Set<string>,
 ): Promise<ListedEntry[]> {
   const entries: ListedEntry[] = [];
-  const keep = filter && ((entry: { relative: string; type: string }) => {
-    if (filter.admits(entry.relative, entry.type === 'dir')) return true;
+  // The source's folders entered only to look for included files are listed only with something
+  // in them (keepOf); the destination's are all listed, as sync --delete must see them.
+  const keep: WalkKeep | null = filter && ((entry) => {
+    if (filter.admits(entry.relative, entry.type === 'dir')) return holding === undefined ? keepOf(filter)!(entry) : true;
     for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) holding?.add(entry.relative.slice(0, i));
     return false;
   });

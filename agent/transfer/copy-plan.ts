@@ -4,7 +4,7 @@ import { PART_SUFFIX } from './constants.js';
 import type { Job } from './engine.js';
 import { pathError } from './errors.js';
 import type { PathFilter } from './filters.js';
-import { listLocalInSlices, localSide, walk, type Entry, type FileSide } from './file-sides.js';
+import { listLocalInSlices, localSide, walk, type Entry, type FileSide, type WalkKeep } from './file-sides.js';
 import { joinBelow, quoteName, refusedNameError } from './names.js';
 import { hasGlob } from './url.js';
 
@@ -114,9 +114,17 @@ export function linkInDestinationError(target: string, link: string): AgentError
   return new AgentError('PARTIAL', `${target}: not written: ${link} is a symbolic link in the destination, and ferry never writes through one (remove the link, or name the folder it points to as the destination)`);
 }
 
-/** What a walk of the sources leaves out (--exclude, --include). */
-function keepOf(filter: PathFilter | null): ((entry: { relative: string; type: string }) => boolean) | undefined {
-  return filter ? (entry) => filter.admits(entry.relative, entry.type === 'dir') : undefined;
+/**
+ * What a walk of the sources leaves out (--exclude, --include); a folder entered only to look for
+ * included files is copied only with something in it.
+ */
+export function keepOf(filter: PathFilter | null): WalkKeep | undefined {
+  if (!filter) return undefined;
+  return (entry) => {
+    const isFolder = entry.type === 'dir';
+    if (!filter.admits(entry.relative, isFolder)) return false;
+    return isFolder && filter.entersOnly(entry.relative) ? 'if-not-empty' : true;
+  };
 }
 
 /**

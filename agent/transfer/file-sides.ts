@@ -530,12 +530,19 @@ export function remoteSide(fs: RemoteFs): FileSide & { fs: RemoteFs } {
 }
 
 /**
+ * What a walk does with an entry: `true` yields it (and goes into a folder), `false` leaves it out
+ * (a folder is not listed at all), `if-not-empty` goes into a folder and yields it only ahead of
+ * the first entry found below it.
+ */
+export type WalkKeep = (entry: Entry & { relative: string }) => boolean | 'if-not-empty';
+
+/**
  * Every entry under `root` (not `root` itself), parents before children, with paths relative to
  * root. A refused name comes with the relative path of the folder that listed it. `keep`
- * (--exclude/--include) leaves an entry out, and a folder left out is not listed at all.
+ * (--exclude/--include) leaves entries out (WalkKeep).
  */
 export async function* walk(
-  side: FileSide, root: string, links: LinkMode = 'follow', keep?: (entry: Entry & { relative: string }) => boolean, relative = '',
+  side: FileSide, root: string, links: LinkMode = 'follow', keep?: WalkKeep, relative = '',
 ): AsyncGenerator<Entry & { relative: string }> {
   for (const entry of await side.list(relative === '' ? root : side.join(root, relative), links)) {
     if (entry.refused) {
@@ -544,8 +551,18 @@ export async function* walk(
     }
     const rel = relative === '' ? side.basename(entry.path) : `${relative}/${side.basename(entry.path)}`;
     const found = { ...entry, relative: rel };
-    if (keep && !keep(found)) continue;
-    yield found;
-    if (entry.type === 'dir') yield* walk(side, root, links, keep, rel);
+    const kept = keep ? keep(found) : true;
+    if (kept === false) continue;
+    if (kept === true || entry.type !== 'dir') {
+      yield found;
+      if (entry.type === 'dir') yield* walk(side, root, links, keep, rel);
+      continue;
+    }
+    let shown = false;
+    for await (const below of walk(side, root, links, keep, rel)) {
+      if (!shown) yield found;
+      shown = true;
+      yield below;
+    }
   }
 }

@@ -14,7 +14,8 @@ import { AgentError } from '../errors.js';
 // An excluded folder is not entered: nothing in it is copied (or, for sync --delete, deleted).
 // A path no rule matches is copied, unless --include was given: then only what an include rule
 // matches (itself, or a folder it is in) is copied, as rclone does. Folders no rule matches are
-// entered either way, so that `--include '*.txt'` finds the text files at every depth.
+// entered either way, so that `--include '*.txt'` finds the text files at every depth; such a
+// folder is copied only when something in it is (PathFilter.entersOnly).
 
 export interface FilterRule {
   include: boolean;
@@ -115,16 +116,30 @@ export class PathFilter {
     return null;
   }
 
+  /** Whether a folder above `relative` was named by an include rule. */
+  private insideIncluded(relative: string): boolean {
+    for (let i = relative.indexOf('/'); i > 0; i = relative.indexOf('/', i + 1)) {
+      if (this.decide(relative.slice(0, i), true) === true) return true;
+    }
+    return false;
+  }
+
   /** Whether the entry at `relative` (below the source root) takes part; a folder refused is not entered. */
   admits(relative: string, isFolder: boolean): boolean {
     const decided = this.decide(relative, isFolder);
     if (decided !== null) return decided;
     if (isFolder || !this.hasIncludes) return true;
     // With --include, a file no rule names goes only inside a folder an include rule named.
-    for (let i = relative.indexOf('/'); i > 0; i = relative.indexOf('/', i + 1)) {
-      if (this.decide(relative.slice(0, i), true) === true) return true;
-    }
-    return false;
+    return this.insideIncluded(relative);
+  }
+
+  /**
+   * Whether the folder at `relative` is entered only to look for what the include rules name: no
+   * rule names it, nor a folder above it. Such a folder is copied only with something in it (as
+   * rclone does): `--include '*.txt'` makes no empty folders where there is no text file.
+   */
+  entersOnly(relative: string): boolean {
+    return this.hasIncludes && this.decide(relative, true) === null && !this.insideIncluded(relative);
   }
 }
 
