@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseRate } from '../agent/transfer/bwlimit.js';
@@ -246,6 +247,30 @@ describe('daily habits against a real sshd', function () {
     const empty = await user.run(['put', '-', user.url(`${remote}/empty.bin`)], { input: Buffer.alloc(0) });
     expectExitCode(empty, 0, 'put - of nothing');
     assert.equal(readFileSync(join(remote, 'empty.bin')).length, 0);
+  });
+
+  it('put - interrupted by Ctrl-C ends with 130 and one line, and leaves no part file (standard input cannot be resumed)', async () => {
+    const remote = folder();
+    const part = join(remote, '.piped.bin.ferry-part');
+    let signalled = false;
+    const run = await user.run(['put', '-', user.url(`${remote}/piped.bin`)], {
+      killAfterMs: 30_000,
+      // Standard input stays open: the upload is under way, its part file there, when Ctrl-C comes.
+      feed: (child) => {
+        child.stdin.write(randomBytes(256 * 1024));
+        const poll = setInterval(() => {
+          if (!existsSync(part)) return;
+          clearInterval(poll);
+          signalled = true;
+          child.kill('SIGINT');
+        }, 20);
+        child.once('close', () => clearInterval(poll));
+      },
+    });
+    assert.ok(signalled, 'the part file appeared while the upload was under way');
+    expectExitCode(run, 130, 'put - interrupted');
+    assert.equal(run.stderr, 'ferry: put -: interrupted; nothing was stored (standard input cannot be read again, so there is nothing to resume)\n');
+    assert.deepEqual(readdirSync(remote), [], 'no part file, nothing under the name');
   });
 
   it('says USAGE (2) for - with several sources, -r, --json on stdout, or a folder as its name', async () => {

@@ -304,7 +304,15 @@ async function putStdin(ctx: AgentContext, args: string[], flags: TransferFlags,
     if (dest.trailingSlash || existing?.type === 'dir') {
       throw new AgentError('USAGE', `put -: standard input has no name: give the remote file's name (${describeLocation(dest)}/NAME)`);
     }
-    report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config)));
+    // Ctrl-C ends the upload and removes its part file (uploadFromStream); a second one ends ferry at once.
+    const stop = new AbortController();
+    const interrupt = () => stop.abort();
+    process.once('SIGINT', interrupt);
+    try {
+      report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config), stop.signal));
+    } finally {
+      process.off('SIGINT', interrupt);
+    }
   });
 }
 

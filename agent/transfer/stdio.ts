@@ -67,8 +67,14 @@ export async function downloadToStream(fs: RemoteFs, path: string, size: number,
  * many writes in flight, then renamed into place (atomically where the server can), so nobody sees
  * half of it under the final name. Returns the bytes stored.
  */
-export async function uploadFromStream(fs: RemoteFs, target: string, input: NodeJS.ReadableStream, throttle?: Throttle): Promise<number> {
+export async function uploadFromStream(fs: RemoteFs, target: string, input: NodeJS.ReadableStream, throttle?: Throttle, interrupt?: AbortSignal): Promise<number> {
   const part = partNameFor(target, posix);
+  // Ctrl-C (`interrupt`): the input stops, and the part file goes as on any failure, since what it
+  // holds cannot be continued.
+  const interrupted = new AgentError('INTERRUPTED', 'put -: interrupted; nothing was stored (standard input cannot be read again, so there is nothing to resume)');
+  const stop = () => (input as unknown as { destroy(error: Error): void }).destroy(interrupted);
+  if (interrupt?.aborted) throw interrupted;
+  interrupt?.addEventListener('abort', stop, { once: true });
   let handle: Buffer | null = await fs.open(part, 'w');
   const chunkBytes = fs.writeChunkBytes(handle, PIPELINE.chunkBytes);
   let position = 0;
@@ -110,6 +116,7 @@ export async function uploadFromStream(fs: RemoteFs, target: string, input: Node
     if (pending.length > 0 && failure === null) await write(pending);
     while (inFlight > 0) await new Promise<void>((resolve) => (wake = resolve));
     if (failure !== null) throw remoteError(failure, target);
+    if (interrupt?.aborted) throw interrupted;
     const closing = handle;
     handle = null;
     await fs.close(closing, part);
@@ -120,5 +127,7 @@ export async function uploadFromStream(fs: RemoteFs, target: string, input: Node
     await fs.unlink(part).catch(() => undefined);
     if (err instanceof AgentError || err instanceof ConnectionLost) throw err;
     throw remoteError(err, target);
+  } finally {
+    interrupt?.removeEventListener('abort', stop);
   }
 }

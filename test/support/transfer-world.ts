@@ -160,14 +160,19 @@ export class FerryUser {
    */
   run(
     args: string[],
-    options: { env?: Record<string, string | undefined>; onStdoutLine?: (line: string, child: ChildProcess) => void; killAfterMs?: number; input?: Buffer } = {},
+    options: {
+      env?: Record<string, string | undefined>; onStdoutLine?: (line: string, child: ChildProcess) => void; killAfterMs?: number; input?: Buffer;
+      /** Standard input left open, for the test to write to (and the child, to signal). */
+      feed?: (child: ChildProcess & { stdin: NodeJS.WritableStream }) => void;
+    } = {},
   ): Promise<Run> {
     const env = this.environment(options.env);
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      // Standard input is `input` (for `-`), written whole, or nothing at all: closed at once.
+      // Standard input is `input` (for `-`), written whole, or nothing at all: closed at once; or `feed`'s.
       child.stdin.on('error', () => undefined);
-      child.stdin.end(options.input);
+      if (options.feed) options.feed(child);
+      else child.stdin.end(options.input);
       if (options.killAfterMs !== undefined) {
         const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
         child.once('close', () => clearTimeout(killer));
