@@ -368,6 +368,8 @@ export class Connector {
       recordKey = key;
       return true;
     };
+    let gateOpen = options.gate === undefined;
+    void options.gate?.passed.then(() => (gateOpen = true), () => undefined);
     const client = new Client();
     // The handshake and login have a deadline of ours, not ssh2's readyTimeout: it stops while a
     // passphrase or password is asked for (a person may take their time), and starts again after.
@@ -380,14 +382,17 @@ export class Connector {
       keepaliveInterval: SSH.keepaliveIntervalMs,
       keepaliveCountMax: SSH.keepaliveCountMax,
       algorithms: { cipher: [...SSH.ciphers] as never, serverHostKey: this.hostKeyAlgorithms(known) as never },
-      // Called during key exchange, before the first authentication request is sent. It waits for
-      // the gate (the license check, made while the TCP connection and key exchange went ahead).
-      // The key is copied first: it is a view of the receive ring, which moves on meanwhile.
-      hostVerifier: (key: Buffer, verify: (trusted: boolean) => void) => {
+      // Called during key exchange, before the first authentication request is sent, and again at
+      // each new key exchange. While the gate is shut (the license check, made while the TCP
+      // connection and key exchange went ahead) it answers once the gate opens, with a copy of the
+      // key: the key is a view of the receive ring, which moves on meanwhile. Once the gate is open
+      // it answers at once, as ssh2 expects of a key exchange renewing the keys of a busy connection.
+      hostVerifier: ((key: Buffer, verify: (trusted: boolean) => void): boolean | undefined => {
+        if (gateOpen) return judgeKey(key);
         const presented = Buffer.from(key);
-        const passed = options.gate?.passed ?? Promise.resolve();
-        passed.then(() => verify(judgeKey(presented)), () => verify(false));
-      },
+        options.gate!.passed.then(() => verify(judgeKey(presented)), () => verify(false));
+        return undefined;
+      }) as ConnectConfig['hostVerifier'],
       authHandler: (methodsLeft, partial, next) => {
         // First "none", as OpenSSH does: the server's answer lists the methods it accepts, so
         // nobody is asked for a password that the server would not take anyway.
@@ -480,9 +485,15 @@ export class Connector {
       if (sock) config.sock = sock;
       else if (ring) config.sock = ringSocket(endpoint);
       client.connect(config);
+      // The gate's signal ends the connection until it is made (or has failed).
       const signal = options.gate?.signal;
+      const abort = () => client.destroy();
       if (signal?.aborted) client.destroy();
-      else signal?.addEventListener('abort', () => client.destroy(), { once: true });
+      else if (signal) {
+        signal.addEventListener('abort', abort, { once: true });
+        whenClosed.finally(() => signal.removeEventListener('abort', abort)).catch(() => undefined);
+        client.once('ready', () => signal.removeEventListener('abort', abort));
+      }
       // Without TCP_NODELAY, Nagle holds back each small request packet until the previous data is
       // acknowledged: pipelined SFTP stalls on delayed ACKs (downloads measured 3× slower).
       client.setNoDelay(true);
