@@ -4,6 +4,7 @@ import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Throttle } from './bwlimit.js';
 import { checkFileBlocks } from './check-file.js';
+import { writeDirect } from './direct-write.js';
 import { PART_SUFFIX, PIPELINE } from './constants.js';
 import { ConnectionLost, localError, pathError, remoteError, SFTP_STATUS } from './errors.js';
 import { CHANNEL_CLOSED, type RemoteFs } from './file-sides.js';
@@ -412,7 +413,7 @@ async function pipelinedWrite(
       }
       const item = tracker.issue(position + length);
       inFlight++;
-      fs.sftp.write(handle, block, offset, length, position, (err) => {
+      const written = (err?: Error | null) => {
         inFlight--;
         if (err && failure === null) {
           failure = err;
@@ -426,7 +427,8 @@ async function pipelinedWrite(
           }
         }
         signal();
-      });
+      };
+      if (!writeDirect(fs.sftp, handle, block, offset, length, position, written)) fs.sftp.write(handle, block, offset, length, position, written);
     }
     next += blockLength;
   }
