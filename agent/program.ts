@@ -155,7 +155,7 @@ function buildProgram(io: CliIo, version: string, run: Run): Command {
     const rule = (include: boolean) => (pattern: string) => (rules.push({ include, pattern }), rules);
     return connection(command)
       .option('--progress', 'show progress lines even when not on a terminal (running totals every 2 s)')
-      .option('--bwlimit <rate>', 'at most RATE bytes per second for the whole run, as rclone: 500K, 10M, 1G (binary; a bare number is KiB)')
+      .option('--bwlimit <rate>', 'at most RATE bytes per second for the whole run, as rclone: 500K, 10M, 1G (binary; a bare number is KiB); UP:DOWN for each way')
       .addOption(new Option('--exclude <pattern>', 'leave out files and folders matching the glob (repeatable; see README)').argParser(rule(false)))
       .addOption(new Option('--include <pattern>', 'copy only what matches, with the --exclude rules in the order given (repeatable)').argParser(rule(true)))
       .option('--parallel <n>', 'files in flight at once (FERRY_PARALLEL; default 32)')

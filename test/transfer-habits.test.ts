@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseRate } from '../agent/transfer/bwlimit.js';
+import { parseRate, parseRates } from '../agent/transfer/bwlimit.js';
 import { globToRegex, PathFilter } from '../agent/transfer/filters.js';
 import { barLine } from '../agent/transfer/progress-bar.js';
 import { freePort } from './support/processes.js';
@@ -48,6 +48,11 @@ describe('daily habits: rates, filters, patterns', () => {
     assert.equal(parseRate('100'), 100 * 1024);
     assert.equal(parseRate('off'), null);
     for (const bad of ['fast', '10X', '-1M', '', 'M']) assert.throws(() => parseRate(bad), /not a rate/);
+    // UP:DOWN, as rclone: each way its own, `off` on one side.
+    assert.deepEqual(parseRates('10M:100M'), { up: 10 * 1024 ** 2, down: 100 * 1024 ** 2 });
+    assert.deepEqual(parseRates('off:1M'), { up: null, down: 1024 ** 2 });
+    assert.deepEqual(parseRates('500K'), { up: 500 * 1024, down: 500 * 1024 });
+    for (const bad of ['1M:2M:3M', '1M:', ':1M', '1M:fast']) assert.throws(() => parseRates(bad), /not a rate/);
   });
 
   it('matches globs: * within a name, ** across folders, ?, classes', () => {
@@ -130,6 +135,23 @@ describe('daily habits against a real sshd', function () {
     const bad = await user.run(['put', '--bwlimit', 'fast', join(local, 'big.bin'), user.url(`${remote}/`)]);
     expectExitCode(bad, 2, 'a bad rate');
     assertOneLineError(bad, /--bwlimit "fast" is not a rate/);
+  });
+
+  it('--bwlimit UP:DOWN limits each way by its own rate: off:512K leaves an upload alone and holds a download', async () => {
+    const local = folder();
+    const remote = folder();
+    randomFile(join(local, 'two.bin'), 2 * 1024 * 1024);
+    let started = Date.now();
+    expectExitCode(await user.run(['put', '--bwlimit', 'off:512K', join(local, 'two.bin'), user.url(`${remote}/`)]), 0, 'put --bwlimit off:512K');
+    const up = Date.now() - started;
+    // Unlimited, 2 MiB up takes a fraction of a second here; at 512K it would take 3.5 s at least.
+    assert.ok(up < 3_000, `put of 2 MiB with no upload limit took ${up} ms`);
+    const back = folder();
+    started = Date.now();
+    expectExitCode(await user.run(['get', '--bwlimit', 'off:512K', user.url(`${remote}/two.bin`), `${back}/`]), 0, 'get --bwlimit off:512K');
+    const down = Date.now() - started;
+    assert.equal(sha256(join(back, 'two.bin')), sha256(join(local, 'two.bin')));
+    assert.ok(down >= 3_000, `get of 2 MiB at 512K took ${down} ms`);
   });
 
   it('--bwlimit is for the whole run, not each file: 4 files of 512 KiB at 512K take 3 s at least', async () => {

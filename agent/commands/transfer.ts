@@ -175,8 +175,10 @@ function noSourceLeft(report: RunReport, named: number): AgentError {
   return report.errors.length === 1 ? report.errors[0]! : new AgentError('NOT_FOUND', `none of the ${named} sources exist`);
 }
 
-function throttleOf(config: TransferConfig): Throttle | undefined {
-  return config.bwlimit === null ? undefined : new TokenBucket(config.bwlimit);
+/** The run's bucket for data going `way` (`--bwlimit`, or its UP or DOWN). */
+function throttleOf(config: TransferConfig, way: 'up' | 'down'): Throttle | undefined {
+  const rate = config.bwlimit[way];
+  return rate === null ? undefined : new TokenBucket(rate);
 }
 
 async function runJobs(
@@ -268,7 +270,7 @@ export async function put(ctx: AgentContext, args: string[], flags: TransferFlag
     const remote = await opening.remote;
     await withRemote(remote, async () => {
       const jobs = await planCopy(await listing, sources, remote.side, target, 'upload', config.filter);
-      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put', report, throttleOf(config)), flags, report);
+      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'put', report, throttleOf(config, 'up')), flags, report);
     });
   });
 }
@@ -288,7 +290,7 @@ export async function get(ctx: AgentContext, args: string[], flags: TransferFlag
       const resolved = await resolveSources(remote.side, sources, flags.recursive === true, missingSources(ctx, flags, report, sources.length));
       if (resolved.length === 0) throw noSourceLeft(report, sources.length);
       const jobs = await planCopy(remote.side, resolved, localSide, target, 'download', config.filter);
-      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'get', report, throttleOf(config)), flags, report);
+      outcome(ctx, await runJobs(ctx, remote, jobs, flags, config, 'get', report, throttleOf(config, 'down')), flags, report);
     });
   });
 }
@@ -309,7 +311,7 @@ async function putStdin(ctx: AgentContext, args: string[], flags: TransferFlags,
     const interrupt = () => stop.abort();
     process.once('SIGINT', interrupt);
     try {
-      report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config), stop.signal));
+      report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config, 'up'), stop.signal));
     } finally {
       process.off('SIGINT', interrupt);
     }
@@ -329,7 +331,7 @@ async function getStdout(ctx: AgentContext, flags: TransferFlags, config: Transf
     const entry = await remote.side.stat(paths[0]!);
     if (!entry) throw new AgentError('NOT_FOUND', `${paths[0]}: no such file or folder`);
     if (entry.type !== 'file') throw new AgentError('USAGE', `get SOURCE -: ${paths[0]} is not a file; standard output takes one file`);
-    report.moved(await downloadToStream(remote.fs, entry.path, entry.size, output, throttleOf(config)));
+    report.moved(await downloadToStream(remote.fs, entry.path, entry.size, output, throttleOf(config, 'down')));
   });
 }
 
@@ -546,8 +548,9 @@ async function syncRun(ctx: AgentContext, args: string[], flags: SyncFlags, repo
     for (const { file, error } of refusals) failed(file, error);
     const plan = planSync(sourceList, destList, { delete: flags.delete === true, checksum: flags.checksum === true, protect: holding });
 
-    // One bucket for the whole sync: the reads that compare contents count as much as the copies.
-    const throttle = throttleOf(config);
+    // One bucket for the whole sync, at the rate of its copies' way (UP for a sync up): the reads
+    // that compare contents count as much as the copies.
+    const throttle = throttleOf(config, src.kind === 'local' ? 'up' : 'down');
     // --checksum: same sizes are compared by content (read-only, so --dry-run does it too).
     const compared = new Map<string, boolean>();
     const compares = plan.actions.filter((a): a is Extract<SyncAction, { action: 'compare' }> => a.action === 'compare');

@@ -36,6 +36,23 @@ export function parseRate(text: string): number | null {
   return rate;
 }
 
+/** Rates for uploads and downloads (`--bwlimit UP:DOWN`); null: no limit that way. */
+export interface Rates {
+  up: number | null;
+  down: number | null;
+}
+
+/**
+ * `--bwlimit RATE` (both ways) or `--bwlimit UP:DOWN`, as rclone: `10M:100M` uploads at most
+ * 10 MiB/s and downloads at most 100 MiB/s, `off:1M` limits downloads only.
+ */
+export function parseRates(text: string): Rates {
+  const parts = text.split(':');
+  if (parts.length > 2) throw new AgentError('USAGE', `--bwlimit "${text}" is not a rate: give RATE, or UP:DOWN as in --bwlimit 10M:100M`);
+  const up = parseRate(parts[0]!);
+  return { up, down: parts.length === 2 ? parseRate(parts[1]!) : up };
+}
+
 /**
  * The bucket holds at most a quarter of a second of data (and at least one request's worth), so a
  * pause does not let a burst through. A request larger than what the bucket can hold goes once it

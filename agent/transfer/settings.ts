@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { AgentContext } from '../context.js';
 import { AgentError } from '../errors.js';
 import { readJsonFile, UnreadableFileError } from '../home.js';
-import { parseRate } from './bwlimit.js';
+import { parseRates, type Rates } from './bwlimit.js';
 import { CONCURRENCY, RETRY, SSH } from './constants.js';
 import { pathFilter, type FilterRule, type PathFilter } from './filters.js';
 import type { ConnectOptions } from './connect.js';
@@ -28,7 +28,7 @@ export interface TransferFlags {
   quiet?: boolean;
   json?: boolean;
   progress?: boolean;
-  /** `--bwlimit RATE`, as given. */
+  /** `--bwlimit RATE` or `UP:DOWN`, as given. */
   bwlimit?: string;
   /** `--exclude` and `--include`: both are the same list of rules, in the order given. */
   exclude?: FilterRule[];
@@ -55,8 +55,8 @@ export interface TransferConfig {
   timeout: number;
   /** How part files of an earlier run are trusted (resumeCheck), or null: they are replaced. */
   resume: 'verify' | 'size' | null;
-  /** `--bwlimit`: bytes per second for the whole run, or null. */
-  bwlimit: number | null;
+  /** `--bwlimit`: bytes per second for the whole run, each way (null: none). */
+  bwlimit: Rates;
   /** `--exclude` / `--include`, or null. */
   filter: PathFilter | null;
 }
@@ -116,7 +116,7 @@ export async function loadTransferConfig(ctx: AgentContext, flags: TransferFlags
     retries: pick(flags.retries, '--retries', env.retries, 'FERRY_RETRIES', transfers.retries, RETRY.defaultRetries, 0, 100),
     timeout: pick(flags.timeout, '--timeout', env.timeout, 'FERRY_TIMEOUT', transfers.timeout, SSH.defaultTimeoutSeconds, 1, SSH.maxTimeoutSeconds),
     resume: resumeCheck(flags),
-    bwlimit: flags.bwlimit === undefined ? null : parseRate(flags.bwlimit),
+    bwlimit: flags.bwlimit === undefined ? { up: null, down: null } : parseRates(flags.bwlimit),
     filter: pathFilter(flags.exclude ?? flags.include),
   };
 }
