@@ -55,7 +55,7 @@ describe('daily habits: rates, filters, patterns', () => {
     for (const bad of ['1M:2M:3M', '1M:', ':1M', '1M:fast']) assert.throws(() => parseRates(bad), /not a rate/);
   });
 
-  it('matches globs: * within a name, ** across folders, ?, classes', () => {
+  it('matches globs: * within a name, ** across folders, ?, classes, {a,b}', () => {
     const m = (glob: string, path: string) => globToRegex(glob).test(path);
     assert.ok(m('*.log', 'a.log') && m('*.log', '.hidden.log') && !m('*.log', 'a/b.log'));
     assert.ok(m('a/**/b', 'a/b') && m('a/**/b', 'a/x/y/b') && !m('a/**/b', 'ab'));
@@ -63,6 +63,12 @@ describe('daily habits: rates, filters, patterns', () => {
     assert.ok(m('file?.txt', 'file1.txt') && !m('file?.txt', 'file10.txt') && !m('a?b', 'a/b'));
     assert.ok(m('[ab]*.c', 'a1.c') && !m('[ab]*.c', 'c1.c') && m('[!ab]*.c', 'c1.c') && m('[a-c]x', 'bx'));
     assert.ok(m('x[', 'x[') && m('a\\*b', 'a*b') && !m('a\\*b', 'axb') && m('a.b', 'a.b') && !m('a.b', 'axb'));
+    // Braces, as rclone's: alternatives, nested, empty, with globs inside; an unclosed one is itself.
+    assert.ok(m('*.{jpg,png}', 'a.jpg') && m('*.{jpg,png}', 'b.png') && !m('*.{jpg,png}', 'c.gif') && !m('*.{jpg,png}', 'a.jpgpng'));
+    assert.ok(m('{src,lib/**}/*.ts', 'src/a.ts') && m('{src,lib/**}/*.ts', 'lib/x/y/a.ts') && !m('{src,lib/**}/*.ts', 'test/a.ts'));
+    assert.ok(m('a{,.bak}', 'a') && m('a{,.bak}', 'a.bak') && m('{x,{y,z}1}', 'z1') && !m('{x,{y,z}1}', 'z'));
+    assert.ok(m('{[ab],c}d', 'bd') && m('{a\\,b,c}', 'a,b') && !m('{a\\,b,c}', 'b'));
+    assert.ok(m('a{b', 'a{b') && m('a}b', 'a}b') && m('\\{x\\}', '{x}'));
   });
 
   it('decides by the first rule that matches; names match at any depth, paths with a / from the root', () => {

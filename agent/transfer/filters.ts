@@ -6,7 +6,8 @@ import { AgentError } from '../errors.js';
 //
 // Patterns are globs: `*` any characters but `/`, `**` any characters including `/` (`a/**/b` also
 // matches `a/b`), `?` one character but `/`, `[abc]`, `[a-z]`, `[!abc]` one of (or none of) those,
-// `\` takes the next character literally. `*` matches a leading dot too.
+// `{a,b}` one of the alternatives (each a pattern; braces nest), `\` takes the next character
+// literally. `*` matches a leading dot too.
 // - A pattern with a `/` in it (other than at its end) is matched against the whole relative path;
 //   a leading `/` only says so (`/build` is `build` at the root, not deeper).
 // - Without one, it is matched against the name, at any depth (`*.tmp`, `node_modules`).
@@ -36,6 +37,11 @@ function escapeRegex(char: string): string {
 
 /** The regular expression of a glob (see the module comment), anchored at both ends. */
 export function globToRegex(glob: string): RegExp {
+  return new RegExp(`^${globSource(glob)}$`, 's');
+}
+
+/** A glob as the source of a regular expression, not anchored. */
+function globSource(glob: string): string {
   let out = '';
   for (let i = 0; i < glob.length; i++) {
     const char = glob[i]!;
@@ -69,11 +75,40 @@ export function globToRegex(glob: string): RegExp {
       const escaped = body.replace(/[\\\]^]/g, (c) => `\\${c}`);
       out += negated ? `(?!/)[^${escaped}]` : `(?!/)[${escaped}]`;
       i = end;
+    } else if (char === '{') {
+      // `{a,b}`: one of the alternatives, each a glob (braces nest); an unclosed `{` is itself.
+      const alternatives = braceAlternatives(glob, i);
+      if (!alternatives) {
+        out += '\\{';
+        continue;
+      }
+      out += `(?:${alternatives.parts.map(globSource).join('|')})`;
+      i = alternatives.end;
     } else {
       out += escapeRegex(char);
     }
   }
-  return new RegExp(`^${out}$`, 's');
+  return out;
+}
+
+/** The alternatives of the brace group opened at `start` and where it closes, or null when it does not. */
+function braceAlternatives(glob: string, start: number): { parts: string[]; end: number } | null {
+  const parts: string[] = [];
+  let depth = 0;
+  let from = start + 1;
+  for (let i = start + 1; i < glob.length; i++) {
+    const char = glob[i]!;
+    if (char === '\\') i++;
+    else if (char === '[') i = Math.max(i, classEnd(glob, i));
+    else if (char === '{') depth++;
+    else if (char === '}' && depth > 0) depth--;
+    else if (char === '}' || (char === ',' && depth === 0)) {
+      parts.push(glob.slice(from, i));
+      from = i + 1;
+      if (char === '}') return { parts, end: i };
+    }
+  }
+  return null;
 }
 
 /** Where the class opened at `start` closes (a `]` right after `[` or `[!` is a member), or -1. */
