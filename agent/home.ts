@@ -29,6 +29,8 @@ export interface HomePaths {
   trustRoot: string;
   /** This activation's Ed25519 device key (see device-key.ts): made before activating, gone at deactivation. */
   deviceKey: string;
+  /** The license server that last did not answer a background call, and when (see server-quiet.ts). */
+  serverQuiet: string;
 }
 
 export function resolveHomeDir(env: Record<string, string | undefined>): string {
@@ -51,6 +53,7 @@ export function homePaths(dir: string): HomePaths {
     trialSecret: join(dir, 'trial-secret'),
     trustRoot: join(dir, 'trust-root.json'),
     deviceKey: join(dir, 'device-key.pem'),
+    serverQuiet: join(dir, 'server-unreachable.json'),
   };
 }
 

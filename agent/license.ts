@@ -10,9 +10,10 @@ import {
 } from './license-api.js';
 import { assessLicense, type Assessment } from './license-assess.js';
 import { loadLicenseState, saveLicenseState, type LicenseState, type RefusalExit, type StoredTrustedTime } from './license-state.js';
-import { asAgentError, refusalToAgentError, ServerError } from './server-client.js';
+import { asAgentError, refusalToAgentError, ServerError, ServerSilent } from './server-client.js';
 import { deviceKey } from './device-key.js';
 import { rebindIfMoved } from './rebind.js';
+import { keepQuiet, noteAnswered, noteUnreachable } from './server-quiet.js';
 import { trialSecret } from './trial-secret.js';
 import { knownRoot, requireRoot, verifyIssued, type Root } from './trust-root.js';
 import { reportUsage } from './usage-report.js';
@@ -249,7 +250,9 @@ async function recordFailedCheck(ctx: AgentContext, state: LicenseState, err: Ag
 /** One online check, as every caller makes it: the server's answer, or the AgentError that says why there is none. */
 async function goOnline(ctx: AgentContext, state: LicenseState, server: string, options: { checkIn?: boolean }): Promise<OnlineResult | AgentError> {
   try {
-    return await renewOnline(ctx, state, server, options);
+    const answered = await renewOnline(ctx, state, server, options);
+    await noteAnswered(ctx.paths, server);
+    return answered;
   } catch (thrown) {
     const err = asAgentError(thrown);
     if (!(err instanceof AgentError)) throw thrown;
@@ -267,8 +270,9 @@ async function goOnline(ctx: AgentContext, state: LicenseState, server: string, 
 export async function checkIn(ctx: AgentContext, state: LicenseState): Promise<void> {
   try {
     const server = await ctx.resolveServer(state.server);
-    if (ctx.unreachableServers.has(server)) return;
+    if (ctx.unreachableServers.has(server) || (await keepQuiet(ctx.paths, server, ctx.clock.wallNow))) return;
     const result = await goOnline(ctx, state, server, { checkIn: true });
+    if (result instanceof ServerSilent) await noteUnreachable(ctx.paths, server, ctx.clock.wallNow);
     if (result instanceof AgentError) await recordFailedCheck(ctx, state, result);
   } catch {
     // A check-in must never fail the command; the next one tries again.

@@ -60,6 +60,16 @@ function unreachable(server: string, reason: string): AgentError {
   return new AgentError('SERVER_UNREACHABLE', `cannot reach the license server at ${server} (${reason})`);
 }
 
+/**
+ * A license server that took the time allowed without answering (a firewall that drops the
+ * packets, a server that hangs), as against one that refused at once: SERVER_UNREACHABLE too.
+ */
+export class ServerSilent extends AgentError {
+  constructor(server: string, reason: string) {
+    super('SERVER_UNREACHABLE', `cannot reach the license server at ${server} (${reason})`);
+  }
+}
+
 /** Why the request failed, in a few words: the system error code where there is one. */
 function networkReason(err: unknown, timeoutMs: number): string {
   if (err instanceof RequestTimeout) return `no answer within ${timeoutMs / 1000} s`;
@@ -127,6 +137,7 @@ export async function callServer(server: string, request: ServerRequest): Promis
   try {
     reply = await exchange(new URL(`${server}${request.path}`), request.method, headers, request.body === undefined ? undefined : JSON.stringify(request.body), request.timeoutMs);
   } catch (err) {
+    if (err instanceof RequestTimeout) throw new ServerSilent(server, networkReason(err, request.timeoutMs));
     throw unreachable(server, networkReason(err, request.timeoutMs));
   }
 

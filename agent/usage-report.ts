@@ -4,7 +4,8 @@ import { existingDeviceKey } from './device-key.js';
 import { AgentError } from './errors.js';
 import { sendUsageBatch } from './license-api.js';
 import type { LicenseState } from './license-state.js';
-import { ServerError } from './server-client.js';
+import { ServerError, ServerSilent } from './server-client.js';
+import { keepQuiet, noteAnswered, noteUnreachable } from './server-quiet.js';
 import { recordChained } from './usage-chain.js';
 import { flushSpool, spoolEvents, type BatchOutcome, type UsageEvent } from './usage-spool.js';
 
@@ -27,6 +28,7 @@ async function sendBatch(ctx: AgentContext, server: string, token: string, event
   } catch (err) {
     if (err instanceof ServerError) return neverAccepted(err) ? 'drop' : 'keep';
     if (err instanceof AgentError && err.exit === 'SERVER_UNREACHABLE') ctx.unreachableServers.add(server);
+    if (err instanceof ServerSilent) await noteUnreachable(ctx.paths, server, ctx.clock.wallNow);
     return 'keep';
   }
 }
@@ -35,9 +37,10 @@ async function sendBatch(ctx: AgentContext, server: string, token: string, event
 export async function sendSpooledUsage(ctx: AgentContext, trial: LicenseState): Promise<void> {
   try {
     const server = await ctx.resolveServer(trial.server);
-    // Found unreachable earlier in this command: do not make the user wait for it twice.
-    if (ctx.unreachableServers.has(server)) return;
-    await flushSpool(ctx.paths.spool, (events) => sendBatch(ctx, server, trial.token, events));
+    // Found unreachable earlier in this command, or by a recent one: do not make the user wait for it again.
+    if (ctx.unreachableServers.has(server) || (await keepQuiet(ctx.paths, server, ctx.clock.wallNow))) return;
+    const flushed = await flushSpool(ctx.paths.spool, (events) => sendBatch(ctx, server, trial.token, events));
+    if (flushed.sent > 0) await noteAnswered(ctx.paths, server);
   } catch {
     // Reporting must never fail the command; the spool keeps what was not sent.
   }

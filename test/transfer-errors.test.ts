@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseJumpHosts, parseLocation } from '../agent/transfer/url.js';
 import { expandGlob, hostMatches, parseSshConfig, readSshConfig, resolveSshHost } from '../agent/transfer/ssh-config.js';
@@ -52,6 +53,36 @@ describe('transfer errors: one line, the right exit code', function () {
       assert.ok(!stored.includes(remote) && !stored.includes('127.0.0.1:'), 'no paths or hosts in usage events');
     } finally {
       await db.end();
+    }
+  });
+
+  it('leaves a license server that did not answer the usage report alone for the next commands; the events wait in the spool', async () => {
+    // A server that takes the connection and never answers, as behind a firewall that drops the answers.
+    const held: Socket[] = [];
+    let connections = 0;
+    const silent = createServer((socket) => {
+      connections++;
+      held.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    try {
+      const trial = await FerryUser.create(world);
+      const remote = folder();
+      const first = await trial.run(['--server', silentUrl, 'ls', trial.url(remote)]);
+      expectExitCode(first, 0, 'ls while the license server does not answer');
+      assert.equal(connections, 1, 'the usage report was tried');
+      const second = await trial.run(['--server', silentUrl, 'ls', trial.url(remote)]);
+      expectExitCode(second, 0, 'ls again');
+      assert.equal(connections, 1, 'the next command did not try the silent server again');
+      assert.deepEqual(trial.spooledKinds(), ['ls', 'ls'], 'both events wait in the spool');
+      // Another server (the real one) is not held back: the spool goes there at once.
+      expectExitCode(await trial.run(['ls', trial.url(remote)]), 0, 'ls with the license server answering');
+      assert.deepEqual(trial.spooledKinds(), []);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
