@@ -17,13 +17,9 @@ interface Quiet {
   at: number;
 }
 
-function quietFile(paths: HomePaths): string {
-  return paths.serverQuiet;
-}
-
 async function readQuiet(paths: HomePaths): Promise<Quiet | null> {
   try {
-    const parsed = JSON.parse((await readTextFile(quietFile(paths))) ?? 'null') as Partial<Quiet> | null;
+    const parsed = JSON.parse((await readTextFile(paths.serverQuiet)) ?? 'null') as Partial<Quiet> | null;
     return parsed && typeof parsed.server === 'string' && typeof parsed.at === 'number' ? { server: parsed.server, at: parsed.at } : null;
   } catch {
     return null;
@@ -38,10 +34,10 @@ export async function keepQuiet(paths: HomePaths, server: string, now: number): 
 
 /** A background call found `server` silent at `now`. */
 export async function noteUnreachable(paths: HomePaths, server: string, now: number): Promise<void> {
-  await writeFileAtomic(quietFile(paths), `${JSON.stringify({ server, at: now })}\n`).catch(() => undefined);
+  await writeFileAtomic(paths.serverQuiet, `${JSON.stringify({ server, at: now })}\n`).catch(() => undefined);
 }
 
 /** `server` answered: background calls go again. */
 export async function noteAnswered(paths: HomePaths, server: string): Promise<void> {
-  if ((await readQuiet(paths))?.server === server) await unlink(quietFile(paths)).catch(() => undefined);
+  if ((await readQuiet(paths))?.server === server) await unlink(paths.serverQuiet).catch(() => undefined);
 }

@@ -7,7 +7,7 @@ import { remoteError, SFTP_STATUS } from '../agent/transfer/errors.js';
 import { jsonLine, printable } from '../agent/terminal-text.js';
 import { tempDir } from './support/temp.js';
 import { REAL_SERVERS } from './support/sftp-servers.js';
-import { expectExitCode, FerryUser, folder, jsonLines, startWorldOn, type Run, type World } from './support/transfer-world.js';
+import { expectExitCode, FerryUser, folder, jsonLines, startWorld, startWorldOn, type Run, type World } from './support/transfer-world.js';
 
 /**
  * File names are the server's to choose, and a terminal obeys what it is sent: names with escape
@@ -149,36 +149,45 @@ for (const server of REAL_SERVERS) {
       assert.deepEqual(planned.sort(), [...allNames(), `${FOLDER}/${INNER}`].sort());
       assert.deepEqual(readdirSync(local), [], 'a dry run changes nothing');
     });
-
-    // Logs in as another user: sshd's settings (one AuthorizedKeysFile for every login) are OpenSSH's.
-    if (server.openssh) it('a file the login may not read fails with its name escaped in every error line', async () => {
-      const secret = 'secret\x1b[2J\nferry: forged.txt: all fine\r';
-      const locked = folder('ferry-hostile-locked-');
-      chmodSync(locked, 0o755);
-      writeFileSync(join(locked, 'readable.txt'), 'fine');
-      writeFileSync(join(locked, secret), 'root only', { mode: 0o600 });
-      const user = await FerryUser.create(world);
-      // sshd takes the test key for any login (one AuthorizedKeysFile, which sshd reads as the user:
-      // its folder must let "nobody" in; the host keys in it stay 0600). Nobody may not read what root may.
-      chmodSync(world.sshd.dir, 0o711);
-      const url = `sftp://nobody@${world.sshd.host}:${world.sshd.port}${locked}/`;
-      for (const flags of [['--progress'], []]) {
-        const run = await user.run(['get', '-r', ...flags, url, `${folder()}/`]);
-        expectExitCode(run, 23, `get -r ${flags.join(' ')} with one unreadable file`);
-        assertRunClean(run, `get -r ${flags.join(' ')} failing`);
-        assert.match(run.stderr, /^ferry: \S+\/secret\\x1b\[2J\\nferry: forged\.txt: all fine\\r: permission denied$/m);
-        assert.doesNotMatch(run.stderr, /^ferry: forged/m, 'no forged line');
-        assert.match(run.stderr.trimEnd().split('\n').at(-1)!, /^ferry: 1 of 2 files failed$/);
-      }
-      const json = await user.run(['get', '-r', '--json', url, `${folder()}/`]);
-      expectExitCode(json, 23, 'get -r --json failing');
-      assertRunClean(json, 'get -r --json failing');
-      const failed = jsonLines(json).find((e) => e.event === 'failed')!;
-      assert.equal(failed.file, secret, 'the exact name');
-      assert.equal(failed.exit, 'PERMISSION');
-    });
   });
 }
+
+// Logs in as another user: sshd's settings (one AuthorizedKeysFile for every login) are OpenSSH's.
+describe('a hostile name the login may not read (OpenSSH\'s sshd, as another user)', function () {
+  this.timeout(90_000);
+  let world: World;
+  before(async () => {
+    world = await startWorld();
+  });
+  after(() => world?.close());
+
+  it('a file the login may not read fails with its name escaped in every error line', async () => {
+    const secret = 'secret\x1b[2J\nferry: forged.txt: all fine\r';
+    const locked = folder('ferry-hostile-locked-');
+    chmodSync(locked, 0o755);
+    writeFileSync(join(locked, 'readable.txt'), 'fine');
+    writeFileSync(join(locked, secret), 'root only', { mode: 0o600 });
+    const user = await FerryUser.create(world);
+    // sshd takes the test key for any login (one AuthorizedKeysFile, which sshd reads as the user:
+    // its folder must let "nobody" in; the host keys in it stay 0600). Nobody may not read what root may.
+    chmodSync(world.sshd.dir, 0o711);
+    const url = `sftp://nobody@${world.sshd.host}:${world.sshd.port}${locked}/`;
+    for (const flags of [['--progress'], []]) {
+      const run = await user.run(['get', '-r', ...flags, url, `${folder()}/`]);
+      expectExitCode(run, 23, `get -r ${flags.join(' ')} with one unreadable file`);
+      assertRunClean(run, `get -r ${flags.join(' ')} failing`);
+      assert.match(run.stderr, /^ferry: \S+\/secret\\x1b\[2J\\nferry: forged\.txt: all fine\\r: permission denied$/m);
+      assert.doesNotMatch(run.stderr, /^ferry: forged/m, 'no forged line');
+      assert.match(run.stderr.trimEnd().split('\n').at(-1)!, /^ferry: 1 of 2 files failed$/);
+    }
+    const json = await user.run(['get', '-r', '--json', url, `${folder()}/`]);
+    expectExitCode(json, 23, 'get -r --json failing');
+    assertRunClean(json, 'get -r --json failing');
+    const failed = jsonLines(json).find((e) => e.event === 'failed')!;
+    assert.equal(failed.file, secret, 'the exact name');
+    assert.equal(failed.exit, 'PERMISSION');
+  });
+});
 
 describe('text for the terminal (unit)', () => {
   /** Reads printable's output back: it must give the original text, whatever that was. */

@@ -476,12 +476,12 @@ async function listTree(
   const entries: ListedEntry[] = [];
   // The source's folders entered only to look for included files are listed only with something
   // in them (keepOf); the destination's are all listed, as sync --delete must see them.
-  const keep: WalkKeep | null = filter && ((entry) => {
-    if (filter.admits(entry.relative, entry.type === 'dir')) return holding === undefined ? keepOf(filter)!(entry) : true;
-    for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) holding?.add(entry.relative.slice(0, i));
+  const keep: WalkKeep | undefined = !filter ? undefined : !holding ? keepOf(filter) : (entry) => {
+    if (filter.admits(entry.relative, entry.type === 'dir')) return true;
+    for (let i = entry.relative.lastIndexOf('/'); i > 0; i = entry.relative.lastIndexOf('/', i - 1)) holding.add(entry.relative.slice(0, i));
     return false;
-  });
-  for await (const entry of walk(side, root, links, keep ?? undefined)) {
+  };
+  for await (const entry of walk(side, root, links, keep)) {
     if (entry.refused) {
       refusals.push({ file: entry.relative === '' ? entry.refused.name : `${entry.relative}/${entry.refused.name}`, error: refusedNameError(entry.path, entry.refused) });
       continue;

@@ -7,27 +7,25 @@ import { tempDir } from './temp.js';
  * machine's files as the user running the tests: OpenSSH (internal-sftp), ProFTPD's mod_sftp, and
  * the Green End SFTP server under sshd. The last two answer requests out of order and offer none
  * of OpenSSH's extensions (posix-rename, statvfs, limits); ProFTPD answers check-file. Suites that
- * are about what differs between servers run once per server of `REAL_SERVERS`.
+ * are about what differs between servers run once per server of `REAL_SERVERS`; what is about
+ * sshd's own settings (jump hosts, rekeying, logins as another user) has suites of its own.
  */
 export interface SftpServerKind {
   name: string;
   start: () => Promise<Sshd>;
   /** How `--resume` verifies a part file there: by the server's check-file, or by reading it back. */
   resumeVia: 'check-file' | 'read-back';
-  /** Whether it is OpenSSH's sshd (jump hosts, rekeying and other sshd settings are tested there only). */
-  openssh: boolean;
 }
 
-export const OPENSSH: SftpServerKind = { name: 'OpenSSH internal-sftp', start: () => startSshd({ dir: tempDir('ferry-sshd-') }), resumeVia: 'read-back', openssh: true };
-export const PROFTPD: SftpServerKind = { name: 'ProFTPD mod_sftp', start: () => startProftpd({ dir: tempDir('ferry-proftpd-') }), resumeVia: 'check-file', openssh: false };
-export const GESFTPSERVER: SftpServerKind = { name: 'gesftpserver under sshd', start: () => startSshd({ dir: tempDir('ferry-sshd-'), subsystem: 'gesftpserver' }), resumeVia: 'read-back', openssh: false };
+export const OPENSSH: SftpServerKind = { name: 'OpenSSH internal-sftp', start: () => startSshd({ dir: tempDir('ferry-sshd-') }), resumeVia: 'read-back' };
+export const PROFTPD: SftpServerKind = { name: 'ProFTPD mod_sftp', start: () => startProftpd({ dir: tempDir('ferry-proftpd-') }), resumeVia: 'check-file' };
+export const GESFTPSERVER: SftpServerKind = { name: 'gesftpserver under sshd', start: () => startSshd({ dir: tempDir('ferry-sshd-'), subsystem: 'gesftpserver' }), resumeVia: 'read-back' };
 
 /** ProFTPD without OpenSSH's extensions: a file is replaced through the plain rename. */
 export const PROFTPD_PLAIN: SftpServerKind = {
   name: 'ProFTPD mod_sftp without posix-rename or statvfs',
   start: () => startProftpd({ dir: tempDir('ferry-proftpd-'), extra: ['SFTPExtensions -posixRename -statvfs -spaceAvailable'] }),
   resumeVia: 'check-file',
-  openssh: false,
 };
 
 /** Three implementations: the suites about server differences run against each. */
