@@ -175,7 +175,7 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
     assert.equal(JSON.parse(status.stdout).kind, 'permanent', status.stdout);
   });
 
-  it('transfers with ssh2\'s OpenSSL binding from inside the single executable, and without a Node warning', async () => {
+  it('transfers with ssh2\'s OpenSSL binding and the packaged code cache from inside the single executable, and without a Node warning', async () => {
     const license = await issueLicense(server, 1);
     const home = tempDir('ferry-native-');
     const env = { HOME: home, PATH: process.env.PATH!, XDG_CACHE_HOME: join(home, 'cache') };
@@ -191,6 +191,13 @@ describe('getting ferry: packaging, the download page, install.sh and ferry upda
       assert.equal(first.code, 0, first.stderr);
       assert.match(first.stdout, /sshd_config/);
       assert.match(first.stderr, /cipher aes128-gcm@openssh\.com \(ssh2's OpenSSL binding\)/);
+      // The bundle's code comes from the cache packaged with it; under other V8 flags it is refused
+      // and the same command still works.
+      assert.match(first.stderr, /debug2: compiled code from the executable's code cache/);
+      const otherFlags = await run(exe, ['ls', '-vv', '-i', sshd.clientKey, `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.dir}`], { ...env, NODE_OPTIONS: '--max-semi-space-size=64' });
+      assert.equal(otherFlags.code, 0, otherFlags.stderr);
+      assert.match(otherFlags.stdout, /sshd_config/);
+      assert.match(otherFlags.stderr, /code cache does not fit this Node's V8 flags/);
       assert.doesNotMatch(first.stderr, /Warning|single-executable|require\(/);
       // Kept in the cache under its digest; a copy changed there is written again, never loaded.
       const [cached] = readdirSync(join(home, 'cache', 'ferry'));

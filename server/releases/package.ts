@@ -23,6 +23,9 @@ import { MANIFEST_FILE, releasesDir } from './store.js';
  * - `ferry-<version>-linux-x64`, a single executable: this Node binary with the bundle injected;
  * - `manifest.json`, their sizes and SHA-256s, signed by the deployment's root.
  *
+ * In the single executable the bundle is an asset run by `sea/main.cjs`, with a V8 code cache of
+ * every function in it (`sea/code-cache.cjs` says why).
+ *
  * ssh2's OpenSSL binding (`sshcrypto.node`) goes into the single executable as an asset, which
  * agent/native-addon.ts loads; the npm package has none and ssh2 takes its JavaScript ciphers there.
  * cpu-features, which ssh2 asks only to order ciphers (ferry orders its own), is left out of both.
@@ -32,6 +35,8 @@ const exec = promisify(execFile);
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 /** The fuse Node's single-executable support looks for (Node's documentation names it). */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+/** The single executable's main script and the maker of its code cache (plain CommonJS, not compiled). */
+const SEA_SOURCES = join(REPO, 'server', 'releases', 'sea');
 
 export interface PackageOptions {
   dataDir: string;
@@ -141,13 +146,25 @@ async function npmTarball(dir: string, bundle: string, info: BuildInfo): Promise
 
 async function singleExecutable(dir: string, bundle: string, version: string): Promise<string> {
   const work = await mkdtemp(join(dir, '.sea-'));
-  // The executable's main script is compiled as a function body, where a #! line is no syntax.
-  const main = join(work, 'main.cjs');
-  await writeFile(main, (await readFile(bundle, 'utf8')).replace(/^#!.*\n/, ''));
+  // The bundle is compiled as a function body (sea/main.cjs), where a #! line is no syntax.
+  const source = join(work, 'ferry.cjs');
+  await writeFile(source, (await readFile(bundle, 'utf8')).replace(/^#!.*\n/, ''));
+  const cache = join(work, 'ferry.cache');
+  // In a Node of its own, without NODE_OPTIONS: the cache must be made under V8's default flags.
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  await exec(process.execPath, [join(SEA_SOURCES, 'code-cache.cjs'), source, cache], { env });
   const blob = join(work, 'sea.blob');
-  const config = { main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, assets: { [NATIVE_CRYPTO_ASSET]: nativeCryptoFile() } };
+  const config = {
+    main: join(SEA_SOURCES, 'main.cjs'),
+    output: blob,
+    disableExperimentalSEAWarning: true,
+    // main.cjs is a few lines; the bundle's cache is ferry.cache.
+    useCodeCache: false,
+    assets: { [NATIVE_CRYPTO_ASSET]: nativeCryptoFile(), 'ferry.cjs': source, 'ferry.cache': cache },
+  };
   await writeFile(join(work, 'sea.json'), JSON.stringify(config));
-  await exec(process.execPath, ['--experimental-sea-config', join(work, 'sea.json')], { cwd: work });
+  await exec(process.execPath, ['--experimental-sea-config', join(work, 'sea.json')], { cwd: work, env });
   const name = seaArtefactName(version);
   const exe = join(dir, name);
   await copyFile(process.execPath, exe);

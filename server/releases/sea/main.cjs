@@ -1,0 +1,32 @@
+'use strict';
+/*
+ * The single executable's main script (server/releases/package.ts). The agent's bundle is an
+ * asset beside it, with a V8 code cache made when the executable was packaged that holds the
+ * bytecode of every function in the bundle (code-cache.cjs). Node's own `useCodeCache` holds only
+ * what V8 compiles before the script runs, the top level: every function was then compiled on its
+ * first call, on every run (about 50 ms of a 2,000-file upload's main thread, and 15 ms of each
+ * start). V8 checks the cache against its version, its flags and the source, and compiles as usual
+ * when the cache does not fit (a NODE_OPTIONS that changes V8's flags, say): slower, never wrong.
+ *
+ * Outside the single executable this file only lends code-cache.cjs the wrapper, so that the
+ * source the cache was made from is the source compiled here, byte for byte.
+ */
+const sea = require('node:sea');
+
+/** The bundle as a CommonJS function, as Node wraps a module. */
+function wrap(source) {
+  return `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
+}
+
+if (sea.isSea()) {
+  const { Script } = require('node:vm');
+  const script = new Script(wrap(sea.getAsset('ferry.cjs', 'utf8')), {
+    filename: 'ferry.cjs',
+    cachedData: Buffer.from(sea.getAsset('ferry.cache')),
+  });
+  // For `-vv` (agent/code-cache.ts).
+  globalThis[Symbol.for('ferry.codeCache')] = script.cachedDataRejected ? 'rejected' : 'accepted';
+  script.runInThisContext()(exports, require, module, __filename, __dirname);
+} else {
+  module.exports = { wrap };
+}
