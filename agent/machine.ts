@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import machineIdPackage from 'node-machine-id';
 import { fingerprint } from '../licensing/index.js';
@@ -15,19 +16,43 @@ export interface MachineIdentity {
 
 /**
  * The OS machine id as node-machine-id reads it (the original, not its own hash), or '' when none.
- * Asynchronously: on Linux the package runs a shell (cat /etc/machine-id …), and its synchronous
- * form stopped ferry for the 10-30 ms that takes; this way the shell runs beside ferry's start
- * (context.ts asks for the identity as soon as a command needs the license).
+ * On Linux the package runs a shell, `( cat /var/lib/dbus/machine-id /etc/machine-id || hostname )
+ * | head -n 1`: four processes, forked from ferry's main thread (3-5 ms of it, and 10 ms of the
+ * other core, on every command). ferry reads those files itself and makes the same string of them
+ * (linuxMachineId; test/agent-machine-id.test.ts compares it with the package's); elsewhere the
+ * package answers, asynchronously.
  */
 export async function readOsMachineId(): Promise<string> {
   try {
-    const id = (await machineIdPackage.machineId(true)).trim();
+    const id = process.platform === 'linux' ? linuxMachineId() : (await machineIdPackage.machineId(true)).trim();
     // On Linux without /etc/machine-id the package falls back to the host name, which is neither
     // unique (every container called "localhost") nor stable; that is no machine id for a trial.
     return id.toLowerCase() === hostname().trim().toLowerCase() ? '' : id;
   } catch {
     return '';
   }
+}
+
+/** The files node-machine-id's Linux command reads, in its order. */
+export const LINUX_MACHINE_ID_FILES = ['/var/lib/dbus/machine-id', '/etc/machine-id'];
+
+/**
+ * What node-machine-id's Linux command prints, made without it: what `cat` writes of the files
+ * that can be read, then (when one cannot, `cat` fails) the host name; its first line, without
+ * white space, in lower case (the package's `expose`).
+ */
+export function linuxMachineId(files: string[] = LINUX_MACHINE_ID_FILES, host: () => string = hostname): string {
+  let text = '';
+  let failed = false;
+  for (const file of files) {
+    try {
+      text += readFileSync(file, 'utf8');
+    } catch {
+      failed = true;
+    }
+  }
+  if (failed) text += `${host()}\n`;
+  return text.split('\n', 1)[0]!.replace(/\s+/g, '').toLowerCase();
 }
 
 export interface IdentifyOptions {

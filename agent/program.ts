@@ -69,7 +69,8 @@ function helpFooter(): string {
 const activation = () => import('./commands/activation.js');
 /**
  * The transfer commands, loaded when one runs. Each checks the license, which needs this machine's
- * identity: asked for first, so that the OS id's shell (machine.ts) runs while the transfer code loads.
+ * identity: asked for first, so that where the OS id comes from node-machine-id's shell (machine.ts:
+ * not on Linux) it runs while the transfer code loads.
  */
 const transfers = (ctx: AgentContext) => {
   ctx.machine().catch(() => undefined);

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 
 /**
@@ -108,7 +108,7 @@ async function collect(
       for (const arg of args) {
         const pattern = arg.startsWith('~/') && options.home ? join(options.home, arg.slice(2)) : isAbsolute(arg) ? arg : join(options.base ?? '.', arg);
         for (const file of await options.read(pattern)) {
-          const included = await readFile(file, 'utf8').catch(() => null);
+          const included = readTextSync(file);
           if (included !== null) await collect(included, current.when, blocks, options, depth + 1);
         }
       }
@@ -155,7 +155,7 @@ export async function expandGlob(pattern: string): Promise<string[]> {
     const re = globToRegExp(part);
     const next: string[] = [];
     for (const dir of paths) {
-      const names = await readdir(dir).catch(() => [] as string[]);
+      const names = readNamesSync(dir);
       for (const name of names.sort()) {
         if (name.startsWith('.') && !part.startsWith('.')) continue;
         if (re.test(name)) next.push(join(dir, name));
@@ -283,6 +283,27 @@ export interface SshConfigFiles {
   system: string;
 }
 
+/**
+ * The config files are read synchronously: a few small files, read before the connection starts.
+ * Read asynchronously, each step waited for a turn of the event loop behind the license check
+ * that runs meanwhile, and the connection started about 10 ms later.
+ */
+function readTextSync(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function readNamesSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 export function defaultSshConfigFiles(home: string): SshConfigFiles {
   return { user: join(home, '.ssh', 'config'), system: '/etc/ssh/ssh_config' };
 }
@@ -294,7 +315,7 @@ export function defaultSshConfigFiles(home: string): SshConfigFiles {
 export async function readSshConfig(files: SshConfigFiles, home: string): Promise<ConfigBlock[]> {
   const blocks: ConfigBlock[] = [];
   for (const [file, base] of [[files.user, join(home, '.ssh')], [files.system, '/etc/ssh']] as const) {
-    const text = await readFile(file, 'utf8').catch(() => null);
+    const text = readTextSync(file);
     if (text !== null) blocks.push(...(await parseSshConfig(text, { home, base, read: expandGlob })));
   }
   return blocks;

@@ -20,9 +20,11 @@ function wrap(source) {
 
 if (sea.isSea()) {
   const { Script } = require('node:vm');
-  const script = new Script(wrap(sea.getAsset('ferry.cjs', 'utf8')), {
+  // The raw assets are the executable's own mapped bytes, read in place (getAsset would copy
+  // 3 MB first); nothing writes to them.
+  const script = new Script(wrap(new TextDecoder().decode(sea.getRawAsset('ferry.cjs'))), {
     filename: 'ferry.cjs',
-    cachedData: Buffer.from(sea.getAsset('ferry.cache')),
+    cachedData: Buffer.from(sea.getRawAsset('ferry.cache')),
   });
   // For `-vv` (agent/code-cache.ts).
   globalThis[Symbol.for('ferry.codeCache')] = script.cachedDataRejected ? 'rejected' : 'accepted';
