@@ -26,7 +26,7 @@ if (sea.isSea()) {
     filename: 'ferry.cjs',
     cachedData: Buffer.from(sea.getRawAsset('ferry.cache')),
   });
-  // For `-vv` (agent/code-cache.ts).
+  // For `-vv` (agent/runtime.ts).
   globalThis[Symbol.for('ferry.codeCache')] = script.cachedDataRejected ? 'rejected' : 'accepted';
   script.runInThisContext()(exports, require, module, __filename, __dirname);
 } else {
