@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// First: V8's compiler tiers are chosen before any code gets hot (runtime.ts says why).
-import './runtime.js';
-// Then: ssh2 takes randomFillSync from node:crypto when it is loaded (pooled-random.ts says why).
+// First: ssh2 takes randomFillSync from node:crypto when it is loaded (pooled-random.ts says why).
 import './transfer/pooled-random.js';
 import { runCli } from './program.js';
 

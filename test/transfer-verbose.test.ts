@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { startHostileSftp } from './support/hostile-sftp.js';
 import { startProftpd } from './support/proftpd.js';
@@ -66,6 +67,10 @@ describe('ferry -v and -vv', function () {
     assert.match(lines, /^ferry: debug2: big\.bin: part file of 1\.91 MiB verified by SHA-256 \(read back\): kept whole, continuing from byte 2000000$/m);
     assert.match(lines, /^ferry: debug2: big\.bin: done$/m);
     assert.match(lines, /key exchange \S+, host key algorithm ssh-ed25519, cipher/);
+    // runtime.ts: the compiler tiers the files moved with, by this machine's CPUs.
+    assert.match(lines, availableParallelism() >= 4
+      ? /^ferry: debug2: the files move with V8's optimizing compiler \(\d+ CPUs\)$/m
+      : /^ferry: debug2: the files move as V8's baseline code, without its optimizing compiler \(\d CPUs?: /m);
   });
 
   it('-vv on sync, and -v on ls, mkdir, rm and mv', async () => {

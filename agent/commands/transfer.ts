@@ -20,6 +20,7 @@ import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
 import { downloadToStream, STDIO_ARG, uploadFromStream } from '../transfer/stdio.js';
 import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
 import { traceRun, traceSyncPlan, traceTo } from '../transfer/verbose.js';
+import { chooseCompilerTiers, compilerTiersNote } from '../runtime.js';
 import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
 
 /**
@@ -191,7 +192,10 @@ async function runJobs(
     preserve: flags.preserve === true,
     throttle,
   });
-  traceRun(traceTo(ctx.notice, flags.verbose), engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
+  const trace = traceTo(ctx.notice, flags.verbose);
+  chooseCompilerTiers();
+  trace(2, compilerTiersNote());
+  traceRun(trace, engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
   const mode = progressMode(ctx, flags);
   const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
     mode,
