@@ -19,7 +19,7 @@ import { connectOptions, loadTransferConfig, type TransferConfig, type TransferF
 import { localDigest, remoteDigest } from '../transfer/sftp-ops.js';
 import { downloadToStream, STDIO_ARG, uploadFromStream } from '../transfer/stdio.js';
 import { planSync, type ListedEntry, type SyncAction } from '../transfer/sync-plan.js';
-import { traceRun, traceSyncPlan, traceTo } from '../transfer/verbose.js';
+import { traceRun, traceSyncPlan, traceTo, type Trace } from '../transfer/verbose.js';
 import { chooseCompilerTiers, compilerTiersNote } from '../runtime.js';
 import { describeLocation, parseLocation, sameServer, type Location, type RemoteLocation } from '../transfer/url.js';
 
@@ -193,8 +193,7 @@ async function runJobs(
     throttle,
   });
   const trace = traceTo(ctx.notice, flags.verbose);
-  chooseCompilerTiers();
-  trace(2, compilerTiersNote());
+  filesStartMoving(trace);
   traceRun(trace, engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), parallel: config.parallel, connections: remote.pool.size, sftp: remote.fs.sftp });
   const mode = progressMode(ctx, flags);
   const watcher = watchTransfer(engine, { files: jobs.length, bytes: jobs.reduce((sum, j) => sum + j.size, 0), verb }, {
@@ -228,6 +227,12 @@ async function runJobs(
     throw new AgentError('INTERRUPTED', `interrupted; run the same command with --resume to continue ${parts} part file${parts === 1 ? '' : 's'}`);
   }
   return summary;
+}
+
+/** The files start moving: V8's compiler tiers for the rest of the run (runtime.ts), said under -vv. */
+function filesStartMoving(trace: Trace): void {
+  chooseCompilerTiers();
+  trace(2, compilerTiersNote());
 }
 
 /** Runs `work` with the remote open, and always closes it. */
@@ -314,6 +319,7 @@ async function putStdin(ctx: AgentContext, args: string[], flags: TransferFlags,
     const stop = new AbortController();
     const interrupt = () => stop.abort();
     process.once('SIGINT', interrupt);
+    filesStartMoving(traceTo(ctx.notice, flags.verbose));
     try {
       report.moved(await uploadFromStream(remote.fs, dest.path, input, throttleOf(config, 'up'), stop.signal));
     } finally {
@@ -335,6 +341,7 @@ async function getStdout(ctx: AgentContext, flags: TransferFlags, config: Transf
     const entry = await remote.side.stat(paths[0]!);
     if (!entry) throw new AgentError('NOT_FOUND', `${paths[0]}: no such file or folder`);
     if (entry.type !== 'file') throw new AgentError('USAGE', `get SOURCE -: ${paths[0]} is not a file; standard output takes one file`);
+    filesStartMoving(traceTo(ctx.notice, flags.verbose));
     report.moved(await downloadToStream(remote.fs, entry.path, entry.size, output, throttleOf(config, 'down')));
   });
 }
