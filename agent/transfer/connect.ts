@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import sshCrypto from 'ssh2/lib/protocol/crypto.js';
 import { runtimeNotes } from '../runtime.js';
+import { packRequests } from './direct-write.js';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
 import { closestName } from '../suggest.js';
@@ -311,6 +312,7 @@ export class Connector {
       void login.whenClosed.then(endHops);
       const sftp = await openSftp(login, this.endpoint, this.options.timeoutMs);
       watchRequests(sftp, login.client, this.endpoint, this.options.timeoutMs);
+      packRequests(sftp);
       if (first) traceSftpStart(this.trace, sftp, this.endpoint.label);
       return {
         sftp,

@@ -11,7 +11,11 @@ import type { AgentError } from '../errors.js';
  */
 
 /** Why `name` is not one plain path segment, or null when it is. */
+/** Names no path syntax reads as more than one segment: the usual ones, checked without normalising. */
+const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
 export function nameProblem(name: string): string | null {
+  if (PLAIN_NAME.test(name)) return null;
   if (name === '') return 'an empty name';
   if (name === '.' || name === '..') return 'a name for the folder itself or its parent';
   if (name.includes('/')) return 'a name with "/" in it';
