@@ -34,7 +34,7 @@ export async function readOsMachineId(): Promise<string> {
 }
 
 /** The files node-machine-id's Linux command reads, in its order. */
-export const LINUX_MACHINE_ID_FILES = ['/var/lib/dbus/machine-id', '/etc/machine-id'];
+const LINUX_MACHINE_ID_FILES = ['/var/lib/dbus/machine-id', '/etc/machine-id'];
 
 /**
  * What node-machine-id's Linux command prints, made without it: what `cat` writes of the files

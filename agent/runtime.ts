@@ -23,21 +23,11 @@ export type CompilerTiers = 'optimizing' | 'baseline';
 
 let tiers: CompilerTiers = 'optimizing';
 
-/** Turns V8's optimizing compiler off below OPTIMIZING_MIN_CPUS (for the rest of the process). */
+/** Turns V8's optimizing compiler off below OPTIMIZING_MIN_CPUS (for the rest of the process); leaves V8's flags alone otherwise. */
 export function chooseCompilerTiers(cpus: number = availableParallelism()): CompilerTiers {
   tiers = cpus >= OPTIMIZING_MIN_CPUS ? 'optimizing' : 'baseline';
-  setFlagsFromString(tiers === 'baseline' ? '--no-turbofan' : '--turbofan');
+  if (tiers === 'baseline') setFlagsFromString('--no-turbofan');
   return tiers;
-}
-
-/**
- * Whether the single executable's code cache was taken (server/releases/sea/main.cjs records it
- * before the bundle runs): `accepted`, `rejected` (V8 compiled as it went: slower starts), or null
- * outside the single executable.
- */
-export function codeCacheState(): 'accepted' | 'rejected' | null {
-  const state: unknown = (globalThis as Record<symbol, unknown>)[Symbol.for('ferry.codeCache')];
-  return state === 'accepted' || state === 'rejected' ? state : null;
 }
 
 /** The `-vv` line of chooseCompilerTiers' choice. */
@@ -48,11 +38,13 @@ export function compilerTiersNote(): string {
     : `the files move with V8's optimizing compiler (${cpus} CPUs)`;
 }
 
-/** The `-vv` lines of the executable's code cache. */
-export function runtimeNotes(): string[] {
-  const notes: string[] = [];
-  const cache = codeCacheState();
-  if (cache === 'accepted') notes.push('compiled code from the executable\'s code cache');
-  if (cache === 'rejected') notes.push('the executable\'s code cache does not fit this Node\'s V8 flags (NODE_OPTIONS?): compiling as it runs');
-  return notes;
+/**
+ * The `-vv` line of the single executable's code cache (server/releases/sea/main.cjs records
+ * before the bundle runs whether V8 took it), or null outside the single executable.
+ */
+export function codeCacheNote(): string | null {
+  const state: unknown = (globalThis as Record<symbol, unknown>)[Symbol.for('ferry.codeCache')];
+  if (state === 'accepted') return 'compiled code from the executable\'s code cache';
+  if (state === 'rejected') return 'the executable\'s code cache does not fit this Node\'s V8 flags (NODE_OPTIONS?): compiling as it runs';
+  return null;
 }

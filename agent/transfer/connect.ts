@@ -5,7 +5,7 @@ import { connect as connectSocket, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import sshCrypto from 'ssh2/lib/protocol/crypto.js';
-import { runtimeNotes } from '../runtime.js';
+import { codeCacheNote } from '../runtime.js';
 import { packRequests } from './direct-write.js';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, ParsedKey, SFTPWrapper } from 'ssh2';
 import { AgentError } from '../errors.js';
@@ -299,7 +299,8 @@ export class Connector {
     const detail = first ? 1 : 2;
     const via = this.jumpConnectors.length > 0 ? ` via ${this.jumpConnectors.map((j) => `${j.endpoint.user}@${j.endpoint.host}:${j.endpoint.port}`).join(', ')}` : '';
     this.trace(detail, `connecting to ${this.endpoint.host} port ${this.endpoint.port} as ${this.endpoint.user}${via}${first ? '' : ` (connection ${this.connections})`}`);
-    if (first) for (const note of runtimeNotes()) this.trace(2, note);
+    const cacheNote = first ? codeCacheNote() : null;
+    if (cacheNote) this.trace(2, cacheNote);
     try {
       let sock: Duplex | undefined;
       for (const [i, jump] of this.jumpConnectors.entries()) {

@@ -10,10 +10,10 @@ import type { AgentError } from '../errors.js';
  * machine's), before it becomes part of a path.
  */
 
-/** Why `name` is not one plain path segment, or null when it is. */
 /** Names no path syntax reads as more than one segment: the usual ones, checked without normalising. */
 const PLAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
+/** Why `name` is not one plain path segment, or null when it is. */
 export function nameProblem(name: string): string | null {
   if (PLAIN_NAME.test(name)) return null;
   if (name === '') return 'an empty name';
